@@ -1,0 +1,32 @@
+# Two commands do all the set-up from a fresh clone:
+#   make demo   the whole pipeline on the embedded phantom (outputs under runs/demo/)
+#   make test   the test suite (what .ci/run calls)
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO   ?= runs/demo
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint bench clean-demo
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check maskgen pretrain evaluate tests benchmarks
+
+demo: $(STAMP)
+	bash scripts/demo.sh $(DEMO)
+
+bench: $(STAMP)
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean-demo:
+	rm -rf $(DEMO)

@@ -1,0 +1,63 @@
+"""``maskgen``: stage one of ANAUS (datasets, phantom, LP-SAM adaptation, mask store).
+
+Subcommands are imported lazily, so ``maskgen datasets`` does not pay for torch or SAM.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+import click
+
+# name -> "module:attribute" of a click command
+COMMANDS = {
+    "datasets": "maskgen.registry_cli:datasets",
+    "phantom": "maskgen.phantom.cli:phantom",
+    "adapt": "maskgen.lpsam.cli:adapt",
+    "run": "maskgen.run_cli:run",
+    "inspect": "maskgen.inspect_cli:inspect_store",
+    "verify": "maskgen.inspect_cli:verify",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are ``module:attr`` strings imported on first use."""
+
+    def __init__(self, *args, lazy_commands: dict[str, str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = dict(lazy_commands or {})
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy_commands))
+
+    def get_command(self, ctx, name):
+        if name in self.lazy_commands:
+            module, attr = self.lazy_commands[name].split(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
+
+
+def setup_logging(verbose: int) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose == 1 else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@click.group(cls=LazyGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+def main(verbose: int) -> None:
+    """Stage one of ANAUS: datasets, the ultrasound phantom, LP-SAM and the anatomy mask store.
+
+    \b
+    Typical use:
+      maskgen datasets                       list the registry
+      maskgen phantom --out runs/phantom     synthetic data in every native layout
+      maskgen adapt --out runs/lpsam         one-time LP-SAM adaptation
+      maskgen run --dataset butus --root DIR --checkpoint runs/lpsam --out runs/store
+      maskgen inspect runs/store             summary + contact sheet
+    """
+    setup_logging(verbose)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""Atomic writes and provenance: every artefact carries what made it.
+
+``atomic_write_*`` write a temporary file beside the target and rename it, so a reader never
+sees half a file and a killed job never leaves one. ``run_info`` gathers the code revision,
+the resolved configuration, the seed and input hashes into a JSON-able dict.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+_REPO = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item"):  # numpy / torch scalars
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def code_revision() -> str:
+    """The git revision of this checkout (``<sha>`` or ``<sha>-dirty``), or the package version."""
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(_REPO), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(_REPO), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+        return f"{sha}-dirty" if dirty else sha
+    except (OSError, subprocess.SubprocessError):
+        from maskgen import __version__
+
+        return f"anaus-{__version__}"
+
+
+def run_info(config: Mapping[str, Any], seed: int | None = None, **inputs: Any) -> dict[str, Any]:
+    """What made an output: resolved config, seed, code revision, inputs, versions, time."""
+    versions = {"python": platform.python_version()}
+    for mod in ("torch", "numpy", "zarr", "timm", "segment_anything"):
+        if mod in sys.modules:
+            versions[mod] = getattr(sys.modules[mod], "__version__", "unknown")
+    return {
+        "config": dict(config),
+        "seed": seed,
+        "code_revision": code_revision(),
+        "inputs": inputs,
+        "versions": versions,
+        "command": " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:]),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def write_run_info(out_dir: str | os.PathLike, config: Mapping[str, Any], seed: int | None = None,
+                   name: str = "run.json", **inputs: Any) -> dict[str, Any]:
+    """Write ``run_info(...)`` atomically to ``out_dir/name`` and return it."""
+    info = run_info(config, seed, **inputs)
+    atomic_write_json(Path(out_dir) / name, info)
+    return info
