@@ -1,0 +1,202 @@
+"""Pre-training throughput: lean step vs a naive one that reruns the backbone per scale.
+
+Prints training pairs/s at a few (batch, resolution) settings on CPU for both, their ratio
+(asserting the two give identical losses), the loader's throughput against the step's
+consumption (asserting the loader is >= 5x faster than the step), and the peak memory of the
+process. With CUDA present, also pairs/s in fp32 vs bf16 + channels_last (+ torch.compile).
+
+    .venv/bin/python benchmarks/bench_pretrain.py [--quick] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import resource
+import sys
+import tempfile
+import time
+
+import torch
+
+from pretrain.model import ModelConfig, OnlineNetwork, TargetNetwork, build_online, build_target
+from pretrain.optim import OptimConfig, build_lars
+from pretrain.step import ObjectiveConfig, compute_loss, prepare_inputs
+from pretrain.synthetic import make_synthetic_store, synthetic_frames
+
+
+class NaiveOnline(OnlineNetwork):
+    """The paper code's pattern: the backbone + FPN rerun once for every pooling scale."""
+
+    def forward(self, x, matrices):
+        out = []
+        for s, mat in enumerate(matrices):
+            fmap = self.encoder(x)[s]
+            z = self.embed([fmap], [mat])[0]
+            out.append(self.predictor(z.flatten(0, 1)).view_as(z))
+        return out
+
+
+class NaiveTarget(TargetNetwork):
+    def forward(self, x, matrices):
+        return [self.embed([self.encoder(x)[s]], [mat])[0] for s, mat in enumerate(matrices)]
+
+
+def naive_copy(online, target):
+    on, tg = copy.deepcopy(online), copy.deepcopy(target)
+    on.__class__, tg.__class__ = NaiveOnline, NaiveTarget
+    return on, tg
+
+
+def time_steps(online, target, batches, cfg, steps, device, amp=None, channels_last=False):
+    """Seconds per step (forward + backward + LARS) and the first step's loss."""
+    opt = build_lars(online, OptimConfig(), 0.01)
+    first, times = None, []
+    for i in range(steps + 1):
+        frames, masks = batches[i % len(batches)]
+        gen = torch.Generator(device=device).manual_seed(i)
+        inputs = prepare_inputs(frames, masks, cfg, gen)
+        if channels_last:
+            inputs.images = inputs.images.contiguous(memory_format=torch.channels_last)
+            inputs.target_images = inputs.target_images.contiguous(memory_format=torch.channels_last)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        tic = time.perf_counter()
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            loss, _ = compute_loss(online, target, inputs, cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        value = float(loss.detach())
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i == 0:
+            first = value
+        else:  # step 0 is warm-up
+            times.append(time.perf_counter() - tic)
+    return sum(times) / len(times), first
+
+
+def device_batches(store, batch, device, n=2):
+    from pretrain.loader import FrameStream, LoaderConfig
+    from pretrain.train import batch_to_device
+
+    stream = FrameStream(store, LoaderConfig(batch_size=batch, cache="ram"))
+    stream.set_position(0, 0)
+    out = []
+    for b in stream:
+        out.append(batch_to_device(b, device))
+        if len(out) == n:
+            break
+    return out
+
+
+def bench_lean_vs_naive(store, settings, steps):
+    print("== CPU: lean (backbone once per view) vs naive (backbone once per scale), resnet18, 4 scales")
+    print(f"{'batch':>5} {'res':>4} {'lean pairs/s':>13} {'naive pairs/s':>14} {'ratio':>6}  loss(lean == naive)")
+    cpu = torch.device("cpu")
+    step_s = {}
+    for batch, res in settings:
+        cfg = ObjectiveConfig(resolution=res)
+        batches = device_batches(store, batch, cpu)
+        torch.manual_seed(0)
+        online = build_online(ModelConfig())
+        target = build_target(online)
+        naive_on, naive_tg = naive_copy(online, target)
+        t_lean, l_lean = time_steps(online, target, batches, cfg, steps, cpu)
+        t_naive, l_naive = time_steps(naive_on, naive_tg, batches, cfg, steps, cpu)
+        assert l_lean == l_naive, f"losses differ: lean {l_lean!r} vs naive {l_naive!r}"
+        print(f"{batch:>5} {res:>4} {batch / t_lean:>13.2f} {batch / t_naive:>14.2f} {t_naive / t_lean:>6.2f}  {l_lean:.6f}")
+        step_s[(batch, res)] = t_lean
+    return step_s
+
+
+def bench_loader(store, batch, res, step_time, reps=30):
+    from pretrain.loader import FrameStream, LoaderConfig
+    from pretrain.train import batch_to_device
+
+    print(f"== loader (read + batch + unpack masks) vs the step's consumption, batch {batch}, res {res}")
+    cpu = torch.device("cpu")
+    worst = None
+    for cache in ("none", "ram"):
+        stream = FrameStream(store, LoaderConfig(batch_size=batch, cache=cache, shuffle_buffer=256))
+        n, tic = 0, time.perf_counter()
+        epoch = 0
+        while n < reps:
+            stream.set_position(epoch, 0)
+            for b in stream:
+                batch_to_device(b, cpu)
+                n += 1
+                if n == reps:
+                    break
+            epoch += 1
+        per_batch = (time.perf_counter() - tic) / n
+        ratio = step_time / per_batch
+        worst = ratio if worst is None else min(worst, ratio)
+        print(f"  cache {cache:>4}: {batch / per_batch:9.1f} frames/s  {per_batch * 1e3:7.2f} ms/batch  "
+              f"step {step_time * 1e3:8.1f} ms/batch  loader {ratio:6.1f}x faster")
+    assert worst >= 5, f"loader only {worst:.1f}x faster than the step (need >= 5x)"
+
+
+def bench_gpu(batch, res, steps):
+    """On the GPU (frames made in memory: the store's loader is measured on CPU above)."""
+    dev = torch.device("cuda")
+    print(f"== GPU {torch.cuda.get_device_name(dev)}: batch {batch}, res {res}, resnet18")
+    cfg = ObjectiveConfig(resolution=res)
+    batches = []
+    for seed in range(2):
+        images, masks, _ = synthetic_frames(batch, 256, 16, seed)
+        batches.append((torch.from_numpy(images).to(dev), torch.from_numpy(masks).to(dev)))
+    rows = []
+    for name, amp, cl, comp in [("fp32", None, False, False), ("bf16+channels_last", torch.bfloat16, True, False),
+                                ("bf16+channels_last+compile", torch.bfloat16, True, True)]:
+        torch.manual_seed(0)
+        online = build_online(ModelConfig()).to(dev)
+        target = build_target(online).to(dev)
+        if cl:
+            online, target = online.to(memory_format=torch.channels_last), target.to(memory_format=torch.channels_last)
+        model = torch.compile(online) if comp else online
+        if comp:  # compile warm-up outside the timing
+            time_steps(model, target, batches, cfg, 2, dev, amp, cl)
+        torch.cuda.reset_peak_memory_stats(dev)
+        t, loss = time_steps(model, target, batches, cfg, steps, dev, amp, cl)
+        rows.append((name, batch / t, torch.cuda.max_memory_allocated(dev) / 2**30, loss))
+    base = rows[0][1]
+    for name, pairs, mem, loss in rows:
+        print(f"  {name:<28} {pairs:9.1f} pairs/s  x{pairs / base:5.2f}  peak {mem:5.2f} GiB  loss {loss:.4f}")
+    print("  naive per-scale on GPU (fp32):", end=" ")
+    torch.manual_seed(0)
+    online = build_online(ModelConfig()).to(dev)
+    target = build_target(online).to(dev)
+    on, tg = naive_copy(online, target)
+    t_naive, _ = time_steps(on, tg, batches, cfg, steps, dev)
+    print(f"{batch / t_naive:.1f} pairs/s; lean fp32 is x{rows[0][1] / (batch / t_naive):.2f}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer steps, smaller settings")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--gpu-batch", type=int, default=64)
+    parser.add_argument("--gpu-only", action="store_true", help="skip the CPU parts (no store needed)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    steps = 2 if args.quick else 3
+    settings = [(8, 64), (16, 96)] if args.quick else [(8, 64), (16, 96), (16, 128)]
+    if not args.gpu_only:
+        from maskgen.store import open_store
+
+        with tempfile.TemporaryDirectory() as tmp:
+            make_synthetic_store(tmp, n=160, size=128, k=16, chunk=32)
+            store = open_store(tmp)
+            step_s = bench_lean_vs_naive(store, settings, steps)
+            bench_loader(store, 16, 96, step_s[(16, 96)])
+    if torch.cuda.is_available():
+        bench_gpu(args.gpu_batch, 224, 5 if args.quick else 10)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"== peak resident memory of this process: {peak:.0f} MiB")
+    print(f"   segment_anything imported: {'segment_anything' in sys.modules}")
+
+
+if __name__ == "__main__":
+    main()

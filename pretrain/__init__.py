@@ -1,0 +1,7 @@
+"""``pretrain``: stage two of ANAUS, anatomy-anchored pre-training from the mask store.
+
+Never imports segment_anything nor maskgen.lpsam: the store is the only link to stage one.
+"""
+
+__all__ = ["__version__"]
+__version__ = "0.1.0"

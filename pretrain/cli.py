@@ -1,0 +1,105 @@
+"""``pretrain``: stage two of ANAUS (``pretrain run``, ``pretrain export``).
+
+Options are converted to the frozen configs at this one boundary.
+"""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from maskgen.cli import setup_logging
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+def main(verbose: int) -> None:
+    """Stage two of ANAUS: anatomy-anchored pre-training from the mask store.
+
+    \b
+      pretrain run --store runs/store --out runs/pretrain [--epochs N] [--batch-size N]
+      pretrain export runs/pretrain --out anaus_resnet18.safetensors
+    """
+    setup_logging(max(verbose, 1))
+
+
+@main.command()
+@click.option("--store", "store", required=True, type=click.Path(exists=True, file_okay=False), help="STORE written by `maskgen run`.")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="RUN_DIR for checkpoints, metrics, backbone.")
+@click.option("--epochs", default=300, show_default=True, type=int)
+@click.option("--batch-size", default=192, show_default=True, type=int, help="Frames per step per rank.")
+@click.option("--resolution", default=224, show_default=True, type=int, help="View size (multiple of 32).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda[:N].")
+@click.option("--resume", is_flag=True, help="Continue RUN_DIR/checkpoint.pt exactly.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--arch", default="resnet18", show_default=True, help="resnet18|34|50|101|152 (timm).")
+@click.option("--lr", default=0.3, show_default=True, type=float, help="Base LR, scaled by global batch / 256.")
+@click.option("--warmup-epochs", default=3.0, show_default=True, type=float)
+@click.option("--weight-decay", default=1e-6, show_default=True, type=float)
+@click.option("--ema-momentum", default=0.99, show_default=True, type=float, help="Start of the target momentum (cosine to 1).")
+@click.option("--cache", default="auto", show_default=True, type=click.Choice(["auto", "device", "ram", "none"]),
+              help="Hold the store in GPU/host memory (auto: ram when it fits).")
+@click.option("--workers", default=0, show_default=True, type=int, help="DataLoader workers (cache ram/none).")
+@click.option("--shuffle-buffer", default=1024, show_default=True, type=int)
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the online network.")
+@click.option("--checkpoint-every", default=200, show_default=True, type=int, help="Steps between checkpoints.")
+@click.option("--max-steps", default=None, type=int, help="Stop after this global step (smoke runs; schedules unchanged).")
+@click.option("--mask-source", default="store", show_default=True, type=click.Choice(["store", "grid", "superpixel"]),
+              help="store: LP-SAM anatomy; grid/superpixel: anatomy-blind control.")
+@click.option("--lambda-ctx", default=1.0, show_default=True, type=float, help="Weight of the prediction loss (0: ablation).")
+@click.option("--temperature", default=0.1, show_default=True, type=float)
+@click.option("--scales", default=4, show_default=True, type=int, help="Pooling scales, coarsest first (1-4).")
+@click.option("--k-samples", default=16, show_default=True, type=int, help="Mask ids drawn per image and scale.")
+@click.option("--damage", nargs=3, default=(0.15, 0.2, 0.05), show_default=True, type=float,
+              help="(a, b, g): shuffle probability per window, remap strength, in-paint probability per block.")
+@click.option("--log-every", default=1, show_default=True, type=int)
+def run(store, out, epochs, batch_size, resolution, device, resume, seed, arch, lr, warmup_epochs,
+        weight_decay, ema_momentum, cache, workers, shuffle_buffer, compile_, checkpoint_every,
+        max_steps, mask_source, lambda_ctx, temperature, scales, k_samples, damage, log_every):
+    """Pre-train a ResNet + FPN on STORE's frames and anatomy masks."""
+    from pretrain.corruption import CorruptionConfig
+    from pretrain.loader import LoaderConfig
+    from pretrain.model import ModelConfig
+    from pretrain.optim import OptimConfig
+    from pretrain.step import ObjectiveConfig
+    from pretrain.train import NonFiniteLossError, RunConfig
+    from pretrain.train import run as run_training
+
+    try:
+        a, b, g = damage
+        cfg = RunConfig(
+            model=ModelConfig(arch=arch, scales=scales),
+            objective=ObjectiveConfig(resolution=resolution, scales=scales, k_samples=k_samples,
+                                      temperature=temperature, lambda_ctx=lambda_ctx, mask_source=mask_source,
+                                      corruption=CorruptionConfig(shuffle_p=a, remap_strength=b, inpaint_p=g)),
+            loader=LoaderConfig(batch_size=batch_size, seed=seed, shuffle_buffer=shuffle_buffer, cache=cache, workers=workers),
+            optim=OptimConfig(epochs=epochs, base_lr=lr, warmup_epochs=warmup_epochs, weight_decay=weight_decay,
+                              ema_base=ema_momentum),
+            device=device, compile=compile_, checkpoint_every=checkpoint_every, max_steps=max_steps,
+            log_every=log_every)
+        out_dir = run_training(store, out, cfg, seed=seed, resume=resume)
+    except NonFiniteLossError as err:
+        raise click.ClickException(str(err)) from err
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        raise click.ClickException(str(err)) from err
+    if os.environ.get("RANK", "0") == "0":  # once under torchrun
+        click.echo(f"pre-trained backbone: {out_dir / 'backbone.safetensors'}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="FILE.safetensors (+ FILE.json).")
+def export(run_dir, out):
+    """Export RUN_DIR's online backbone (timm/torchvision ResNet keys) + provenance sidecar."""
+    from pretrain.export import export_run
+
+    try:
+        info = export_run(run_dir, out)
+    except (ValueError, FileNotFoundError) as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(f"exported {info['arch']} backbone (step {info['step']}) to {out} (+ {out[:-12]}.json)")
+
+
+if __name__ == "__main__":
+    main()

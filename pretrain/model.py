@@ -1,0 +1,115 @@
+"""Online and target networks: timm ResNet (features_only) + FPN, projector, predictor.
+
+The backbone and FPN run once per call; every scale is pooled from that single pass.
+Feature maps are ordered coarsest first (7, 14, 28, 56 at 224 input) and ``scales`` = S keeps
+the S coarsest.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import timm
+import torch
+from torch import nn
+from torchvision.ops import FeaturePyramidNetwork
+
+from pretrain.masks import mask_pool
+
+ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+STRIDES = (32, 16, 8, 4)  # coarsest first
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str = "resnet18"
+    fpn_dim: int = 256
+    proj_hidden: int = 1024
+    proj_dim: int = 256
+    pred_hidden: int = 4096
+    scales: int = 4
+
+    def __post_init__(self):
+        if self.arch not in ARCHS:
+            raise ValueError(f"--arch {self.arch!r} is not supported; choose one of {', '.join(ARCHS)}")
+        if not 1 <= self.scales <= 4:
+            raise ValueError(f"--scales must be 1..4 (7/14/28/56 maps at 224), got {self.scales}")
+
+
+def mlp(dim_in: int, hidden: int, dim_out: int) -> nn.Sequential:
+    """Linear -> BatchNorm -> ReLU -> Linear on (N, dim_in) vectors."""
+    return nn.Sequential(nn.Linear(dim_in, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
+                         nn.Linear(hidden, dim_out))
+
+
+class Encoder(nn.Module):
+    """ResNet body (timm key names) + FPN: x (n, 3, R, R) -> S maps (n, fpn_dim, R/s, R/s),
+    coarsest first (s = 32, 16, 8, 4)."""
+
+    def __init__(self, arch: str, fpn_dim: int, scales: int):
+        super().__init__()
+        self.body = timm.create_model(arch, pretrained=False, features_only=True, out_indices=(1, 2, 3, 4))
+        self.fpn = FeaturePyramidNetwork(self.body.feature_info.channels(), fpn_dim)
+        self.scales = scales
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = self.body(x)
+        maps = self.fpn({str(i): f for i, f in enumerate(feats)})
+        return list(maps.values())[::-1][: self.scales]
+
+
+class TargetNetwork(nn.Module):
+    """Encoder + projector: x (n, 3, R, R), per-scale pooling matrices (n, D, h*w)
+    -> per-scale projections (n, D, proj_dim)."""
+
+    def __init__(self, encoder: Encoder, projector: nn.Module):
+        super().__init__()
+        self.encoder, self.projector = encoder, projector
+
+    def embed(self, maps: list[torch.Tensor], matrices: list[torch.Tensor]) -> list[torch.Tensor]:
+        out = []
+        for fmap, mat in zip(maps, matrices, strict=True):
+            pooled = mask_pool(fmap, mat)                           # (n, D, C)
+            n, d, c = pooled.shape
+            out.append(self.projector(pooled.reshape(n * d, c)).view(n, d, -1))
+        return out
+
+    def forward(self, x: torch.Tensor, matrices: list[torch.Tensor]) -> list[torch.Tensor]:
+        return self.embed(self.encoder(x), matrices)
+
+
+class OnlineNetwork(TargetNetwork):
+    """Encoder + projector + predictor (same signature as the target, predictions out)."""
+
+    def __init__(self, encoder: Encoder, projector: nn.Module, predictor: nn.Module):
+        super().__init__(encoder, projector)
+        self.predictor = predictor
+
+    def forward(self, x: torch.Tensor, matrices: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [self.predictor(z.flatten(0, 1)).view_as(z) for z in super().forward(x, matrices)]
+
+
+def build_online(cfg: ModelConfig) -> OnlineNetwork:
+    return OnlineNetwork(Encoder(cfg.arch, cfg.fpn_dim, cfg.scales),
+                         mlp(cfg.fpn_dim, cfg.proj_hidden, cfg.proj_dim),
+                         mlp(cfg.proj_dim, cfg.pred_hidden, cfg.proj_dim))
+
+
+def build_target(online: OnlineNetwork) -> TargetNetwork:
+    """The target starts as a copy of the online encoder + projector; it is never trained."""
+    target = TargetNetwork(copy.deepcopy(online.encoder), copy.deepcopy(online.projector))
+    for p in target.parameters():
+        p.requires_grad_(False)
+    return target
+
+
+@torch.no_grad()
+def ema_update(target: TargetNetwork, online: OnlineNetwork, momentum: float) -> None:
+    """target = momentum * target + (1 - momentum) * online (parameters); buffers copied."""
+    t_params = [p for p in target.parameters()]
+    o_params = [p for n, p in online.named_parameters() if not n.startswith("predictor.")]
+    torch._foreach_lerp_(t_params, o_params, 1.0 - momentum)
+    o_bufs = dict(online.named_buffers())
+    for name, buf in target.named_buffers():
+        buf.copy_(o_bufs[name])

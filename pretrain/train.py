@@ -1,0 +1,263 @@
+"""The pre-training loop (``pretrain run``): reads top to bottom.
+
+Every random draw of step t comes from a generator seeded by (seed, t, rank), the data
+position is a function of t, and the schedules are functions of t: a checkpoint's step is
+enough for a resumed run to end with exactly the weights of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from maskgen.devices import autocast_dtype, resolve_device
+from maskgen.provenance import sha256_file, write_run_info
+from maskgen.store import MANIFEST_NAME, open_store, unpack_masks_torch
+from pretrain import distributed as dist
+from pretrain.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from pretrain.export import write_backbone
+from pretrain.loader import FrameStream, LoaderConfig
+from pretrain.model import ModelConfig, build_online, build_target, ema_update
+from pretrain.optim import OptimConfig, build_lars
+from pretrain.schedules import ema_momentum, learning_rate, scaled_lr
+from pretrain.step import ObjectiveConfig, compute_loss, prepare_inputs
+
+log = logging.getLogger(__name__)
+METRICS_NAME = "metrics.jsonl"
+BACKBONE_NAME = "backbone.safetensors"
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN/inf; the run stopped and kept its last good checkpoint."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    device: str = "auto"
+    compile: bool = False
+    checkpoint_every: int = 200
+    max_steps: int | None = None
+    log_every: int = 1
+
+    def __post_init__(self):
+        if self.checkpoint_every < 1:
+            raise ValueError(f"--checkpoint-every must be >= 1, got {self.checkpoint_every}")
+        if self.model.scales != self.objective.scales:
+            raise ValueError("model and objective must use the same number of scales")
+
+
+def step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
+    """The generator of every random draw of one step on one rank."""
+    state = int(np.random.SeedSequence([seed, step, rank]).generate_state(1, np.uint64)[0] >> 1)
+    return torch.Generator(device=device).manual_seed(state)
+
+
+def store_identity(store) -> dict:
+    """What identifies the input store: path, manifest sha256, attributes (incl. LP-SAM sha256)."""
+    attrs = store.attrs
+    return {"path": str(store.path.resolve()), "manifest_sha256": sha256_file(store.path / MANIFEST_NAME),
+            "attrs": attrs, "frames": len(store), "usable_frames": int(len(store.usable_rows())),
+            "lpsam_checkpoint_sha256": attrs.get("lpsam_checkpoint_sha256")}
+
+
+def batch_to_device(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """frames (B, S, S) uint8 and masks (B, K, S, S) bool on the device (unpacked there)."""
+    frames = batch["images"].to(device, non_blocking=True)
+    masks = unpack_masks_torch(batch["masks"].to(device, non_blocking=True))
+    slots = torch.arange(masks.shape[1], device=device)
+    valid = slots[None] < batch["counts"].to(device)[:, None]
+    return frames, masks & valid[:, :, None, None]
+
+
+def plan_epochs(stream: FrameStream, epochs: int) -> list[int]:
+    """Steps of every epoch (computed from row indices; ranks agree)."""
+    return [stream.batches_in_epoch(e) for e in range(epochs)]
+
+
+def run(store_path: str | Path, out_dir: str | Path, cfg: RunConfig, seed: int = 0, resume: bool = False,
+        on_step: Callable[[int], None] | None = None) -> Path:
+    """Pre-train on STORE, writing OUT_DIR/{run.json, checkpoint.pt, metrics.jsonl,
+    backbone.safetensors(+.json)}. Returns OUT_DIR. ``on_step(step)`` runs after each step."""
+    out_dir = Path(out_dir)
+    device = resolve_device(cfg.device)
+    dist.init_from_env(device.type)
+    rank, world = dist.rank(), dist.world_size()
+    store = open_store(store_path)
+    stream = FrameStream(store, dataclasses.replace(cfg.loader, seed=seed), rank, world, device)
+    steps_per_epoch = plan_epochs(stream, cfg.optim.epochs)
+    total = sum(steps_per_epoch)
+    if total == 0:
+        raise ValueError(f"--batch-size {cfg.loader.batch_size} x {world} rank(s) exceeds the "
+                         f"{len(stream.rows)} usable frames of {store_path}: no full batch")
+    warmup = round(cfg.optim.warmup_epochs * total / cfg.optim.epochs)
+    if warmup >= total and dist.is_main():
+        log.warning("--warmup-epochs %s >= --epochs %s: the whole run is warm-up", cfg.optim.warmup_epochs,
+                    cfg.optim.epochs)
+    base_lr = scaled_lr(cfg.optim.base_lr, cfg.loader.batch_size * world)
+
+    torch.manual_seed(seed)  # identical initial weights on every rank
+    online = build_online(cfg.model).to(device)
+    target = build_target(online).to(device)
+    if device.type == "cuda":
+        online, target = online.to(memory_format=torch.channels_last), target.to(memory_format=torch.channels_last)
+    optimizer = build_lars(online, cfg.optim, base_lr)
+    config = dataclasses.asdict(cfg)
+    ckpt_path = out_dir / CHECKPOINT_NAME
+    start = 0
+    if resume:
+        state = load_checkpoint(ckpt_path, online=online, target=target, optimizer=optimizer)
+        _check_same_run(state["config"], config)
+        start = state["step"]
+        log.info("resumed from %s at step %d", ckpt_path, start)
+    elif ckpt_path.exists():
+        raise FileExistsError(f"{ckpt_path} exists: pass --resume to continue it, or choose a new --out")
+    if dist.is_main():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_run_info(out_dir, config, seed, store=store_identity(store),
+                       lpsam_checkpoint_sha256=store.attrs.get("lpsam_checkpoint_sha256"),
+                       steps=total, steps_per_epoch=steps_per_epoch, world_size=world, device=str(device))
+    model = online
+    if dist.is_distributed():
+        # with fewer than 4 scales the FPN's finest outputs get no gradient
+        model = torch.nn.parallel.DistributedDataParallel(
+            online, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=cfg.model.scales < 4)
+    if cfg.compile:
+        model = torch.compile(model)
+
+    last = total if cfg.max_steps is None else min(total, cfg.max_steps)
+    metrics = MetricsWriter(out_dir / METRICS_NAME, start) if dist.is_main() else None
+    bar = tqdm(total=last, initial=start, desc="pretrain", unit="step", disable=not dist.is_main())
+    step = start
+    for epoch, batch_no in _epoch_starts(steps_per_epoch, start):
+        if step >= last:
+            break
+        stream.set_position(epoch, batch_no)
+        loader = DataLoader(stream, batch_size=None, num_workers=stream.workers,
+                            pin_memory=device.type == "cuda")
+        for batch in loader:
+            if step >= last or batch_no >= steps_per_epoch[epoch]:
+                break
+            tic = time.perf_counter()
+            frames, masks = batch_to_device(batch, device)
+            lr = learning_rate(step, base_lr, warmup, total)
+            momentum = ema_momentum(step, cfg.optim.ema_base, total)
+            value, parts = train_step(model, online, target, optimizer, frames, masks, cfg.objective,
+                                      step_generator(seed, step, rank, device), lr, momentum)
+            if not np.isfinite(value):
+                raise NonFiniteLossError(
+                    f"loss is {value} at step {step} (epoch {epoch}); stopped without saving. "
+                    f"Last good checkpoint: {ckpt_path if ckpt_path.exists() else 'none yet'}. "
+                    "Lower --lr or check the store (maskgen verify).")
+            step, batch_no = step + 1, batch_no + 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{value:.3f}", epoch=epoch)
+            if metrics is not None and (step % cfg.log_every == 0 or step == last):
+                pairs = frames.shape[0] * world / (time.perf_counter() - tic)
+                metrics.write({"step": step, "epoch": epoch, "loss": value, "lr": lr, "ema_momentum": momentum,
+                               "pairs_per_s": pairs, **{k: float(v) for k, v in parts.items()}})
+            if step % cfg.checkpoint_every == 0 or step == last:
+                _checkpoint(ckpt_path, online, target, optimizer, step, config)
+            if on_step is not None:
+                on_step(step)
+    bar.close()
+    if dist.is_main():
+        write_backbone(out_dir / BACKBONE_NAME, online.state_dict(), out_dir, step, config)
+    dist.barrier()
+    return out_dir
+
+
+def train_step(model, online, target, optimizer, frames: torch.Tensor, masks: torch.Tensor,
+               objective: ObjectiveConfig, gen: torch.Generator, lr: float, momentum: float
+               ) -> tuple[float, dict[str, torch.Tensor]]:
+    """One optimisation step on frames (B, S, S) uint8 and masks (B, K, S, S) bool.
+
+    ``model`` is the online network as called (maybe DDP/compiled), ``online`` the bare module
+    (for the EMA). Returns the loss (mean over ranks) and its parts; when the loss is not
+    finite nothing is updated and the caller decides.
+    """
+    device = frames.device
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    inputs = prepare_inputs(frames, masks, objective, gen)
+    if device.type == "cuda":
+        inputs.images = inputs.images.contiguous(memory_format=torch.channels_last)
+        inputs.target_images = inputs.target_images.contiguous(memory_format=torch.channels_last)
+    amp = autocast_dtype(device)
+    with torch.autocast(device.type, dtype=amp) if amp is not None else contextlib.nullcontext():
+        loss, parts = compute_loss(model, target, inputs, objective)
+    value = dist.mean_over_ranks(loss.detach())  # every rank takes the same decision
+    if not np.isfinite(value):
+        return value, parts
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    ema_update(target, online, momentum)
+    return value, parts
+
+
+RESUMABLE_CHANGES = ("device", "compile", "checkpoint_every", "max_steps", "log_every")
+
+
+def _check_same_run(saved: dict, current: dict) -> None:
+    """A resumed run must continue the same optimisation: only run-control options may change."""
+    diff = sorted(k for k in set(saved) | set(current)
+                  if k not in RESUMABLE_CHANGES and saved.get(k) != current.get(k))
+    if diff:
+        raise ValueError(f"--resume: the checkpoint was made with other settings for {', '.join(diff)}; "
+                         "resume with the original options or start a new --out")
+
+
+def _checkpoint(path, online, target, optimizer, step, config) -> None:
+    if dist.is_main():
+        save_checkpoint(path, online=online, target=target, optimizer=optimizer, step=step, config=config)
+    dist.barrier()
+
+
+def _epoch_starts(steps_per_epoch: list[int], start: int):
+    """(epoch, batch in epoch) for the resumed position, then (e, 0) for the later epochs."""
+    done = 0
+    for epoch, n in enumerate(steps_per_epoch):
+        if start < done + n:
+            yield epoch, max(start - done, 0)
+        done += n
+
+
+class MetricsWriter:
+    """JSON lines, one per logged step; a resumed run drops lines past its checkpoint's step.
+    Also writes TensorBoard scalars when tensorboard is installed."""
+
+    def __init__(self, path: Path, start: int):
+        self.path = path
+        if path.exists():
+            kept = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= start]
+            path.write_text("".join(ln + "\n" for ln in kept))
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(path.parent / "tensorboard"))
+        except ImportError:
+            self.tb = None
+
+    def write(self, record: dict) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for key, value in record.items():
+                if key != "step":
+                    self.tb.add_scalar(key, value, record["step"])
