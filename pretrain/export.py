@@ -1,7 +1,11 @@
 """Export the online backbone with timm's key names (no classifier) + a provenance sidecar.
 
 The tensors load into ``timm.create_model(arch)`` and torchvision's resnet of the same depth
-(both share ResNet key names: conv1, bn1, layer1..4); ``fc.*`` is absent on purpose.
+(both share ResNet key names: conv1, bn1, layer1..4). The classifier is not pre-trained:
+``fc.*`` is written as an all-zero ImageNet-shaped placeholder (1000 classes) only so that the
+plain ``timm.create_model(arch, pretrained=True, pretrained_cfg_overlay=dict(file=FILE))`` and
+torchvision's strict ``load_state_dict`` accept the file; fine-tuning replaces it (timm drops it
+whenever ``num_classes`` differs), and the sidecar says so.
 """
 
 from __future__ import annotations
@@ -29,13 +33,28 @@ def backbone_state(online_state: dict[str, torch.Tensor]) -> dict[str, torch.Ten
     return out
 
 
+IMAGENET_CLASSES = 1000
+
+
+def with_classifier_placeholder(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Add ``fc.weight`` (1000, C) and ``fc.bias`` (1000,) of zeros, C = channels of layer4."""
+    widths = [v.shape[0] for k, v in tensors.items()
+              if k.startswith("layer4.") and k.endswith(".weight") and v.ndim == 1]
+    if not widths:
+        raise ValueError("no layer4 BatchNorm weights: not a ResNet backbone")
+    c = max(widths)
+    ref = tensors[next(iter(tensors))]
+    return {**tensors, "fc.weight": torch.zeros(IMAGENET_CLASSES, c, dtype=ref.dtype),
+            "fc.bias": torch.zeros(IMAGENET_CLASSES, dtype=ref.dtype)}
+
+
 def write_backbone(out: str | os.PathLike, online_state: dict[str, torch.Tensor], run_dir: Path,
                    step: int, config: dict[str, Any]) -> dict[str, Any]:
     """Write OUT (.safetensors) and OUT.json (provenance: store identity, config, revision)."""
     out = Path(out)
     if out.suffix != ".safetensors":
         raise ValueError(f"--out {str(out)!r} must end in .safetensors")
-    tensors = backbone_state(online_state)
+    tensors = with_classifier_placeholder(backbone_state(online_state))
     run_info = _read_json(run_dir / "run.json")
     inputs = run_info.get("inputs", {})
     meta = {"format": "pt", "arch": str(config.get("model", {}).get("arch", "")), "step": str(step),
@@ -47,7 +66,7 @@ def write_backbone(out: str | os.PathLike, online_state: dict[str, torch.Tensor]
         "weights_sha256": sha256_file(out),
         "arch": meta["arch"],
         "step": step,
-        "keys": "timm/torchvision ResNet names, classifier (fc.*) excluded",
+        "keys": "timm/torchvision ResNet names; fc.* is an all-zero placeholder (not pre-trained)",
         "store": inputs.get("store"),
         "lpsam_checkpoint_sha256": inputs.get("lpsam_checkpoint_sha256"),
         "config": config,
