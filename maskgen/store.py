@@ -100,9 +100,13 @@ def create_store(path: str | os.PathLike, n: int, size: int, k: int, attrs: Mapp
     root.attrs.update(dict(attrs))
     comp = (BloscCodec(cname="zstd", clevel=clevel, shuffle="bitshuffle"),)
 
+    rows = min(chunk, max(n, 1))
+    # a shard holds whole chunks, also when the store is smaller than one shard
+    shard_rows = None if shard is None else min(shard, -(-max(n, 1) // rows) * rows)
+
     def arr(name, shape, dtype, fill):
-        chunks = (min(chunk, max(n, 1)),) + shape[1:]
-        shards = None if shard is None else (min(shard, max(n, 1)),) + shape[1:]
+        chunks = (rows,) + shape[1:]
+        shards = None if shard_rows is None else (shard_rows,) + shape[1:]
         root.create_array(name, shape=shape, chunks=chunks, shards=shards, dtype=dtype,
                           compressors=comp, fill_value=fill, dimension_names=AXES[name])
 

@@ -1,0 +1,44 @@
+"""``maskgen inspect STORE`` (summary + contact sheet) and ``maskgen verify STORE`` (integrity)."""
+
+from __future__ import annotations
+
+import click
+
+from maskgen.store import StoreError
+
+
+@click.command("inspect")
+@click.argument("store", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Contact sheet PNG (default: STORE/contact_sheet.png).")
+@click.option("--frames", default=24, show_default=True, help="Frames on the contact sheet.")
+def inspect_store(store, out, frames):
+    """Summarise a mask store and draw a contact sheet of frames with their masks."""
+    from pathlib import Path
+
+    from maskgen.inspection import contact_sheet, summarise_store
+    from maskgen.store import open_store
+
+    try:
+        opened = open_store(store)
+    except StoreError as err:
+        raise click.ClickException(str(err)) from err
+    for line in summarise_store(opened).lines(opened.k, opened.size):
+        click.echo(line)
+    sheet = contact_sheet(opened, Path(out) if out else Path(store) / "contact_sheet.png", n=frames)
+    click.echo(f"contact sheet: {sheet}")
+
+
+@click.command("verify")
+@click.argument("store", type=click.Path(exists=True, file_okay=False))
+def verify(store):
+    """Check that manifest, arrays and attributes agree; exit status 1 on any mismatch."""
+    from maskgen.verify import verify_store
+
+    problems = verify_store(store)
+    if problems:
+        for p in problems:
+            click.echo(f"MISMATCH: {p}", err=True)
+        click.echo(f"{store}: {len(problems)} problem(s) found", err=True)
+        raise SystemExit(1)
+    click.echo(f"{store}: ok (manifest, arrays and attributes agree)")

@@ -1,0 +1,114 @@
+"""Phase 1 modules: bottleneck adapters in the ViT blocks and a parallel convolutional branch.
+
+The official ``ImageEncoderViT`` is used as is (its weights stay frozen); ``EncoderAdapter``
+holds the new trainable modules and ``adapted_encoder_forward`` runs the ViT with them:
+
+- per block, an adapter after the attention (``x + A(attn(x))``, serial) and one parallel to the
+  MLP (``x + mlp(n(x)) + s * A(n(x))``), as in SAM-Adapter / SAMUS;
+- a small CNN on the frame (stride = patch size) whose features are added to the tokens before
+  every block through zero-initialised 1x1 projections (local detail that 8x8 patches blur).
+
+Every new output projection starts at zero, so an untrained adapter leaves SAM unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from segment_anything.modeling import ImageEncoderViT
+from segment_anything.modeling.image_encoder import window_partition, window_unpartition
+from torch import nn
+
+
+class Adapter(nn.Module):
+    """Bottleneck MLP ``dim -> hidden -> dim`` on (..., dim) tokens; output starts at zero."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.down = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.up = nn.Linear(hidden, dim)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(self.act(self.down(x)))
+
+
+class ConvBranch(nn.Module):
+    """Frame (B, 3, S, S) -> local features (B, C, S/p, S/p) with p = patch size (a power of 2)."""
+
+    def __init__(self, channels: int, patch_size: int, in_chans: int = 3):
+        super().__init__()
+        stages = int(math.log2(patch_size))
+        if 2**stages != patch_size:
+            raise ValueError(f"patch_size {patch_size} must be a power of 2 for the conv branch")
+        layers: list[nn.Module] = []
+        c_in = in_chans
+        for i in range(stages):
+            c_out = max(channels // 2 ** (stages - 1 - i), 16)
+            layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.BatchNorm2d(c_out), nn.GELU()]
+            c_in = c_out
+        layers += [nn.Conv2d(c_in, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.GELU()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class EncoderAdapter(nn.Module):
+    """The trainable phase-1 modules for an encoder of ``depth`` blocks of width ``dim``."""
+
+    def __init__(self, dim: int, depth: int, hidden: int, conv_channels: int, patch_size: int,
+                 mlp_scale: float = 0.5):
+        super().__init__()
+        self.attn_adapters = nn.ModuleList(Adapter(dim, hidden) for _ in range(depth))
+        self.mlp_adapters = nn.ModuleList(Adapter(dim, hidden) for _ in range(depth))
+        self.conv_branch = ConvBranch(conv_channels, patch_size)
+        self.conv_proj = nn.ModuleList(nn.Linear(conv_channels, dim) for _ in range(depth))
+        for proj in self.conv_proj:
+            nn.init.zeros_(proj.weight)
+            nn.init.zeros_(proj.bias)
+        self.mlp_scale = mlp_scale
+
+
+def _adapted_block(block, attn_adapter: Adapter, mlp_adapter: Adapter, x: torch.Tensor,
+                   mlp_scale: float) -> torch.Tensor:
+    """segment_anything's ``Block.forward`` with the two adapters inserted; x (B, H, W, C)."""
+    shortcut = x
+    x = block.norm1(x)
+    if block.window_size > 0:
+        h, w = x.shape[1], x.shape[2]
+        x, pad_hw = window_partition(x, block.window_size)
+    x = block.attn(x)
+    x = x + attn_adapter(x)
+    if block.window_size > 0:
+        x = window_unpartition(x, block.window_size, pad_hw, (h, w))
+    x = shortcut + x
+    normed = block.norm2(x)
+    return x + block.mlp(normed) + mlp_scale * mlp_adapter(normed)
+
+
+def adapted_encoder_forward(vit: ImageEncoderViT, adapter: EncoderAdapter | None,
+                            x: torch.Tensor) -> torch.Tensor:
+    """Run the ViT image encoder with the phase-1 adapters.
+
+    Args:
+        vit: segment_anything's image encoder (its own weights untouched).
+        adapter: the new modules, or None for the plain encoder.
+        x: (B, 3, S, S) normalised frames.
+    Returns:
+        (B, prompt_dim, S/p, S/p) image embeddings.
+    """
+    if adapter is None:
+        return vit(x)
+    local = adapter.conv_branch(x).permute(0, 2, 3, 1)  # B, h, w, C_conv
+    tokens = vit.patch_embed(x)
+    if vit.pos_embed is not None:
+        tokens = tokens + vit.pos_embed
+    for i, block in enumerate(vit.blocks):
+        tokens = tokens + adapter.conv_proj[i](local)
+        tokens = _adapted_block(block, adapter.attn_adapters[i], adapter.mlp_adapters[i], tokens,
+                                adapter.mlp_scale)
+    return vit.neck(tokens.permute(0, 3, 1, 2))

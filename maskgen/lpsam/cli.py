@@ -1,0 +1,137 @@
+"""``maskgen adapt``: one-time LP-SAM adaptation (phase 1 adapters, phase 2 latent prompts)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+DEFAULT_PHANTOM = "runs/demo/phantom"
+PHANTOM_DATASETS = ("camus", "ddti", "tg3k")
+# (phase-1 steps, phase-2 steps, phase-1 lr, phase-2 lr) when not given: tiny trains from scratch
+DEFAULTS = {"tiny": (800, 300, 2e-3, 2e-3), "vit": (4000, 4000, 1e-4, 1e-4)}
+
+
+def _sources(datasets: tuple[str, ...], roots: tuple[str, ...], phantom: str) -> list[tuple[str, str | None]]:
+    if not datasets:
+        if roots:
+            raise click.BadParameter("--root needs a --dataset before it", param_hint="--root")
+        base = Path(phantom)
+        if not base.exists():
+            raise click.BadParameter(f"{phantom} does not exist; create it with `maskgen phantom --out {phantom}` "
+                                     "or pass --dataset NAME --root DIR", param_hint="--phantom")
+        return [(name, str(base / name)) for name in PHANTOM_DATASETS]
+    if roots and len(roots) != len(datasets):
+        raise click.BadParameter(f"{len(roots)} --root for {len(datasets)} --dataset; give one --root per "
+                                 "--dataset, or none to use the manifests' environment variables",
+                                 param_hint="--root")
+    return list(zip(datasets, roots or (None,) * len(datasets), strict=True))
+
+
+def _print_params(model_name: str, datasets: tuple[str, ...]) -> None:
+    import torch
+
+    from maskgen.lpsam.adapt import format_counts
+    from maskgen.lpsam.config import get_config
+    from maskgen.lpsam.model import build_lpsam, parameter_counts
+    from maskgen.registry import get_spec
+
+    classes = sum(len(get_spec(name).labels) for name in datasets)
+    with torch.device("meta"):  # shapes only: no memory, no weights
+        model = build_lpsam(get_config(model_name), classes)
+    click.echo(f"LP-SAM {model_name} with {classes} anatomy classes ({', '.join(datasets)}):\n{format_counts(parameter_counts(model))}")
+
+
+@click.command("adapt")
+@click.option("--out", type=click.Path(file_okay=False), help="Adaptation folder (ADAPT_DIR); required.")
+@click.option("--dataset", "datasets", multiple=True, help="Adaptation dataset (repeat): camus, ddti, tg3k, ...")
+@click.option("--root", "roots", multiple=True, type=click.Path(), help="Root of each --dataset, in order.")
+@click.option("--phantom", default=DEFAULT_PHANTOM, show_default=True, type=click.Path(),
+              help="Without --dataset: adapt on this phantom's camus, ddti and tg3k.")
+@click.option("--sam-checkpoint", type=click.Path(exists=True, dir_okay=False),
+              help="Official SAM checkpoint (e.g. sam_vit_b_01ec64.pth) to start from.")
+@click.option("--model", "model_name", type=click.Choice(["tiny", "vit_b", "vit_l", "vit_h"]),
+              help="Model size [default: vit_b with --sam-checkpoint, else tiny].")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
+@click.option("--steps1", type=int, help="Phase-1 steps [tiny 800, ViT 4000].")
+@click.option("--steps2", type=int, help="Phase-2 steps [tiny 300, ViT 4000].")
+@click.option("--batch-size", default=8, show_default=True, type=int)
+@click.option("--lr1", type=float, help="Phase-1 learning rate [tiny 2e-3, ViT 1e-4].")
+@click.option("--lr2", type=float, help="Phase-2 learning rate [tiny 2e-3, ViT 1e-4].")
+@click.option("--dice-weight", default=0.8, show_default=True, type=float,
+              help="a in the loss (1-a) BCE + a Dice.")
+@click.option("--held-out", default=0.2, show_default=True, type=float,
+              help="Grouped held-out share of each dataset (evaluated, never trained on).")
+@click.option("--max-frames", type=int, help="At most N labelled frames per dataset (deterministic sample).")
+@click.option("--checkpoint-every", default=50, show_default=True, type=int, help="Steps between resume checkpoints.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--threads", type=int, help="torch CPU threads (default: torch's choice).")
+@click.option("--print-params", is_flag=True, help="Print the trainable parameter counts and exit.")
+def adapt(out, datasets, roots, phantom, sam_checkpoint, model_name, device, steps1, steps2, batch_size, lr1, lr2,
+          dice_weight, held_out, max_frames, checkpoint_every, seed, threads, print_params):
+    """One-time LP-SAM adaptation: phase 1 (adapters + conv branch, GT prompts), phase 2 (latent
+    prompt engine), then Dice/IoU per anatomy class on grouped held-out pairs (report.md).
+
+    A rerun with the same options continues from the per-phase checkpoints in OUT/checkpoints.
+    """
+    model_name = model_name or ("vit_b" if sam_checkpoint else "tiny")
+    if print_params:
+        _print_params(model_name, datasets or PHANTOM_DATASETS)
+        return
+    if not out:
+        raise click.UsageError("Missing option '--out' (the adaptation folder).")
+    if model_name == "tiny" and sam_checkpoint:
+        raise click.BadParameter("tiny has no official SAM checkpoint; use --model vit_b/vit_l/vit_h",
+                                 param_hint="--sam-checkpoint")
+    if not 0 < held_out < 1:
+        raise click.BadParameter(f"{held_out} must lie strictly between 0 and 1", param_hint="--held-out")
+    import torch
+
+    from maskgen.devices import resolve_device
+    from maskgen.lpsam.adapt import adapt as run_adapt
+    from maskgen.lpsam.config import get_config
+    from maskgen.lpsam.data import load_pairs
+    from maskgen.lpsam.train import PhaseSettings
+    from maskgen.provenance import write_run_info
+
+    if threads:
+        torch.set_num_threads(threads)
+    logging.getLogger("maskgen").setLevel(min(logging.getLogger("maskgen").getEffectiveLevel(), logging.INFO))
+    sources = _sources(datasets, roots, phantom)
+    config = get_config(model_name)
+    d_steps1, d_steps2, d_lr1, d_lr2 = DEFAULTS["tiny" if model_name == "tiny" else "vit"]
+    try:
+        dev = resolve_device(device)
+        common = {"batch_size": batch_size, "dice_weight": dice_weight, "checkpoint_every": checkpoint_every,
+                  "seed": seed}
+        phase1 = PhaseSettings(steps1 if steps1 is not None else d_steps1, lr1 or d_lr1, **common)
+        phase2 = PhaseSettings(steps2 if steps2 is not None else d_steps2, lr2 or d_lr2, **common)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from err
+    where = ", ".join(f"{n} ({r or 'root from env'})" for n, r in sources)
+    click.echo(f"LP-SAM {model_name} on {where}, device {dev}")
+    from maskgen.frames import DatasetError
+
+    try:
+        pairs = load_pairs(sources, config.input_size, held_out, seed, max_frames)
+    except (DatasetError, ValueError) as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(f"{len(pairs)} labelled frames, {len(pairs.problems)} skipped; classes: "
+               + ", ".join(c.name for c in pairs.classes))
+    resolved = {"out": out, "sources": sources, "model": config.to_dict(), "sam_checkpoint": sam_checkpoint,
+                "device": str(dev), "phase1": asdict(phase1), "phase2": asdict(phase2), "held_out": held_out,
+                "max_frames": max_frames}
+    report = run_adapt(Path(out), pairs, config, phase1, phase2, dev,
+                       Path(sam_checkpoint) if sam_checkpoint else None, seed)
+    write_run_info(out, resolved, seed, data=pairs.summary(), weights_sha256=report["weights_sha256"],
+                   base_checkpoint=report["base_checkpoint"])
+    p = report["params"]
+    click.echo(f"trainable parameters: phase 1 {report['phases']['phase1']['trainable_params']:,} "
+               f"(adapter + conv branch {p['phase1_adapter']:,}), phase 2 LPE {p['phase2_lpe']:,}")
+    for name, r in report["heldout"]["latent"].items():
+        dice = "n/a" if r["dice_mean"] is None else f"{r['dice_mean']:.3f}"
+        iou = "n/a" if r["iou_mean"] is None else f"{r['iou_mean']:.3f}"
+        click.echo(f"  held-out {name:<28} Dice {dice}  IoU {iou}  ({r['frames']} frames)")
+    click.echo(f"wrote {Path(out) / 'lpsam.safetensors'} and {Path(out) / 'report.md'}")

@@ -1,0 +1,120 @@
+"""LP-SAM configurations: frozen dataclasses, one per model size, in a plain dict registry.
+
+Every ViT config takes 256x256 frames with 8x8 patches, so the token grid is 32x32 (the
+official SAM uses 1024x1024 frames and 16x16 patches: a 64x64 grid). ``tiny`` is a small
+model trained from random initialisation on CPU (the demo); it uses 16x16 patches (a 16x16
+grid) to stay within a CPU budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+
+@dataclass(frozen=True)
+class LPSAMConfig:
+    """Hyperparameters of one LP-SAM model (image encoder, adapters, decoder, LPE).
+
+    Attributes:
+        name: registry key.
+        input_size: side S of the square uint8 frames the model takes.
+        patch_size: ViT patch side (token grid = S // patch_size).
+        embed_dim, depth, num_heads, window_size, global_attn_indexes: the ViT image encoder.
+        prompt_dim: width of the prompt encoder, mask decoder and LPE (SAM: 256).
+        decoder_depth, decoder_mlp_dim, decoder_heads: SAM's TwoWayTransformer in the decoder.
+        adapter_ratio: bottleneck width of each adapter as a fraction of ``embed_dim``.
+        conv_channels: channels of the parallel convolutional branch (phase 1).
+        lpe_cnn_channels: channels of the LPE's light CNN (local features).
+        lpe_rounds: N, rounds of bidirectional cross-attention in the LPE (paper: 4).
+        lpe_mlp_dim, lpe_heads: width/heads of the LPE's two-way blocks.
+        sam_variant: which official SAM checkpoint layout this config loads (None for tiny).
+    """
+
+    name: str
+    input_size: int = 256
+    patch_size: int = 8
+    embed_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    window_size: int = 14
+    global_attn_indexes: tuple[int, ...] = (2, 5, 8, 11)
+    prompt_dim: int = 256
+    decoder_depth: int = 2
+    decoder_mlp_dim: int = 2048
+    decoder_heads: int = 8
+    adapter_ratio: float = 1 / 3
+    conv_channels: int = 256
+    lpe_cnn_channels: tuple[int, ...] = (128, 256, 448)
+    lpe_rounds: int = 4
+    lpe_mlp_dim: int = 2048
+    lpe_heads: int = 8
+    sam_variant: str | None = "vit_b"
+
+    def __post_init__(self):
+        if self.input_size % self.patch_size:
+            raise ValueError(f"input_size {self.input_size} is not a multiple of patch_size {self.patch_size}")
+        if not 0 < self.adapter_ratio <= 4:
+            raise ValueError(f"adapter_ratio {self.adapter_ratio} must be in (0, 4]")
+        if self.lpe_rounds < 1:
+            raise ValueError(f"lpe_rounds {self.lpe_rounds} must be >= 1")
+        bad = [i for i in self.global_attn_indexes if not 0 <= i < self.depth]
+        if bad:
+            raise ValueError(f"global_attn_indexes {bad} outside 0..{self.depth - 1}")
+
+    @property
+    def grid(self) -> int:
+        """Side of the image-token grid (and of the image embedding)."""
+        return self.input_size // self.patch_size
+
+    @property
+    def mask_size(self) -> int:
+        """Side of the decoder's low-resolution mask logits (4x the grid)."""
+        return 4 * self.grid
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["global_attn_indexes"] = list(self.global_attn_indexes)
+        d["lpe_cnn_channels"] = list(self.lpe_cnn_channels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LPSAMConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown LP-SAM config keys {sorted(unknown)}")
+        d = dict(d)
+        d["global_attn_indexes"] = tuple(d.get("global_attn_indexes", ()))
+        if "lpe_cnn_channels" in d:
+            d["lpe_cnn_channels"] = tuple(d["lpe_cnn_channels"])
+        return cls(**d)
+
+
+CONFIGS: dict[str, LPSAMConfig] = {
+    "vit_b": LPSAMConfig("vit_b"),
+    "vit_l": LPSAMConfig(
+        "vit_l", embed_dim=1024, depth=24, num_heads=16,
+        global_attn_indexes=(5, 11, 17, 23), sam_variant="vit_l",
+    ),
+    "vit_h": LPSAMConfig(
+        "vit_h", embed_dim=1280, depth=32, num_heads=16,
+        global_attn_indexes=(7, 15, 23, 31), sam_variant="vit_h",
+    ),
+    "tiny": LPSAMConfig(
+        "tiny", patch_size=16, embed_dim=64, depth=4, num_heads=4, window_size=8,
+        global_attn_indexes=(1, 3), prompt_dim=64, decoder_depth=2, decoder_mlp_dim=256,
+        decoder_heads=4, conv_channels=32, adapter_ratio=0.25, lpe_cnn_channels=(8, 16, 32, 64),
+        lpe_mlp_dim=256, lpe_heads=4, sam_variant=None,
+    ),
+}
+
+# The official SAM image encoder geometry that checkpoints of each variant were trained at.
+OFFICIAL_INPUT_SIZE = 1024
+OFFICIAL_PATCH_SIZE = 16
+
+
+def get_config(name: str) -> LPSAMConfig:
+    """The registered config ``name`` (``tiny``, ``vit_b``, ``vit_l``, ``vit_h``)."""
+    if name not in CONFIGS:
+        raise ValueError(f"unknown LP-SAM model {name!r}; choose one of {sorted(CONFIGS)}")
+    return CONFIGS[name]

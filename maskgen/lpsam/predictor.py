@@ -1,0 +1,80 @@
+"""The inference API of stage one: ``load_predictor(adapt_dir, device)`` -> ``MaskPredictor``.
+
+A predictor maps uint8 frames (B, S, S) to T candidate masks per frame with a predicted quality,
+without any prompt from a person: encoder once per frame, latent prompt engine, decoder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import torch
+
+from maskgen.devices import autocast_dtype, resolve_device
+from maskgen.lpsam.artifacts import WEIGHTS, load_adapt_dir
+from maskgen.lpsam.model import LPSAM
+from maskgen.provenance import sha256_file
+
+
+class MaskPredictor:
+    """Callable LP-SAM for inference.
+
+    Attributes:
+        input_size: S, the frame side the predictor takes.
+        sha256: sha256 of the adaptation's lpsam.safetensors.
+        config: the adaptation's lpsam.json (model config, classes, base checkpoint).
+        candidate_classes: anatomy class name of each of the T candidates (class-major; with
+            ``multimask`` each class gives 3 candidates, named ``class#0..2``).
+        device: where the model lives.
+    """
+
+    def __init__(self, model: LPSAM, meta: dict, sha256: str, device: torch.device, multimask: bool = False):
+        self.model = model.to(device).eval()
+        self.config = meta
+        self.sha256 = sha256
+        self.device = device
+        self.multimask = multimask
+        self.input_size = int(model.config.input_size)
+        names = [c["name"] for c in meta["classes"]]
+        self.candidate_classes = [f"{n}#{j}" for n in names for j in range(3)] if multimask else names
+
+    @property
+    def num_candidates(self) -> int:
+        return len(self.candidate_classes)
+
+    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Candidate masks of a batch of frames.
+
+        Args:
+            images: (B, S, S) uint8 grayscale frames on ``self.device``.
+        Returns:
+            probs: (B, T, S, S) float32 foreground probabilities in [0, 1].
+            scores: (B, T) float32 predicted mask quality (IoU) clamped to [0, 1].
+        """
+        s = self.input_size
+        if images.dtype != torch.uint8 or images.ndim != 3 or images.shape[-2:] != (s, s):
+            raise ValueError(f"expected uint8 frames (B, {s}, {s}), got {images.dtype} {tuple(images.shape)}")
+        dtype = autocast_dtype(self.device)
+        autocast = torch.autocast(self.device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+        with torch.inference_mode(), autocast:
+            x = self.model.preprocess(images.to(self.device))
+            logits, iou = self.model.predict_latent(x, multimask=self.multimask)
+            probs = torch.sigmoid(self.model.upscale(logits.float()))
+        return probs.float(), iou.float().clamp(0, 1)
+
+
+def load_predictor(adapt_dir: str | os.PathLike, device: torch.device | str = "auto",
+                   sam_checkpoint: str | os.PathLike | None = None, multimask: bool = False) -> MaskPredictor:
+    """Load the LP-SAM adapted by ``maskgen adapt --out adapt_dir`` onto ``device``.
+
+    Args:
+        device: a torch.device or a ``--device`` string (``auto``, ``cpu``, ``cuda:1``).
+        sam_checkpoint: where the official SAM base now lies (ViT configs), if it moved.
+        multimask: 3 candidates per anatomy class (SAM's multimask outputs) instead of 1.
+    """
+    if isinstance(device, str):
+        device = resolve_device(device)
+    model, meta = load_adapt_dir(adapt_dir, sam_checkpoint)
+    return MaskPredictor(model, meta, sha256_file(Path(adapt_dir) / WEIGHTS), device, multimask)

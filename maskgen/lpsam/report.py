@@ -1,0 +1,58 @@
+"""report.json + report.md of an adaptation: held-out mask quality per anatomy class."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from maskgen.provenance import atomic_write_json, atomic_write_text
+
+
+def _pm(mean, std) -> str:
+    return "n/a" if mean is None else f"{mean:.3f} ± {std:.3f}"
+
+
+def quality_table(per_class: dict) -> list[str]:
+    lines = ["| anatomy class | frames | Dice | IoU | median Dice | frames without it | false positives there |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, r in per_class.items():
+        fp = "n/a" if r["false_positive_rate"] is None else f"{r['false_positive_rate']:.2f}"
+        med = "n/a" if r["dice_median"] is None else f"{r['dice_median']:.3f}"
+        lines.append(f"| {name} | {r['frames']} | {_pm(r['dice_mean'], r['dice_std'])} | "
+                     f"{_pm(r['iou_mean'], r['iou_std'])} | {med} | {r['empty_gt']} | {fp} |")
+    return lines
+
+
+def render_markdown(report: dict) -> str:
+    p = report["params"]
+    ph = report["phases"]
+    lines = [
+        f"# LP-SAM adaptation report ({report['model']})", "",
+        f"Device {report['device']}; base: "
+        + (f"`{report['base_checkpoint']['path']}` (sha256 {report['base_checkpoint']['sha256'][:12]}...)"
+           if report["base_checkpoint"] else "none (random initialisation, whole model trained in phase 1)")
+        + f"; weights sha256 {report['weights_sha256'][:12]}...", "",
+        "## Held-out mask quality, latent prompts (no prompt from a person)", "",
+        "Grouped held-out split; masks thresholded at 0.5 at the model's input size; mean ± std over "
+        "frames whose ground truth contains the class.", "",
+        *quality_table(report["heldout"]["latent"]), "",
+        "## For reference: ground-truth box prompts (phase-1 model, upper bound)", "",
+        *quality_table(report["heldout"]["box"]), "",
+        "## Parameters", "",
+        f"SAM {p['sam'] / 1e6:.2f} M; phase 1 adapter + conv branch {p['phase1_adapter'] / 1e6:.2f} M; "
+        f"phase 2 latent prompt engine {p['phase2_lpe'] / 1e6:.2f} M.",
+        f"Trainable: phase 1 {ph['phase1']['trainable_params'] / 1e6:.2f} M, "
+        f"phase 2 {ph['phase2']['trainable_params'] / 1e6:.2f} M.", "",
+        "## Data and time", "",
+        f"{report['data']['frames']} frames ({report['data']['skipped']} skipped): "
+        + ", ".join(f"{k} {v['frames']} ({v['held_out']} held out)" for k, v in report["data"]["datasets"].items()),
+        f"Phase 1: {ph['phase1']['steps']} steps, {ph['phase1'].get('seconds', 0)} s; phase 2: "
+        f"{ph['phase2']['steps']} steps, {ph['phase2'].get('seconds', 0)} s; evaluation {ph['eval_seconds']} s.",
+        f"Loss per checkpoint interval, phase 1: {ph['phase1'].get('loss_history')}",
+        f"phase 2: {ph['phase2'].get('loss_history')}", "",
+    ]
+    return "\n".join(lines)
+
+
+def write_report(out: str | Path, report: dict) -> None:
+    atomic_write_json(Path(out) / "report.json", report)
+    atomic_write_text(Path(out) / "report.md", render_markdown(report))

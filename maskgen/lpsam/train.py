@@ -1,0 +1,193 @@
+"""The two adaptation phases, each a short loop that reads top to bottom.
+
+Phase 1 trains the encoder adapter and convolutional branch (and, for a model without SAM
+weights such as ``tiny`` from random init, the whole SAM as well) with prompts from the ground
+truth. Phase 2 freezes LP-SAM and trains the latent prompt engine: one latent token per anatomy
+class, the loss only on the classes the frame's dataset labels (partial labels).
+
+Batches and prompts are drawn from generators seeded by (seed, phase, step), and the learning
+rate is a pure function of the step, so a resumed run continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from maskgen.devices import autocast_dtype
+from maskgen.lpsam.artifacts import load_phase_state, save_phase_state
+from maskgen.lpsam.data import PairSet
+from maskgen.lpsam.losses import DEFAULT_DICE_WEIGHT, segmentation_loss
+from maskgen.lpsam.model import LPSAM
+from maskgen.lpsam.prompts import PROMPT_MODES, gt_prompts
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PhaseSettings:
+    """Optimisation of one phase: AdamW, linear warm-up then cosine decay to 1% of ``lr``.
+
+    ``balance_datasets``: draw each frame's dataset uniformly, then a frame of it, so a small
+    dataset (DDTI, 637 frames) is not drowned by a large one (CAMUS, 57k frames).
+    """
+
+    steps: int
+    lr: float
+    batch_size: int = 8
+    weight_decay: float = 0.01
+    warmup: int = 20
+    dice_weight: float = DEFAULT_DICE_WEIGHT
+    iou_weight: float = 1.0
+    box_jitter: float = 0.1
+    flip: bool = True
+    balance_datasets: bool = True
+    checkpoint_every: int = 50
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "checkpoint_every"):
+            if getattr(self, name) < (0 if name == "steps" else 1):
+                raise ValueError(f"{name}={getattr(self, name)} is out of range")
+        if self.lr <= 0:
+            raise ValueError(f"learning rate {self.lr} must be positive")
+
+    def fingerprint(self, phase: int, extra: dict) -> str:
+        blob = json.dumps({"phase": phase, **asdict(self), **extra}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def lr_at(step: int, total: int, base: float, warmup: int) -> float:
+    """Learning rate at ``step`` (0-based) of ``total``: linear warm-up, cosine to 1% of base."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def step_generator(seed: int, phase: int, step: int) -> torch.Generator:
+    """A CPU generator that depends only on (seed, phase, step)."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + phase * 100_003 + step)
+
+
+def sample_frames(datasets: torch.Tensor, pool: torch.Tensor, batch_size: int, gen: torch.Generator,
+                  balance: bool) -> torch.Tensor:
+    """``batch_size`` frame indices from ``pool`` (datasets: the pool's dataset indices), uniform
+    over frames, or over datasets first when ``balance``."""
+    if not balance:
+        return pool[torch.randint(len(pool), (batch_size,), generator=gen)]
+    groups = [pool[datasets == d] for d in torch.unique(datasets)]
+    which = torch.randint(len(groups), (batch_size,), generator=gen)
+    u = torch.rand(batch_size, generator=gen)
+    return torch.stack([groups[w][int(x * len(groups[w]))] for w, x in zip(which.tolist(), u.tolist(), strict=True)])
+
+
+def draw_batch(pairs: PairSet, pool: torch.Tensor, batch_size: int, gen: torch.Generator, flip: bool,
+               device: torch.device, balance: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Frames (B, S, S) uint8, targets (B, T, S, S) float and validity (B, T) bool on ``device``."""
+    idx = sample_frames(pairs.dataset_index[pool], pool, batch_size, gen, balance)
+    images = pairs.images[idx]
+    target, valid = pairs.targets(idx)
+    if flip:
+        mirrored = torch.rand(batch_size, generator=gen) < 0.5
+        images = torch.where(mirrored[:, None, None], images.flip(-1), images)
+        target = torch.where(mirrored[:, None, None, None], target.flip(-1), target)
+    return images.to(device), target.to(device), valid.to(device)
+
+
+def phase1_loss(model: LPSAM, images, target, valid, settings: PhaseSettings, gen) -> torch.Tensor | None:
+    """Loss of one phase-1 batch: one GT prompt per (frame, present class); None if no anatomy."""
+    present = valid & (target.flatten(2).amax(-1) > 0)
+    b_idx, t_idx = torch.nonzero(present, as_tuple=True)
+    if len(b_idx) == 0:
+        return None
+    masks = target[b_idx, t_idx]
+    mode = PROMPT_MODES[int(torch.randint(len(PROMPT_MODES), (1,), generator=gen))]
+    x = model.preprocess(images)
+    embeddings = model.encode(x)
+    sparse = gt_prompts(model.prompt_encoder, masks, mode, gen, settings.box_jitter)
+    logits, iou = model.decode(embeddings[b_idx], sparse)
+    per_mask = segmentation_loss(model.upscale(logits[:, 0]).float(), masks, iou[:, 0].float(),
+                                 settings.dice_weight, settings.iou_weight)
+    return per_mask.mean()
+
+
+def phase2_loss(model: LPSAM, images, target, valid, settings: PhaseSettings, gen) -> torch.Tensor | None:
+    """Loss of one phase-2 batch: latent prompts, loss on the frame's own dataset classes only."""
+    x = model.preprocess(images)
+    with torch.no_grad():
+        embeddings = model.encode(x)
+    logits, iou = model.predict_latent(x, embeddings)
+    per_mask = segmentation_loss(model.upscale(logits).float().flatten(0, 1), target.flatten(0, 1),
+                                 iou.float().flatten(), settings.dice_weight, settings.iou_weight)
+    weight = valid.flatten().float()
+    return (per_mask * weight).sum() / weight.sum().clamp(min=1)
+
+
+def set_trainable(model: LPSAM, phase: int, train_base: bool) -> list[torch.nn.Parameter]:
+    """Freeze everything except what ``phase`` trains; set train/eval modes; return the params."""
+    model.requires_grad_(False)
+    model.eval()
+    if phase == 1:
+        parts = [model.adapter] + ([model.image_encoder, model.prompt_encoder, model.mask_decoder] if train_base else [])
+    else:
+        parts = [model.lpe]
+    for part in parts:
+        part.requires_grad_(True)
+        part.train()
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def run_phase(model: LPSAM, pairs: PairSet, phase: int, settings: PhaseSettings, device: torch.device,
+              checkpoint: Path, train_base: bool = False, fingerprint_extra: dict | None = None) -> dict:
+    """Train one phase (resuming from ``checkpoint`` when present); returns its summary."""
+    params = set_trainable(model, phase, train_base)
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    fingerprint = settings.fingerprint(phase, fingerprint_extra or {})
+    start, done, history = 0, False, []
+    if checkpoint.exists():
+        start, done, history = load_phase_state(checkpoint, model, optimizer, fingerprint)
+        log.info("phase %d: resuming at step %d/%d from %s", phase, start, settings.steps, checkpoint)
+    summary = {"phase": phase, "trainable_params": sum(p.numel() for p in params), "steps": settings.steps}
+    if done:
+        return {**summary, "resumed_done": True, "loss_history": history}
+    pool = pairs.indices(held_out=False)
+    loss_fn = phase1_loss if phase == 1 else phase2_loss
+    dtype = autocast_dtype(device)
+    window: list[float] = []
+    bar = tqdm(range(start, settings.steps), desc=f"LP-SAM phase {phase}", unit="step",
+               initial=start, total=settings.steps)
+    for step in bar:
+        gen = step_generator(settings.seed, phase, step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, settings.steps, settings.lr, settings.warmup)
+        batch = draw_batch(pairs, pool, settings.batch_size, gen, settings.flip, device, settings.balance_datasets)
+        autocast = torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+        with autocast:
+            loss = loss_fn(model, *batch, settings, gen)
+        if loss is not None:
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            window.append(loss.item())
+            bar.set_postfix(loss=f"{sum(window[-20:]) / len(window[-20:]):.4f}")
+        last = step + 1 == settings.steps
+        if (step + 1) % settings.checkpoint_every == 0 or last:
+            mean = sum(window) / max(1, len(window))
+            history.append(round(mean, 5))
+            window = []
+            log.info("phase %d step %d/%d loss %.4f", phase, step + 1, settings.steps, mean)
+            save_phase_state(checkpoint, model, optimizer, step + 1, last, fingerprint, history)
+    if settings.steps == 0:
+        save_phase_state(checkpoint, model, optimizer, 0, True, fingerprint, history)
+    model.eval()
+    return {**summary, "loss_history": history}

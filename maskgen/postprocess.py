@@ -1,0 +1,160 @@
+"""From LP-SAM's soft per-token masks to at most K clean anatomy masks per frame.
+
+LP-SAM returns T candidate masks per frame (one per latent prompt token) with a predicted
+quality score each. Post-processing, per frame:
+
+1. drop tokens whose score is below ``min_score``; threshold probabilities at
+   ``mask_threshold``;
+2. split every thresholded mask into connected components (8-connectivity): each component
+   is a separate anatomy instance that inherits its token's score; components smaller than
+   ``min_area`` pixels are removed;
+3. sort instances by score (descending, ties keep token then component order), then greedily
+   drop every instance whose IoU with an already kept one exceeds ``dedup_iou``;
+4. keep the first ``k``.
+
+Everything is deterministic: the same input always gives the same masks in the same order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import ndimage
+
+_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    """Post-processing settings (recorded in the store's ``generation`` attributes).
+
+    Attributes:
+        k: mask slots per frame (the store's K), >= 1.
+        mask_threshold: probability above which a pixel belongs to a mask, in (0, 1).
+        min_score: tokens with a predicted quality below this are dropped, in [0, 1].
+        min_area: components with fewer pixels (at store resolution) are removed, >= 1.
+        dedup_iou: an instance whose IoU with a higher-scored kept one exceeds this is a
+            near-duplicate and dropped, in (0, 1].
+    """
+
+    k: int = 16
+    mask_threshold: float = 0.5
+    min_score: float = 0.0
+    min_area: int = 64
+    dedup_iou: float = 0.8
+
+    def __post_init__(self):
+        if not 1 <= self.k <= 255:
+            raise ValueError(f"k must be in [1, 255] (counts are uint8), got {self.k}")
+        if not 0.0 < self.mask_threshold < 1.0:
+            raise ValueError(f"mask_threshold must be in (0, 1), got {self.mask_threshold}")
+        if not 0.0 <= self.min_score <= 1.0:
+            raise ValueError(f"min_score must be in [0, 1], got {self.min_score}")
+        if self.min_area < 1:
+            raise ValueError(f"min_area must be >= 1 pixel, got {self.min_area}")
+        if not 0.0 < self.dedup_iou <= 1.0:
+            raise ValueError(f"dedup_iou must be in (0, 1], got {self.dedup_iou}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def split_components(mask: np.ndarray, min_area: int) -> list[np.ndarray]:
+    """(S, S) bool -> its 8-connected components with >= ``min_area`` pixels, as (S, S) bool,
+    ordered by their first pixel in raster order (a simple reference; the job uses
+    ``postprocess_frame``, which never materialises discarded components)."""
+    labels, n = ndimage.label(mask, structure=_EIGHT_CONNECTED)
+    areas = np.bincount(labels.ravel(), minlength=n + 1)
+    return [labels == i for i in range(1, n + 1) if areas[i] >= min_area]
+
+
+@dataclass(frozen=True)
+class _Instance:
+    """One component: label ``label`` of token ``token``'s label map, inside ``box``."""
+
+    score: float
+    token: int
+    label: int
+    area: int
+    box: tuple[slice, slice]
+
+
+def _intersection(a: _Instance, b: _Instance, labels: list[np.ndarray]) -> int:
+    box = tuple(slice(max(p.start, q.start), min(p.stop, q.stop)) for p, q in zip(a.box, b.box, strict=True))
+    if any(sl.start >= sl.stop for sl in box):
+        return 0
+    return int(np.count_nonzero((labels[a.token][box] == a.label) & (labels[b.token][box] == b.label)))
+
+
+def _is_duplicate(cand: _Instance, kept: list[_Instance], labels: list[np.ndarray], max_iou: float) -> bool:
+    for other in kept:
+        if other.token == cand.token:  # components of one token are disjoint
+            continue
+        if min(cand.area, other.area) <= max_iou * max(cand.area, other.area):
+            continue  # IoU <= smaller / larger area <= max_iou: cannot be a duplicate
+        inter = _intersection(cand, other, labels)
+        if inter > max_iou * (cand.area + other.area - inter):
+            return True
+    return False
+
+
+def postprocess_frame(probs: np.ndarray, scores: np.ndarray,
+                      cfg: PostprocessConfig) -> tuple[np.ndarray, np.ndarray]:
+    """One frame's candidates -> its anatomy masks.
+
+    Near-duplicates are found greedily in score order against the masks kept so far, and the
+    search stops at K kept masks, so the cost does not grow with the number of (noisy)
+    components: IoU is computed only inside overlapping bounding boxes.
+
+    Args:
+        probs: (T, S, S) float in [0, 1] (or bool, already thresholded) per-token masks.
+        scores: (T,) float in [0, 1], predicted quality per token.
+    Returns:
+        masks (M, S, S) bool and scores (M,) float32, M <= cfg.k, sorted by score (descending).
+    """
+    probs = np.asarray(probs)
+    scores = np.asarray(scores, dtype=np.float32)
+    if probs.ndim != 3 or scores.shape != probs.shape[:1]:
+        raise ValueError(f"expected probs (T, S, S) and scores (T,), got {probs.shape} and {scores.shape}")
+    binary = probs if probs.dtype == bool else probs > cfg.mask_threshold
+    labels: list[np.ndarray] = []
+    instances: list[_Instance] = []
+    for t in range(len(binary)):
+        lab, n = ndimage.label(binary[t], structure=_EIGHT_CONNECTED)
+        labels.append(lab)
+        if n == 0 or not scores[t] >= cfg.min_score:  # also drops NaN scores
+            continue
+        areas = np.bincount(lab.ravel(), minlength=n + 1)
+        for i, box in enumerate(ndimage.find_objects(lab), start=1):
+            if areas[i] >= cfg.min_area:
+                instances.append(_Instance(float(scores[t]), t, i, int(areas[i]), box))
+    order = np.argsort(-np.asarray([inst.score for inst in instances], dtype=np.float64), kind="stable")
+    kept: list[_Instance] = []
+    for idx in order:
+        if len(kept) == cfg.k:
+            break
+        if not _is_duplicate(instances[idx], kept, labels, cfg.dedup_iou):
+            kept.append(instances[idx])
+    masks = np.zeros((len(kept), *probs.shape[1:]), dtype=bool)
+    for j, inst in enumerate(kept):
+        masks[j] = labels[inst.token] == inst.label
+    return masks, np.asarray([inst.score for inst in kept], dtype=np.float32)
+
+
+def postprocess_batch(probs, scores, cfg: PostprocessConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+    """A batch straight from the predictor -> ``postprocess_frame`` per frame.
+
+    Args:
+        probs: (B, T, S, S) float tensor or array in [0, 1], on any device (thresholded there,
+            so only booleans cross to the host).
+        scores: (B, T) float tensor or array in [0, 1].
+    """
+    if hasattr(probs, "detach"):  # a torch tensor: threshold on its device
+        binary = (probs.detach() > cfg.mask_threshold).cpu().numpy()
+        scores = scores.detach().float().cpu().numpy()
+    else:
+        binary = np.asarray(probs) > cfg.mask_threshold
+        scores = np.asarray(scores, dtype=np.float32)
+    scores = np.clip(scores, 0.0, 1.0)  # the store promises [0, 1] (NaN stays NaN and is dropped)
+    return [postprocess_frame(binary[b], scores[b], cfg) for b in range(len(binary))]

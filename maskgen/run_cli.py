@@ -1,0 +1,61 @@
+"""``maskgen run``: LP-SAM over a dataset's frames -> STORE/masks.zarr + STORE/manifest.parquet."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from maskgen.frames import DatasetError
+from maskgen.maskjob import MaskJob, PredictorSpec, ReaderSpec, StoreMismatchError, run_mask_job
+from maskgen.postprocess import PostprocessConfig
+
+
+@click.command("run")
+@click.option("--dataset", required=True, help="Registry name of the frames (e.g. butus; see `maskgen datasets`).")
+@click.option("--root", type=click.Path(file_okay=False), default=None,
+              help="Dataset root (default: the dataset's environment variable).")
+@click.option("--checkpoint", "adapt_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="LP-SAM adaptation folder written by `maskgen adapt --out`.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="STORE folder to write (or resume).")
+@click.option("--k", default=16, show_default=True, help="Mask slots per frame (at most K masks are kept).")
+@click.option("--batch-size", default=8, show_default=True, help="Frames per predictor call.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--workers", default=1, show_default=True,
+              help="dask worker processes (one per GPU); 1 runs in this process.")
+@click.option("--scheduler", default=None, help="Join an existing dask cluster at this address instead.")
+@click.option("--threads", default=None, type=int,
+              help="torch CPU threads per worker (default: cores / workers). Equal --threads make CPU "
+                   "results bitwise equal across worker counts.")
+@click.option("--size", default=256, show_default=True, help="Store resolution S (LP-SAM's input size).")
+@click.option("--chunk", default=64, show_default=True, help="Frames per Zarr chunk (and work unit).")
+@click.option("--shard", default=None, type=int, help="Frames per Zarr shard (a multiple of --chunk); default none.")
+@click.option("--mask-threshold", default=0.5, show_default=True, help="Probability threshold of a mask pixel.")
+@click.option("--min-score", default=0.0, show_default=True, help="Drop tokens with a lower predicted quality.")
+@click.option("--min-area", default=64, show_default=True, help="Drop components with fewer pixels (at --size).")
+@click.option("--dedup-iou", default=0.8, show_default=True, help="Near-duplicate IoU (the lower score is dropped).")
+@click.option("--limit", default=None, type=int, help="Only the first N frames (quick runs).")
+@click.option("--overwrite", is_flag=True, help="Replace a store made with other settings.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def run(dataset, root, adapt_dir, out, k, batch_size, device, workers, scheduler, threads, size, chunk, shard,
+        mask_threshold, min_score, min_area, dedup_iou, limit, overwrite, no_progress):
+    """Generate up to K anatomy masks per frame with LP-SAM and write the mask store.
+
+    Resumable: run the same command again after an interruption and it finishes the store;
+    a store made with other settings is refused (see --overwrite).
+    """
+    try:
+        post = PostprocessConfig(k=k, mask_threshold=mask_threshold, min_score=min_score,
+                                 min_area=min_area, dedup_iou=dedup_iou)
+        # absolute paths: dask workers (possibly on other machines) resolve them the same way
+        job = MaskJob(out=os.path.abspath(out), reader=ReaderSpec(dataset, root and os.path.abspath(root)),
+                      predictor=PredictorSpec(os.path.abspath(adapt_dir)),
+                      post=post, size=size, chunk=chunk, shard=shard, batch_size=batch_size,
+                      device=device, limit=limit)
+        summary = run_mask_job(job, workers=workers, scheduler=scheduler, overwrite=overwrite,
+                               progress=not no_progress, threads=threads)
+    except (ValueError, FileNotFoundError, DatasetError, StoreMismatchError) as err:
+        raise click.ClickException(str(err)) from err
+    for line in summary.lines():
+        click.echo(line)
+    click.echo(f"store: {out}  (check it with `maskgen verify {out}`, look at it with `maskgen inspect {out}`)")
