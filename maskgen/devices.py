@@ -25,7 +25,7 @@ def resolve_device(name: str = "auto"):
     return device
 
 
-def autocast_dtype(device) -> "object | None":
+def autocast_dtype(device) -> object | None:
     """bf16 autocast on CUDA devices that support it, none elsewhere (CPU runs in fp32)."""
     import torch
 
