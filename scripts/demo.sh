@@ -1,7 +1,43 @@
 #!/usr/bin/env bash
-# The whole pipeline on the embedded phantom. Usage: bash scripts/demo.sh [OUT_DIR]
+# The whole ANAUS pipeline on the embedded phantom, on a CPU.
+# Usage: bash scripts/demo.sh [OUT_DIR]      (make demo calls it with runs/demo)
+# Every step is resumable: running the demo again continues or reuses what is finished.
 set -euo pipefail
 OUT=${1:-runs/demo}
 BIN=${VENV:-.venv}/bin
+THREADS=${DEMO_THREADS:-1}   # on 2 shared cores one torch thread per process is fastest
+# one pre-training budget for the method and its ablations (a fair comparison)
+PRETRAIN_ARGS=(--epochs 3 --batch-size 16 --resolution 96 --warmup-epochs 1)
 mkdir -p "$OUT"
-"$BIN/maskgen" phantom --out "$OUT/phantom" --scale quick
+step() { printf '\n== %s   [%s]\n' "$*" "$(date +%H:%M:%S)"; }
+
+step "1/7 phantom: synthetic ultrasound in the nine native layouts -> $OUT/phantom"
+if [ -f "$OUT/phantom/phantom.json" ]; then
+  echo "reusing $OUT/phantom (delete it to regenerate)"
+else
+  "$BIN/maskgen" phantom --out "$OUT/phantom" --scale quick --preview "$OUT/phantom/preview.png"
+fi
+"$BIN/maskgen" datasets show phantom --root "$OUT/phantom"
+
+step "2/7 adapt: one-time LP-SAM adaptation (tiny, on the phantom's camus/ddti/tg3k) -> $OUT/lpsam"
+"$BIN/maskgen" adapt --out "$OUT/lpsam" --phantom "$OUT/phantom" --model tiny --threads "$THREADS"
+
+step "3/7 maskgen run: K anatomy masks per butus frame -> $OUT/store"
+"$BIN/maskgen" run --dataset butus --root "$OUT/phantom/butus" --checkpoint "$OUT/lpsam" \
+  --out "$OUT/store" --k 16 --workers 1 --threads "$THREADS"
+
+step "4/7 verify + inspect the store"
+"$BIN/maskgen" verify "$OUT/store"
+"$BIN/maskgen" inspect "$OUT/store" --out "$OUT/store/contact_sheet.png"
+
+step "5/7 pretrain: anatomy-anchored pre-training from the store (SAM never loaded) -> $OUT/pretrain"
+resume=(); [ -f "$OUT/pretrain/checkpoint.pt" ] && resume=(--resume)
+"$BIN/pretrain" run --store "$OUT/store" --out "$OUT/pretrain" "${PRETRAIN_ARGS[@]}" "${resume[@]}"
+
+step "6/7 export the backbone (timm / torchvision loadable)"
+"$BIN/pretrain" export "$OUT/pretrain" --out "$OUT/pretrain/backbone.safetensors"
+
+step "7/7 evaluate: six phantom tasks, 5-fold grouped CV, random init + ablations -> $OUT/eval"
+"$BIN/evaluate" sweep --root "$OUT/phantom" --out "$OUT/eval" --profile quick \
+  --checkpoint anaus="$OUT/pretrain/backbone.safetensors" --ablations --store "$OUT/store" \
+  --pretrain-args "${PRETRAIN_ARGS[*]}"

@@ -1,0 +1,90 @@
+"""Baselines and ablations trained through the ``pretrain`` CLI (as subprocesses).
+
+``evaluate sweep --ablations --store STORE`` makes sure OUT/backbones/<name>.safetensors exists
+for the full method and its controls, running ``pretrain run`` + ``pretrain export`` for the
+missing ones only. Running the CLI (not importing it) keeps SAM out of this process and
+exercises the user-facing contract.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# method name -> extra ``pretrain run`` options (the full method first)
+ABLATIONS: dict[str, tuple[str, ...]] = {
+    "anaus": (),                                  # the full method: LP-SAM anatomy masks
+    "anaus-grid": ("--mask-source", "grid"),      # anatomy-free grid masks (DetCon-style control)
+    "anaus-noctx": ("--lambda-ctx", "0"),         # without the contextual prediction objective
+}
+FULL_METHOD = "anaus"
+
+
+class PretrainError(RuntimeError):
+    """A ``pretrain`` subprocess failed; the message holds the command and its log's tail."""
+
+
+def pretrain_executable() -> list[str]:
+    """The ``pretrain`` console script of this environment (beside the running Python)."""
+    beside = Path(sys.executable).parent / "pretrain"
+    if beside.is_file():
+        return [str(beside)]
+    found = shutil.which("pretrain")
+    if found is None:
+        raise PretrainError("the `pretrain` command is not installed (pip install -e . in the venv)")
+    return [found]
+
+
+def _run(command: list[str], log_path: Path, runner: Callable) -> None:
+    log.info("running %s", " ".join(command))
+    with open(log_path, "a") as handle:
+        handle.write("$ " + " ".join(command) + "\n")
+        handle.flush()
+        code = runner(command, stdout=handle, stderr=subprocess.STDOUT).returncode
+    if code != 0:
+        tail = "\n".join(log_path.read_text().splitlines()[-15:])
+        raise PretrainError(f"`{' '.join(command)}` exited with {code}; see {log_path}:\n{tail}")
+
+
+def ensure_ablations(store: str | Path, out_dir: str | Path, pretrain_args: tuple[str, ...] = (),
+                     seed: int = 0, device: str = "auto", skip: tuple[str, ...] = (),
+                     runner: Callable = subprocess.run) -> dict[str, Path]:
+    """Train and export what is missing; returns {method name: exported .safetensors}.
+
+    Args:
+        store: the mask store (STORE/masks.zarr + manifest) pre-training reads.
+        out_dir: the sweep's OUT_DIR; backbones go to OUT_DIR/backbones/.
+        pretrain_args: extra options for every ``pretrain run`` (the profile's budget).
+        skip: method names the user already supplied with ``--checkpoint``.
+        runner: ``subprocess.run``-compatible callable (tests inject a fake).
+    """
+    folder = Path(out_dir) / "backbones"
+    folder.mkdir(parents=True, exist_ok=True)
+    exe = pretrain_executable() if runner is subprocess.run else ["pretrain"]
+    exported = {}
+    for name, options in ABLATIONS.items():
+        if name in skip:
+            continue
+        target = folder / f"{name}.safetensors"
+        if target.is_file():
+            log.info("%s already exported at %s: not retrained", name, target)
+            exported[name] = target
+            continue
+        run_dir = folder / f"{name}-run"
+        command = [*exe, "run", "--store", str(store), "--out", str(run_dir), "--seed", str(seed),
+                   "--device", device, *pretrain_args, *options]
+        if (run_dir / "checkpoint.pt").is_file():  # an interrupted run continues exactly
+            command.append("--resume")
+        log_path = folder / f"{name}.log"
+        _run(command, log_path, runner)
+        _run([*exe, "export", str(run_dir), "--out", str(target)], log_path, runner)
+        if not target.is_file():
+            raise PretrainError(f"`pretrain export` reported success but wrote no {target}")
+        exported[name] = target
+    return exported

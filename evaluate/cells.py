@@ -1,0 +1,121 @@
+"""One (task, fold, method, seed) cell: split, fine-tune, test once, store atomically.
+
+A cell's result is a small JSON file, ``OUT/cells/<task>/<method>/seed<S>-fold<F>.json``
+(+ ``.npz`` with the overlay frames of fold 0). A finished cell whose protocol (profile
+fields, fold assignment, backbone sha256) matches is reused and never recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from evaluate.backbones import Backbone
+from evaluate.profiles import Profile
+from evaluate.tasks import TaskData
+from evaluate.train import Split, fit, make_head, predict
+from maskgen.provenance import atomic_write_bytes, atomic_write_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CellKey:
+    task: str
+    fold: int
+    method: str
+    seed: int
+
+    def path(self, out_dir: str | Path) -> Path:
+        return Path(out_dir) / "cells" / self.task / self.method / f"seed{self.seed}-fold{self.fold}.json"
+
+
+def fold_digest(folds: np.ndarray, frame_ids: np.ndarray) -> str:
+    """sha256 of the (frame id, fold) assignment: a cell is reused only on the same folds."""
+    text = "\n".join(f"{f}\t{k}" for f, k in zip(frame_ids, folds, strict=True))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def cell_protocol(profile: Profile, backbone: Backbone, folds_sha: str) -> dict:
+    return {"profile": profile.protocol(), "backbone_sha256": backbone.sha256,
+            "arch": backbone.arch, "folds_sha256": folds_sha}
+
+
+def read_cell(key: CellKey, out_dir: str | Path) -> dict | None:
+    path = key.path(out_dir)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def is_finished(record: dict | None, protocol: dict) -> bool:
+    return bool(record) and record.get("status") == "ok" and record.get("protocol") == protocol
+
+
+def split_indices(data: TaskData, folds: np.ndarray, fold: int, val_fraction: float,
+                  seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, val, test) frame indices: test = the fold; val = groups carved from the rest.
+
+    The validation groups are drawn with ``maskgen.folds.grouped_split`` from the training
+    folds only (stratified by class for classification), so no group is in two splits.
+    """
+    from maskgen.folds import grouped_split
+
+    test = np.flatnonzero(folds == fold)
+    rest = np.flatnonzero(folds != fold)
+    labels = data.labels[rest] if data.labels is not None else None
+    held = np.asarray(grouped_split(list(data.groups[rest]), val_fraction, seed=seed, labels=labels), dtype=bool)
+    return rest[~held], rest[held], test
+
+
+def run_cell(key: CellKey, data: TaskData, folds: np.ndarray, backbone: Backbone, profile: Profile,
+             device: torch.device, protocol: dict) -> tuple[dict, dict | None]:
+    """Fine-tune one cell and score its test fold once. Returns (record, overlay arrays or None)."""
+    started = time.perf_counter()
+    split_seed = 1000 * key.seed + key.fold
+    train_idx, val_idx, test_idx = split_indices(data, folds, key.fold, profile.val_fraction, split_seed)
+    targets = data.labels if data.labels is not None else data.masks
+    head = make_head(data.task.kind, profile, len(data.class_names))
+    epochs = profile.cls_epochs if data.task.kind == "classification" else profile.seg_epochs
+    result = fit(head, backbone, Split.take(data.images, targets, train_idx),
+                 Split.take(data.images, targets, val_idx), epochs, device, seed=split_seed)
+    test = Split.take(data.images, targets, test_idx)
+    pred = predict(head, result.model, test.images, device, profile.batch_size)
+    metrics = head.metrics(pred, test.targets.numpy())
+    record = {
+        "task": key.task, "fold": key.fold, "method": key.method, "seed": key.seed, "status": "ok",
+        "metrics": metrics, "best_epoch": result.best_epoch, "history": result.history,
+        "n_train": len(train_idx), "n_val": len(val_idx), "n_test": len(test_idx),
+        "val_groups": len(set(data.groups[val_idx])), "seconds": round(time.perf_counter() - started, 2),
+        "device": str(device), "protocol": protocol,
+    }
+    overlay = None
+    if key.fold == 0 and profile.overlay_frames:
+        n = min(profile.overlay_frames, len(test_idx))
+        overlay = {"images": test.images[:n].numpy(), "truth": test.targets[:n].numpy(),
+                   "pred": pred[:n].astype(np.uint8), "frame_ids": data.frame_ids[test_idx[:n]].astype(str)}
+    return record, overlay
+
+
+def write_cell(key: CellKey, out_dir: str | Path, record: dict, overlay: dict | None) -> None:
+    """Overlay first, record last: a record on disk means the cell is complete."""
+    path = key.path(out_dir)
+    if overlay is not None:
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **overlay)
+        atomic_write_bytes(path.with_suffix(".npz"), buffer.getvalue())
+    atomic_write_json(path, record)
+
+
+def read_overlay(key: CellKey, out_dir: str | Path) -> dict | None:
+    path = key.path(out_dir).with_suffix(".npz")
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}

@@ -1,0 +1,166 @@
+"""``evaluate``: the six-task downstream benchmark (``evaluate sweep``, ``evaluate report``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+from pathlib import Path
+
+import click
+
+from maskgen.cli import setup_logging
+
+log = logging.getLogger(__name__)
+
+
+def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
+    out = {}
+    for value in values:
+        name, sep, rest = value.partition("=")
+        if not sep or not name or not rest:
+            raise click.BadParameter(f"{value!r} must be NAME=VALUE", param_hint=option)
+        out[name] = rest
+    return out
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError as err:
+        raise click.BadParameter(f"{text!r} is not a comma list of integers", param_hint="--seeds") from err
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise click.BadParameter(f"{text!r}: give distinct seeds, e.g. 0,1,2", param_hint="--seeds")
+    return seeds
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+def main(verbose: int) -> None:
+    """The ANAUS downstream benchmark: six tasks, grouped 5-fold CV, statistics, report.
+
+    \b
+      evaluate sweep --root runs/demo/phantom --out runs/eval --checkpoint anaus=backbone.safetensors
+      evaluate sweep --root DIR --out OUT --ablations --store runs/store     (trains the controls)
+      evaluate report OUT                                                     (rebuild report.md)
+    """
+    setup_logging(verbose)
+
+
+@main.command()
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder holding ROOT/<dataset>/ (e.g. the phantom). Without it each dataset's "
+                   "environment variable from the registry is used.")
+@click.option("--dataset-root", multiple=True, metavar="NAME=DIR",
+              help="Root of one dataset (overrides --root), e.g. busi=/data/Dataset_BUSI_with_GT/..")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--tasks", default=None, help="Comma list of tasks or datasets "
+              "(pocus-cls, busi-cls, udiat-seg, tn3k-seg, busi-seg, hmcqu-seg); default all six.")
+@click.option("--checkpoint", "checkpoints", multiple=True, metavar="NAME=FILE",
+              help="A backbone to evaluate (repeatable): our pretrain export, or a timm/torchvision "
+                   "ResNet state dict (.safetensors or .pth). imagenet=FILE for ImageNet weights.")
+@click.option("--arch", default=None, help="ResNet of the random reference (and a check on the "
+              "checkpoints); default: inferred from the first checkpoint, else resnet18.")
+@click.option("--profile", "profile_name", type=click.Choice(["quick", "full"]), default="quick",
+              show_default=True, help="quick: CPU minutes on the phantom; full: the paper's protocol.")
+@click.option("--folds", default=5, show_default=True, type=click.IntRange(2, 20))
+@click.option("--seeds", default="0", show_default=True, help="Comma list of fine-tuning seeds.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--threads", type=click.IntRange(1, 512), default=None,
+              help="CPU threads for torch (default: half the cores, at least 1; on a busy "
+                   "2-core machine 2 threads ran 10x slower than 1).")
+@click.option("--ablations", is_flag=True, help="Train (via `pretrain run`) and evaluate the full "
+              "method and its controls (grid masks, lambda_ctx 0) that are missing in OUT/backbones.")
+@click.option("--store", type=click.Path(path_type=Path), help="Mask store for --ablations.")
+@click.option("--pretrain-args", default=None, metavar="'OPTIONS'",
+              help="`pretrain run` options for --ablations, one quoted string (replaces the "
+                   "profile's), e.g. '--epochs 50 --batch-size 64'. Match the full method's run.")
+@click.option("--resolution", type=int, default=None, help="Override the profile's input size.")
+@click.option("--epochs", type=int, default=None, help="Override classification and segmentation epochs.")
+@click.option("--max-frames", type=int, default=None, help="Override frames per task (0 = all).")
+@click.option("--batch-size", type=int, default=None)
+@click.option("--seg-head", type=click.Choice(["maskrcnn", "fpn"]), default=None,
+              help="Override the segmentation head (full: maskrcnn, quick: fpn).")
+def sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, folds, seeds, device,
+          threads, ablations, store, pretrain_args, resolution, epochs, max_frames, batch_size, seg_head):
+    """Fine-tune every backbone on every task and fold; write OUT/report.md."""
+    from evaluate.ablations import ABLATIONS, FULL_METHOD, ensure_ablations
+    from evaluate.backbones import (
+        CheckpointError,
+        load_backbone,
+        parse_checkpoint_option,
+        random_backbone,
+    )
+    from evaluate.profiles import build_profile
+    from evaluate.sweep import SweepPlan, run_sweep
+    from evaluate.tasks import resolve_tasks
+    from maskgen.devices import resolve_device
+
+    try:
+        profile = build_profile(profile_name, resolution=resolution, cls_epochs=epochs, seg_epochs=epochs,
+                                max_frames=max_frames, batch_size=batch_size, seg_head=seg_head,
+                                pretrain_args=tuple(shlex.split(pretrain_args)) if pretrain_args else None)
+        task_specs = resolve_tasks(tasks)
+        named = [parse_checkpoint_option(c) for c in checkpoints]
+        torch_device = resolve_device(device)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from err
+    import torch
+
+    torch.set_num_threads(threads or max(1, (os.cpu_count() or 2) // 2))
+    if len({n for n, _ in named}) != len(named):
+        raise click.UsageError("--checkpoint names must be distinct")
+    if ablations and store is None:
+        raise click.UsageError("--ablations needs --store STORE (the mask store pre-training reads)")
+    ablation_names: tuple[str, ...] = ()
+    if ablations:
+        exported = ensure_ablations(store, out_dir, profile.pretrain_args, seed=0, device=device,
+                                    skip=tuple(n for n, _ in named))
+        named += [(n, p) for n, p in exported.items()]
+        ablation_names = tuple(n for n in ABLATIONS if n != FULL_METHOD)
+    try:
+        backbones = [load_backbone(n, p, arch) for n, p in named]
+    except CheckpointError as err:
+        raise click.UsageError(str(err)) from err
+    reference = random_backbone(arch or (backbones[0].arch if backbones else "resnet18"))
+    backbones = [reference, *backbones]
+    roots = {t.dataset: (root / t.dataset if root else None) for t in task_specs}
+    roots.update({k: Path(v) for k, v in _pairs(dataset_root, "--dataset-root").items()})
+    names = [b.name for b in backbones]
+    plan = SweepPlan(tasks=tuple(t.name for t in task_specs), methods=tuple(names), seeds=_seeds(seeds),
+                     folds=folds, profile=profile,
+                     full_method=FULL_METHOD if FULL_METHOD in names else None,
+                     ablations=tuple(a for a in ablation_names if a in names))
+    click.echo(f"evaluate sweep: {len(task_specs)} tasks x {len(names)} methods ({', '.join(names)}) "
+               f"x {len(plan.seeds)} seeds x {folds} folds, profile {profile.name}, device {torch_device}")
+    report = run_sweep(out_dir, task_specs, backbones, plan, roots, torch_device)
+    failed = _failed_tasks(out_dir, plan.tasks)
+    for task, error in failed.items():
+        click.echo(f"warning: task {task} not evaluated: {error}", err=True)
+    click.echo(f"report: {report}")
+    if len(failed) == len(plan.tasks):
+        raise SystemExit(1)
+
+
+def _failed_tasks(out_dir: Path, tasks: tuple[str, ...]) -> dict[str, str]:
+    import json
+
+    failed = {}
+    for task in tasks:
+        info = json.loads((out_dir / "tasks" / f"{task}.json").read_text())
+        if info.get("status") != "ok":
+            failed[task] = info.get("error", "unknown error")
+    return failed
+
+
+@main.command()
+@click.argument("out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def report(out_dir):
+    """Rebuild OUT_DIR/report.md (+ results, tests, figures) from the stored cells."""
+    from evaluate.report import build_report
+
+    click.echo(f"report: {build_report(out_dir)}")
+
+
+if __name__ == "__main__":
+    main()

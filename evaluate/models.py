@@ -1,0 +1,146 @@
+"""Downstream models assembled around a torchvision ResNet body.
+
+- ``Classifier``: ResNet (only the last ``trainable_stages`` trained) + linear head.
+- ``FPNSegmenter``: ResNet + FPN + a light semantic head (sum of upsampled pyramid levels,
+  two convolutions), one foreground logit per pixel: the CPU-budget segmentation head.
+- ``build_maskrcnn``: torchvision Mask R-CNN on ResNet + FPN (the paper's protocol).
+Frames enter as uint8 (B, S, S) grayscale; ``to_input`` replicates them to three channels
+and applies the ImageNet normalisation every torchvision/timm ResNet expects.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models.detection import MaskRCNN
+from torchvision.models.detection.backbone_utils import BackboneWithFPN, _resnet_fpn_extractor
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+STAGES = ("layer4", "layer3", "layer2", "layer1", "conv1")  # last stage first
+
+
+def to_input(images: torch.Tensor) -> torch.Tensor:
+    """(B, S, S) uint8 -> (B, 3, S, S) float32, ImageNet-normalised."""
+    x = images.float().div(255.0).unsqueeze(1).expand(-1, 3, -1, -1)
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def freeze_stages(resnet: nn.Module, trainable_stages: int) -> list[str]:
+    """Freeze all but the last ``trainable_stages`` of (conv1+bn1, layer1..layer4).
+
+    Returns the names of the frozen modules (kept in eval mode by ``Classifier.train``).
+    """
+    frozen = list(STAGES[trainable_stages:])
+    for name in frozen:
+        modules = [resnet.conv1, resnet.bn1] if name == "conv1" else [getattr(resnet, name)]
+        for module in modules:
+            module.requires_grad_(False)
+    return frozen
+
+
+class Classifier(nn.Module):
+    """ResNet body + global average pool + linear head; ``forward`` (B,S,S) uint8 -> (B,C) logits."""
+
+    def __init__(self, resnet: nn.Module, num_classes: int, trainable_stages: int = 3):
+        super().__init__()
+        resnet.fc = nn.Linear(resnet.fc.in_features, num_classes)
+        self.resnet = resnet
+        self.frozen = freeze_stages(resnet, trainable_stages)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for name in self.frozen:  # frozen stages keep their BatchNorm statistics
+            for module in ([self.resnet.bn1] if name == "conv1" else [getattr(self.resnet, name)]):
+                module.eval()
+        return self
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.resnet(to_input(images))
+
+
+class FPNSegmenter(nn.Module):
+    """ResNet + FPN + light semantic head; ``forward`` (B,S,S) uint8 -> (B,S,S) foreground logits."""
+
+    def __init__(self, resnet: nn.Module, trainable_layers: int = 5, channels: int = 64):
+        super().__init__()
+        if trainable_layers < 5:
+            freeze_stages(resnet, trainable_layers)
+        widths = [resnet.fc.in_features // 8 * 2 ** i for i in range(4)]  # layer1..layer4 outputs
+        # a narrow pyramid (``channels`` wide, not Mask R-CNN's 256) keeps CPU budgets small
+        self.body = BackboneWithFPN(resnet, {f"layer{i}": str(i - 1) for i in range(1, 5)}, widths, channels)
+        self.head = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1), nn.GroupNorm(8, channels), nn.ReLU(inplace=True),
+            nn.Conv2d(channels, 1, 1),
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        features = self.body(to_input(images))
+        levels = [v for k, v in features.items() if k != "pool"]
+        size = levels[0].shape[-2:]  # stride 4
+        fused = sum(F.interpolate(v, size=size, mode="bilinear", align_corners=False) for v in levels)
+        logits = self.head(fused)
+        return F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+
+
+def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """BCE + soft Dice; logits (B,S,S) float, masks (B,S,S) {0,1}. Returns a scalar."""
+    target = masks.float()
+    bce = F.binary_cross_entropy_with_logits(logits, target)
+    prob = torch.sigmoid(logits)
+    inter = (prob * target).sum((1, 2))
+    dice = 1 - (2 * inter + 1) / (prob.sum((1, 2)) + target.sum((1, 2)) + 1)
+    return bce + dice.mean()
+
+
+def build_maskrcnn(resnet: nn.Module, resolution: int, trainable_layers: int = 5) -> MaskRCNN:
+    """torchvision Mask R-CNN (2 classes: background, lesion/wall) on ResNet + FPN.
+
+    Inputs are kept at ``resolution`` (min_size = max_size) and normalised like ``to_input``.
+    """
+    body = _resnet_fpn_extractor(resnet, trainable_layers, norm_layer=None)
+    return MaskRCNN(body, num_classes=2, min_size=resolution, max_size=resolution,
+                    image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD))
+
+
+def maskrcnn_inputs(images: torch.Tensor) -> list[torch.Tensor]:
+    """(B, S, S) uint8 -> list of (3, S, S) float in [0, 1] (Mask R-CNN normalises itself)."""
+    return list(images.float().div(255.0).unsqueeze(1).expand(-1, 3, -1, -1))
+
+
+def maskrcnn_targets(masks: torch.Tensor, min_pixels: int = 4) -> list[dict[str, torch.Tensor]]:
+    """(B, S, S) binary masks -> Mask R-CNN targets, one instance per connected component."""
+    from scipy import ndimage
+
+    targets = []
+    for mask in masks.cpu().numpy():
+        components, count = ndimage.label(mask > 0)
+        instances = [components == i for i in range(1, count + 1)]
+        instances = [m for m in instances if m.sum() >= min_pixels]
+        boxes = []
+        for m in instances:
+            ys, xs = m.nonzero()
+            boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+        size = mask.shape
+        targets.append({
+            "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4).to(masks.device),
+            "labels": torch.ones(len(instances), dtype=torch.int64, device=masks.device),
+            "masks": torch.from_numpy(np.stack(instances) if instances else
+                                      np.zeros((0, *size), dtype=bool)).to(masks.device, torch.uint8),
+        })
+    return targets
+
+
+def maskrcnn_to_masks(outputs: list[dict], size: tuple[int, int], score: float = 0.5) -> torch.Tensor:
+    """Mask R-CNN detections -> (B, S, S) bool: union of instances scoring >= ``score``, prob > 0.5."""
+    result = []
+    for out in outputs:
+        keep = out["scores"] >= score
+        masks = out["masks"][keep, 0] > 0.5
+        result.append(masks.any(0) if len(masks) else torch.zeros(size, dtype=torch.bool,
+                                                                  device=out["scores"].device))
+    return torch.stack(result)

@@ -1,0 +1,206 @@
+"""Fine-tuning with epoch selection on a validation split; the test fold is not an argument.
+
+``fit`` sees only the training frames and the validation frames carved from the training
+folds: it trains for ``epochs``, scores every epoch on validation, and returns the model at
+the best epoch (ties keep the earliest). Only after that does the caller predict the test
+fold, once. A ``Head`` adapts the loop to one task kind (model, optimiser, loss, prediction).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from evaluate.backbones import Backbone
+from evaluate.metrics import SELECTION_METRIC, classification_metrics, segmentation_metrics
+from evaluate.models import (
+    Classifier,
+    FPNSegmenter,
+    build_maskrcnn,
+    maskrcnn_inputs,
+    maskrcnn_targets,
+    maskrcnn_to_masks,
+    segmentation_loss,
+)
+from evaluate.profiles import Profile
+from maskgen.devices import autocast_dtype
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Split:
+    """Frames of one split: images (N,S,S) uint8, targets (N,) int64 labels or (N,S,S) uint8 masks."""
+
+    images: torch.Tensor
+    targets: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @classmethod
+    def take(cls, images: np.ndarray, targets: np.ndarray, index: np.ndarray) -> Split:
+        return cls(torch.from_numpy(np.ascontiguousarray(images[index])),
+                   torch.from_numpy(np.ascontiguousarray(targets[index])))
+
+
+@dataclass
+class FitResult:
+    """The selected model, the epoch chosen (1-based) and every epoch's validation scores."""
+
+    model: nn.Module
+    best_epoch: int
+    history: list[dict] = field(default_factory=list)
+
+
+class Head:
+    """Task-kind adapter: build the model, its optimiser, a loss, and predictions."""
+
+    kind = ""
+
+    def __init__(self, profile: Profile, num_classes: int = 0):
+        self.profile, self.num_classes = profile, num_classes
+
+    def metrics(self, pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+        raise NotImplementedError
+
+    def lr(self, step: int, total: int) -> float:
+        raise NotImplementedError
+
+
+class ClassificationHead(Head):
+    kind = "classification"
+
+    def build(self, backbone: Backbone) -> nn.Module:
+        return Classifier(backbone.build(), self.num_classes, self.profile.cls_trainable_stages)
+
+    def optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=self.profile.cls_lr)
+
+    def lr(self, step: int, total: int) -> float:
+        return self.profile.cls_lr  # the paper's constant Adam rate
+
+    def loss(self, model, images, targets):
+        return nn.functional.cross_entropy(model(images), targets)
+
+    @torch.no_grad()
+    def predict(self, model, images):
+        return model(images).argmax(1)
+
+    def metrics(self, pred, truth):
+        return classification_metrics(pred, truth)
+
+
+class SegmentationHead(Head):
+    kind = "segmentation"
+
+    def build(self, backbone: Backbone) -> nn.Module:
+        p = self.profile
+        if p.seg_head == "maskrcnn":
+            return build_maskrcnn(backbone.build(), p.resolution, p.seg_trainable_layers)
+        return FPNSegmenter(backbone.build(), p.seg_trainable_layers)
+
+    def optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        p = self.profile
+        return torch.optim.SGD([q for q in model.parameters() if q.requires_grad], lr=p.seg_lr,
+                               momentum=p.seg_momentum, weight_decay=p.seg_weight_decay)
+
+    def lr(self, step: int, total: int) -> float:
+        """Linear warm-up over the first 5% of steps, then cosine decay to zero."""
+        warmup = max(1, total // 20)
+        if step < warmup:
+            return self.profile.seg_lr * (step + 1) / warmup
+        return self.profile.seg_lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+    def loss(self, model, images, targets):
+        if self.profile.seg_head == "maskrcnn":
+            losses = model(maskrcnn_inputs(images), maskrcnn_targets(targets))
+            return sum(losses.values())
+        return segmentation_loss(model(images), targets)
+
+    @torch.no_grad()
+    def predict(self, model, images):
+        if self.profile.seg_head == "maskrcnn":
+            return maskrcnn_to_masks(model(maskrcnn_inputs(images)), tuple(images.shape[-2:]))
+        return model(images) > 0
+
+    def metrics(self, pred, truth):
+        return segmentation_metrics(pred, truth)
+
+
+def make_head(kind: str, profile: Profile, num_classes: int = 0) -> Head:
+    return ClassificationHead(profile, num_classes) if kind == "classification" else SegmentationHead(profile)
+
+
+def _flip(images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator, segmentation: bool):
+    """Random horizontal flip per frame (and its mask), vectorised."""
+    flip = (torch.rand(len(images), generator=generator) < 0.5).to(images.device).view(-1, 1, 1)
+    images = torch.where(flip, images.flip(-1), images)
+    if segmentation:
+        targets = torch.where(flip, targets.flip(-1), targets)
+    return images, targets
+
+
+def predict(head: Head, model: nn.Module, images: torch.Tensor, device: torch.device,
+            batch_size: int) -> np.ndarray:
+    """Predictions for (N,S,S) uint8 frames: (N,) class ids or (N,S,S) bool masks (numpy)."""
+    model.eval()
+    dtype = autocast_dtype(device)
+    out = []
+    for start in range(0, len(images), batch_size):
+        batch = images[start:start + batch_size].to(device)
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            out.append(head.predict(model, batch).cpu())
+    return torch.cat(out).numpy()
+
+
+def fit(head: Head, backbone: Backbone, train: Split, val: Split, epochs: int,
+        device: torch.device, seed: int, progress=None) -> FitResult:
+    """Fine-tune on ``train``; keep the epoch whose ``val`` selection metric is best.
+
+    The selection metric is macro F1 (classification) or Dice (segmentation).
+    """
+    if not len(train) or not len(val):
+        raise ValueError(f"need non-empty training and validation splits, got {len(train)} and {len(val)}")
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    model = head.build(backbone).to(device)
+    optimizer = head.optimizer(model)
+    batch = head.profile.batch_size
+    steps_per_epoch = max(1, len(train) // batch)  # drop the ragged last batch (BatchNorm)
+    total, step = epochs * steps_per_epoch, 0
+    dtype = autocast_dtype(device)
+    selection = SELECTION_METRIC[head.kind]
+    best, best_state, best_epoch, history = -math.inf, None, 0, []
+    for epoch in range(1, epochs + 1):
+        model.train()
+        order = torch.randperm(len(train), generator=generator)
+        losses = []
+        for i in range(steps_per_epoch):
+            index = order[i * batch:(i + 1) * batch]
+            images, targets = _flip(train.images[index], train.targets[index], generator,
+                                    head.kind == "segmentation")
+            for group in optimizer.param_groups:
+                group["lr"] = head.lr(step, total)
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                loss = head.loss(model, images.to(device), targets.to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+            step += 1
+        scores = head.metrics(predict(head, model, val.images, device, batch), val.targets.numpy())
+        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), **{f"val_{k}": v for k, v in scores.items()}})
+        if best_state is None or scores[selection] > best:  # ties keep the earliest epoch
+            best, best_state = scores[selection], copy.deepcopy(model.state_dict())
+            best_epoch = epoch
+        if progress is not None:
+            progress(epoch, history[-1])
+    model.load_state_dict(best_state)
+    return FitResult(model, best_epoch, history)

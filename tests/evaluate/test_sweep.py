@@ -1,0 +1,127 @@
+"""A tiny end-to-end sweep on fake readers: report, results, resumability, CLI last line."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+import timm
+import torch
+from click.testing import CliRunner
+from safetensors.torch import save_file
+
+import evaluate.cells as cells
+import evaluate.sweep as sweep_module
+from evaluate.backbones import load_backbone, random_backbone
+from evaluate.cli import main
+from evaluate.sweep import SweepPlan, run_sweep
+from evaluate.tasks import resolve_tasks
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    torch.manual_seed(3)
+    state = {k: v for k, v in timm.create_model("resnet18").state_dict().items() if not k.startswith("fc.")}
+    path = tmp_path / "anaus.safetensors"
+    save_file(state, str(path))
+    (tmp_path / "anaus.json").write_text(json.dumps({"store_sha256": "feedbeef", "epochs": 1}))
+    return path
+
+
+def test_sweep_end_to_end_and_resume(tmp_path, fake_opener, tiny_profile, checkpoint, monkeypatch):
+    torch.set_num_threads(1)
+    out = tmp_path / "eval"
+    tasks = resolve_tasks("pocus-cls,udiat-seg")
+    backbones = [random_backbone(), load_backbone("anaus", checkpoint)]
+    plan = SweepPlan(tasks=tuple(t.name for t in tasks), methods=("random", "anaus"), seeds=(0,),
+                     folds=3, profile=tiny_profile)
+    report = run_sweep(out, tasks, backbones, plan, {}, torch.device("cpu"), opener=fake_opener,
+                       progress=False)
+    text = report.read_text()
+    assert report == out / "report.md"
+    for needle in ("pocus-cls", "udiat-seg", "macro_f1", "dice", "Paired tests", "feedbeef",
+                   "overlays/udiat-seg.png", "figures/pocus-cls.png", "**none** (one frame per group)"):
+        assert needle in text, needle
+    assert "Cells finished: 12 of 12; failed: 0" in text
+    assert "Datasets without a group key (folds group by source file only): udiat." in text
+    table = pq.read_table(out / "results.parquet").to_pylist()
+    assert len(table) == 3 * 2 * 2 + 3 * 2 * 3  # folds x methods x metrics, per task
+    assert {r["metric"] for r in table} == {"accuracy", "macro_f1", "ppv", "sensitivity", "dice"}
+    assert (out / "results.csv").read_text().count("\n") == len(table) + 1
+    assert (out / "folds" / "pocus-cls.parquet").is_file() and (out / "tests.csv").is_file()
+    for name in ("figures/udiat-seg.png", "overlays/udiat-seg.png", "overlays/pocus-cls.png"):
+        assert (out / name).stat().st_size > 1000
+    task_info = json.loads((out / "tasks" / "pocus-cls.json").read_text())
+    assert task_info["grouped"] and task_info["n_problems"] == 1  # the reader's listing problem
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a finished cell was recomputed")
+
+    monkeypatch.setattr(sweep_module, "run_cell", must_not_run)
+    before = {p: p.stat().st_mtime_ns for p in (out / "cells").rglob("*.json")}
+    run_sweep(out, tasks, backbones, plan, {}, torch.device("cpu"), opener=fake_opener, progress=False)
+    assert before == {p: p.stat().st_mtime_ns for p in (out / "cells").rglob("*.json")}
+
+
+def test_failed_cell_is_recorded_and_retried(tmp_path, fake_opener, tiny_profile, monkeypatch):
+    out = tmp_path / "eval"
+    tasks = resolve_tasks("udiat-seg")
+    plan = SweepPlan(tasks=("udiat-seg",), methods=("random",), seeds=(0,), folds=2, profile=tiny_profile)
+    calls = []
+
+    def flaky(key, *args, **kwargs):
+        calls.append(key)
+        raise RuntimeError("out of memory (simulated)")
+
+    monkeypatch.setattr(sweep_module, "run_cell", flaky)
+    report = run_sweep(out, tasks, [random_backbone()], plan, {}, torch.device("cpu"),
+                       opener=fake_opener, progress=False)
+    assert "failed: 2" in report.read_text() and "out of memory (simulated)" in report.read_text()
+    run_sweep(out, tasks, [random_backbone()], plan, {}, torch.device("cpu"), opener=fake_opener, progress=False)
+    assert len(calls) == 4  # failed cells are retried, not reused
+
+
+def test_cli_sweep_last_line_names_report(tmp_path, fake_opener, monkeypatch, checkpoint):
+    torch.set_num_threads(1)
+    monkeypatch.setattr(sweep_module, "default_opener", fake_opener)
+    out = tmp_path / "cli"
+    args = ["sweep", "--out", str(out), "--tasks", "pocus", "--checkpoint", f"anaus={checkpoint}",
+            "--folds", "2", "--resolution", "32", "--epochs", "1", "--max-frames", "20",
+            "--batch-size", "8"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().splitlines()[-1] == f"report: {out / 'report.md'}"
+    assert fake_opener.readers["pocus"].loads == 20
+    rebuilt = CliRunner().invoke(main, ["report", str(out)])
+    assert rebuilt.exit_code == 0 and rebuilt.stdout.strip() == f"report: {out / 'report.md'}"
+    bad = CliRunner().invoke(main, ["sweep", "--out", str(out), "--tasks", "nope"])
+    assert bad.exit_code != 0 and "nope" in bad.output
+    assert cells  # module imported for the monkeypatch target above
+
+
+def test_cli_ablations_are_compared_with_the_full_method(tmp_path, fake_opener, monkeypatch, checkpoint):
+    import evaluate.ablations as ablations
+
+    torch.set_num_threads(1)
+    monkeypatch.setattr(sweep_module, "default_opener", fake_opener)
+    asked = {}
+
+    def fake_ensure(store, out_dir, pretrain_args, seed=0, device="auto", skip=()):
+        asked.update(store=store, args=pretrain_args, skip=skip)
+        return {name: checkpoint for name in ablations.ABLATIONS if name not in skip}
+
+    monkeypatch.setattr(ablations, "ensure_ablations", fake_ensure)
+    out = tmp_path / "abl"
+    result = CliRunner().invoke(main, [
+        "sweep", "--out", str(out), "--tasks", "pocus-cls", "--folds", "2", "--resolution", "32",
+        "--epochs", "1", "--max-frames", "16", "--batch-size", "8", "--ablations",
+        "--store", str(tmp_path / "store"), "--pretrain-args", "--epochs 3 --batch-size 4"])
+    assert result.exit_code == 0, result.output
+    assert asked["args"] == ("--epochs", "3", "--batch-size", "4") and asked["skip"] == ()
+    text = (out / "tests.csv").read_text()
+    for method, baseline in (("anaus", "random"), ("anaus", "anaus-grid"), ("anaus", "anaus-noctx"),
+                             ("anaus-grid", "random")):
+        assert f'"{method}","{baseline}"' in text, (method, baseline)
+    missing_store = CliRunner().invoke(main, ["sweep", "--out", str(out), "--ablations"])
+    assert missing_store.exit_code != 0 and "--store" in missing_store.output
