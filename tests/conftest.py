@@ -41,6 +41,17 @@ def _small_cpu_budget():
     yield
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny tensors on a shared machine: one torch thread is faster than two fighting."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def ddti_sample() -> Path:
     """The genuine DDTI frame in the SAMUS-style layout (img/ and label/)."""

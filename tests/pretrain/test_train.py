@@ -20,14 +20,7 @@ from pretrain.optim import OptimConfig
 from pretrain.step import ObjectiveConfig
 from pretrain.train import NonFiniteLossError, RunConfig, run
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors on a shared machine: one thread is faster than two fighting."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_config(epochs=3, batch_size=8, lambda_ctx=1.0, device="cpu", cache="ram", **kw) -> RunConfig:
