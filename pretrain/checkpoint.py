@@ -1,8 +1,8 @@
 """Training checkpoints: one ``torch.save`` file of weights_only-loadable content, written
 atomically (temp file + rename), so a killed run always leaves the last good checkpoint.
 
-Content: online and target state dicts, optimizer state, step, the global torch RNG state and
-the resolved config (a JSON-able dict). The data position and every random draw of a step are
+Content: online and target state dicts, optimizer state, step, the global torch RNG state, the
+resolved config (a JSON-able dict) and the number of ranks that made it. The data position and every random draw of a step are
 pure functions of (seed, step), so the step is all a resumed run needs to continue exactly.
 """
 
@@ -20,7 +20,7 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 
 def save_checkpoint(path: str | os.PathLike, *, online, target, optimizer, step: int,
-                    config: dict[str, Any]) -> None:
+                    config: dict[str, Any], world_size: int = 1) -> None:
     state = {
         "online": online.state_dict(),
         "target": target.state_dict(),
@@ -28,13 +28,15 @@ def save_checkpoint(path: str | os.PathLike, *, online, target, optimizer, step:
         "step": int(step),
         "rng": torch.get_rng_state(),
         "config": config,
+        "world_size": int(world_size),
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
 
 def load_checkpoint(path: str | os.PathLike, *, online, target, optimizer) -> dict[str, Any]:
-    """Restore the networks and optimizer in place (strict keys); returns step and config."""
+    """Restore the networks and optimizer in place (strict keys); returns step, config and
+    world_size (None for a checkpoint written before it was recorded)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"--resume: no checkpoint at {path}")
@@ -43,7 +45,9 @@ def load_checkpoint(path: str | os.PathLike, *, online, target, optimizer) -> di
     target.load_state_dict(state["target"], strict=True)
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["rng"])
-    return {"step": int(state["step"]), "config": state["config"]}
+    world = state.get("world_size")
+    return {"step": int(state["step"]), "config": state["config"],
+            "world_size": None if world is None else int(world)}
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -43,6 +43,8 @@ def main(verbose: int) -> None:
 @click.option("--workers", default=0, show_default=True, type=int, help="DataLoader workers (cache ram/none).")
 @click.option("--shuffle-buffer", default=1024, show_default=True, type=int)
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the online network.")
+@click.option("--sync-bn/--no-sync-bn", default=True, show_default=True,
+              help="Multi-GPU: BatchNorm statistics over all ranks (BYOL practice).")
 @click.option("--checkpoint-every", default=200, show_default=True, type=int, help="Steps between checkpoints.")
 @click.option("--max-steps", default=None, type=int, help="Stop after this global step (smoke runs; schedules unchanged).")
 @click.option("--mask-source", default="store", show_default=True, type=click.Choice(["store", "grid", "superpixel"]),
@@ -55,7 +57,7 @@ def main(verbose: int) -> None:
               help="(a, b, g): shuffle probability per window, remap strength, in-paint probability per block.")
 @click.option("--log-every", default=1, show_default=True, type=int)
 def run(store, out, epochs, batch_size, resolution, device, resume, seed, arch, lr, warmup_epochs,
-        weight_decay, ema_momentum, cache, workers, shuffle_buffer, compile_, checkpoint_every,
+        weight_decay, ema_momentum, cache, workers, shuffle_buffer, compile_, sync_bn, checkpoint_every,
         max_steps, mask_source, lambda_ctx, temperature, scales, k_samples, damage, log_every):
     """Pre-train a ResNet + FPN on STORE's frames and anatomy masks."""
     from pretrain.corruption import CorruptionConfig
@@ -76,7 +78,7 @@ def run(store, out, epochs, batch_size, resolution, device, resume, seed, arch, 
             loader=LoaderConfig(batch_size=batch_size, seed=seed, shuffle_buffer=shuffle_buffer, cache=cache, workers=workers),
             optim=OptimConfig(epochs=epochs, base_lr=lr, warmup_epochs=warmup_epochs, weight_decay=weight_decay,
                               ema_base=ema_momentum),
-            device=device, compile=compile_, checkpoint_every=checkpoint_every, max_steps=max_steps,
+            device=device, compile=compile_, sync_bn=sync_bn, checkpoint_every=checkpoint_every, max_steps=max_steps,
             log_every=log_every)
         out_dir = run_training(store, out, cfg, seed=seed, resume=resume)
     except NonFiniteLossError as err:

@@ -96,6 +96,13 @@ def build_online(cfg: ModelConfig) -> OnlineNetwork:
                          mlp(cfg.proj_dim, cfg.pred_hidden, cfg.proj_dim))
 
 
+def with_synced_batchnorm(online: OnlineNetwork) -> OnlineNetwork:
+    """Every BatchNorm (backbone, projector and predictor) computes its batch statistics
+    over all ranks, as BYOL does on many GPUs. State-dict keys are unchanged, so checkpoints,
+    the EMA and exports are too. Call before ``build_target``; needs a GPU process group."""
+    return nn.SyncBatchNorm.convert_sync_batchnorm(online)
+
+
 def build_target(online: OnlineNetwork) -> TargetNetwork:
     """The target starts as a copy of the online encoder + projector; it is never trained."""
     target = TargetNetwork(copy.deepcopy(online.encoder), copy.deepcopy(online.projector))

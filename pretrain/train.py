@@ -28,13 +28,20 @@ from pretrain import distributed as dist
 from pretrain.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from pretrain.export import write_backbone
 from pretrain.loader import FrameStream, LoaderConfig
-from pretrain.model import ModelConfig, build_online, build_target, ema_update
+from pretrain.model import (
+    ModelConfig,
+    build_online,
+    build_target,
+    ema_update,
+    with_synced_batchnorm,
+)
 from pretrain.optim import OptimConfig, build_lars
 from pretrain.schedules import ema_momentum, learning_rate, scaled_lr
 from pretrain.step import ObjectiveConfig, compute_loss, prepare_inputs
 
 log = logging.getLogger(__name__)
 METRICS_NAME = "metrics.jsonl"
+SYNC_BN_DEVICES = ("cuda", "xpu")  # where torch's SyncBatchNorm runs
 BACKBONE_NAME = "backbone.safetensors"
 
 
@@ -50,6 +57,7 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     device: str = "auto"
     compile: bool = False
+    sync_bn: bool = True
     checkpoint_every: int = 200
     max_steps: int | None = None
     log_every: int = 1
@@ -111,7 +119,10 @@ def run(store_path: str | Path, out_dir: str | Path, cfg: RunConfig, seed: int =
     base_lr = scaled_lr(cfg.optim.base_lr, cfg.loader.batch_size * world)
 
     torch.manual_seed(seed)  # identical initial weights on every rank
-    online = build_online(cfg.model).to(device)
+    online = build_online(cfg.model)
+    if cfg.sync_bn and dist.is_distributed() and device.type in SYNC_BN_DEVICES:
+        online = with_synced_batchnorm(online)
+    online = online.to(device)
     target = build_target(online).to(device)
     if device.type == "cuda":
         online, target = online.to(memory_format=torch.channels_last), target.to(memory_format=torch.channels_last)
@@ -122,6 +133,7 @@ def run(store_path: str | Path, out_dir: str | Path, cfg: RunConfig, seed: int =
     if resume:
         state = load_checkpoint(ckpt_path, online=online, target=target, optimizer=optimizer)
         _check_same_run(state["config"], config)
+        _check_same_world(state["world_size"], world)
         start = state["step"]
         log.info("resumed from %s at step %d", ckpt_path, start)
     elif ckpt_path.exists():
@@ -172,7 +184,7 @@ def run(store_path: str | Path, out_dir: str | Path, cfg: RunConfig, seed: int =
                 metrics.write({"step": step, "epoch": epoch, "loss": value, "lr": lr, "ema_momentum": momentum,
                                "pairs_per_s": pairs, **{k: float(v) for k, v in parts.items()}})
             if step % cfg.checkpoint_every == 0 or step == last:
-                _checkpoint(ckpt_path, online, target, optimizer, step, config)
+                _checkpoint(ckpt_path, online, target, optimizer, step, config, world)
             if on_step is not None:
                 on_step(step)
     bar.close()
@@ -223,9 +235,18 @@ def _check_same_run(saved: dict, current: dict) -> None:
                          "resume with the original options or start a new --out")
 
 
-def _checkpoint(path, online, target, optimizer, step, config) -> None:
+def _check_same_world(saved: int | None, current: int) -> None:
+    """The data partition per rank and the learning-rate scaling depend on the number of ranks,
+    so an exact resume needs the same number."""
+    if saved is not None and saved != current:
+        raise ValueError(f"--resume: the checkpoint was made by {saved} rank(s), this run has {current}; "
+                         f"resume with {saved} (torchrun --nproc_per_node {saved}) or start a new --out")
+
+
+def _checkpoint(path, online, target, optimizer, step, config, world) -> None:
     if dist.is_main():
-        save_checkpoint(path, online=online, target=target, optimizer=optimizer, step=step, config=config)
+        save_checkpoint(path, online=online, target=target, optimizer=optimizer, step=step, config=config,
+                        world_size=world)
     dist.barrier()
 
 

@@ -53,6 +53,11 @@ def test_resume_is_exact(tiny_store, tmp_path):
         run(tiny_store, tmp_path / "b", cfg, seed=5)
     with pytest.raises(ValueError, match="other settings for objective"):
         run(tiny_store, tmp_path / "b", tiny_config(checkpoint_every=3, lambda_ctx=0.5), seed=5, resume=True)
+    other_world = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True) | {"world_size": 2}
+    (tmp_path / "c").mkdir()
+    torch.save(other_world, tmp_path / "c" / "checkpoint.pt")
+    with pytest.raises(ValueError, match="made by 2 rank"):
+        run(tiny_store, tmp_path / "c", cfg, seed=5, resume=True)
     run(tiny_store, tmp_path / "b", cfg, seed=5, resume=True)
     a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
     b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
