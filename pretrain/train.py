@@ -188,6 +188,8 @@ def run(store_path: str | Path, out_dir: str | Path, cfg: RunConfig, seed: int =
             if on_step is not None:
                 on_step(step)
     bar.close()
+    if metrics is not None:
+        metrics.close()
     if dist.is_main():
         write_backbone(out_dir / BACKBONE_NAME, online.state_dict(), out_dir, step, config)
     dist.barrier()
@@ -282,3 +284,7 @@ class MetricsWriter:
             for key, value in record.items():
                 if key != "step":
                     self.tb.add_scalar(key, value, record["step"])
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()  # flushes the event file

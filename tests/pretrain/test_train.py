@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import types
 
 import pytest
 import timm
@@ -18,7 +19,7 @@ from pretrain.loader import LoaderConfig
 from pretrain.model import ModelConfig
 from pretrain.optim import OptimConfig
 from pretrain.step import ObjectiveConfig
-from pretrain.train import NonFiniteLossError, RunConfig, run
+from pretrain.train import MetricsWriter, NonFiniteLossError, RunConfig, run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -72,6 +73,34 @@ def test_resume_is_exact(tiny_store, tmp_path):
     info = json.loads((tmp_path / "a" / "run.json").read_text())
     assert info["seed"] == 5 and len(info["inputs"]["store"]["manifest_sha256"]) == 64
     assert info["inputs"]["lpsam_checkpoint_sha256"] == "0" * 64
+
+
+def test_metrics_jsonl_truncated_on_resume_and_tensorboard_scalars(tmp_path, monkeypatch):
+    """JSON lines past the resumed step are dropped; with tensorboard installed every metric but
+    the step goes to a SummaryWriter under RUN_DIR/tensorboard, closed (flushed) at the end."""
+    events = []
+
+    class FakeWriter:
+        def __init__(self, logdir):
+            events.append(("open", logdir))
+
+        def add_scalar(self, key, value, step):
+            events.append((key, value, step))
+
+        def close(self):
+            events.append(("close",))
+
+    fake = types.ModuleType("torch.utils.tensorboard")
+    fake.SummaryWriter = FakeWriter
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", fake)
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps({"step": s, "loss": 1.0 / s}) + "\n" for s in (1, 2, 3)))
+    writer = MetricsWriter(path, start=2)
+    writer.write({"step": 3, "loss": 0.25, "lr": 0.1})
+    writer.close()
+    assert [json.loads(x) for x in path.read_text().splitlines()] == [
+        {"step": 1, "loss": 1.0}, {"step": 2, "loss": 0.5}, {"step": 3, "loss": 0.25, "lr": 0.1}]
+    assert events == [("open", str(tmp_path / "tensorboard")), ("loss", 0.25, 3), ("lr", 0.1, 3), ("close",)]
 
 
 def test_non_finite_loss_stops_keeping_checkpoint(tiny_store, tmp_path, monkeypatch):
