@@ -14,23 +14,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import time
 
 import torch
 
 from evaluate.backbones import random_backbone
 from evaluate.profiles import PROFILES
 from evaluate.train import make_head
-from maskgen.devices import autocast_dtype, resolve_device
+from maskgen.devices import autocast_dtype, resolve_device, timed
 
 # frames per task in the public datasets (hmcqu: 109 videos x one cycle, about 22 frames, assumed)
 FULL_SIZES = {"pocus-cls": 2116, "busi-cls": 780, "udiat-seg": 163, "tn3k-seg": 3493,
               "busi-seg": 647, "hmcqu-seg": 2400}
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def per_frame_costs(kind: str, profile, device, steps: int = 4) -> tuple[float, float]:
@@ -59,16 +53,7 @@ def per_frame_costs(kind: str, profile, device, steps: int = 4) -> tuple[float, 
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             head.predict(model, images)
 
-    costs = []
-    for step in (train_step, predict_step):
-        step()
-        _sync(device)
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        _sync(device)
-        costs.append((time.perf_counter() - start) / (steps * b))
-    return costs[0], costs[1]
+    return timed(train_step, device, steps) / b, timed(predict_step, device, steps) / b
 
 
 def cell_seconds(n: int, epochs: int, train: float, pred: float) -> float:

@@ -11,28 +11,12 @@ does) against our batched decoder call. Prints frames/s and the ratio.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
-from maskgen.devices import autocast_dtype, resolve_device
+from maskgen.devices import autocast_dtype, resolve_device, timed
 from maskgen.lpsam.config import get_config
 from maskgen.lpsam.model import build_lpsam
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn, device, repeats: int) -> float:
-    fn()
-    _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    _sync(device)
-    return (time.perf_counter() - t0) / repeats
 
 
 def per_frame_decode(model, x):

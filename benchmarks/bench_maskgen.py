@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from maskgen.devices import synchronize
 from maskgen.frames import Frame, FrameRef
 from maskgen.inference import predict_batch
 from maskgen.postprocess import PostprocessConfig, postprocess_batch
@@ -61,15 +62,13 @@ class ArrayReaderSpec:
 def frames_per_s(predictor, frames: np.ndarray, batch: int, device, post: PostprocessConfig | None) -> float:
     """Frames/s of prediction (+ post-processing unless ``post`` is None) over ``frames``."""
     predict_batch(predictor, frames[:batch], device, frames.shape[-1])  # warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(device)
     t0 = time.perf_counter()
     for start in range(0, len(frames), batch):
         probs, scores = predict_batch(predictor, frames[start:start + batch], device, frames.shape[-1])
         if post is not None:
             postprocess_batch(probs, scores, post)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(device)
     return len(frames) / (time.perf_counter() - t0)
 
 

@@ -19,6 +19,7 @@ import time
 
 import torch
 
+from maskgen.devices import synchronize
 from pretrain.model import ModelConfig, OnlineNetwork, TargetNetwork, build_online, build_target
 from pretrain.optim import OptimConfig, build_lars
 from pretrain.step import ObjectiveConfig, compute_loss, prepare_inputs
@@ -59,8 +60,7 @@ def time_steps(online, target, batches, cfg, steps, device, amp=None, channels_l
         if channels_last:
             inputs.images = inputs.images.contiguous(memory_format=torch.channels_last)
             inputs.target_images = inputs.target_images.contiguous(memory_format=torch.channels_last)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        synchronize(device)
         tic = time.perf_counter()
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
             loss, _ = compute_loss(online, target, inputs, cfg)
@@ -68,8 +68,7 @@ def time_steps(online, target, batches, cfg, steps, device, amp=None, channels_l
         loss.backward()
         opt.step()
         value = float(loss.detach())
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        synchronize(device)
         if i == 0:
             first = value
         else:  # step 0 is warm-up

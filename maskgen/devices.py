@@ -32,3 +32,24 @@ def autocast_dtype(device) -> object | None:
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return None
+
+
+def synchronize(device) -> None:
+    """Wait for the device's queued work (timings); nothing to wait for on the CPU."""
+    import torch
+
+    if device.type != "cpu" and hasattr(torch, device.type):
+        getattr(torch, device.type).synchronize(device)
+
+
+def timed(fn, device, repeats: int) -> float:
+    """Seconds per call of ``fn()`` over ``repeats`` calls, after one warm-up call."""
+    import time
+
+    fn()
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    synchronize(device)
+    return (time.perf_counter() - start) / repeats
