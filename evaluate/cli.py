@@ -66,9 +66,12 @@ def main(verbose: int) -> None:
 @click.option("--folds", default=5, show_default=True, type=click.IntRange(2, 20))
 @click.option("--seeds", default="0", show_default=True, help="Comma list of fine-tuning seeds.")
 @click.option("--device", default="auto", show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Cells run at a time, each in its own process (CPU: one per core or two; "
+                   "GPUs: one per GPU, worker i on device i).")
 @click.option("--threads", type=click.IntRange(1, 512), default=None,
-              help="CPU threads for torch (default: half the cores, at least 1; on a busy "
-                   "2-core machine 2 threads ran 10x slower than 1).")
+              help="CPU threads for torch per worker (default: half the cores shared among the "
+                   "workers, at least 1; on a busy 2-core machine 2 threads ran 10x slower than 1).")
 @click.option("--ablations", is_flag=True, help="Train (via `pretrain run`) and evaluate the full "
               "method and its controls (grid masks, lambda_ctx 0) that are missing in OUT/backbones.")
 @click.option("--store", type=click.Path(path_type=Path), help="Mask store for --ablations.")
@@ -82,7 +85,7 @@ def main(verbose: int) -> None:
 @click.option("--seg-head", type=click.Choice(["maskrcnn", "fpn"]), default=None,
               help="Override the segmentation head (full: maskrcnn, quick: fpn).")
 def sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, folds, seeds, device,
-          threads, ablations, store, pretrain_args, resolution, epochs, max_frames, batch_size, seg_head):
+          workers, threads, ablations, store, pretrain_args, resolution, epochs, max_frames, batch_size, seg_head):
     """Fine-tune every backbone on every task and fold; write OUT/report.md."""
     from evaluate.ablations import ABLATIONS, FULL_METHOD, ensure_ablations
     from evaluate.backbones import (
@@ -107,7 +110,8 @@ def sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, f
         raise click.UsageError(str(err)) from err
     import torch
 
-    torch.set_num_threads(threads or max(1, (os.cpu_count() or 2) // 2))
+    threads = threads or max(1, (os.cpu_count() or 2) // 2 // workers)
+    torch.set_num_threads(threads)
     if len({n for n, _ in named}) != len(named):
         raise click.UsageError("--checkpoint names must be distinct")
     if ablations and store is None:
@@ -132,8 +136,10 @@ def sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, f
                      full_method=FULL_METHOD if FULL_METHOD in names else None,
                      ablations=tuple(a for a in ablation_names if a in names))
     click.echo(f"evaluate sweep: {len(task_specs)} tasks x {len(names)} methods ({', '.join(names)}) "
-               f"x {len(plan.seeds)} seeds x {folds} folds, profile {profile.name}, device {torch_device}")
-    report = run_sweep(out_dir, task_specs, backbones, plan, roots, torch_device)
+               f"x {len(plan.seeds)} seeds x {folds} folds, profile {profile.name}, device {torch_device}, "
+               f"{workers} worker(s) x {threads} thread(s)")
+    report = run_sweep(out_dir, task_specs, backbones, plan, roots, torch_device, workers=workers,
+                       threads=threads)
     failed = _failed_tasks(out_dir, plan.tasks)
     for task, error in failed.items():
         click.echo(f"warning: task {task} not evaluated: {error}", err=True)

@@ -28,6 +28,7 @@ from evaluate.cells import (
     run_cell,
     write_cell,
 )
+from evaluate.parallel import CellPool
 from evaluate.profiles import Profile
 from evaluate.tasks import TaskData, TaskSpec, load_task
 from maskgen.provenance import atomic_write_json, write_run_info
@@ -94,24 +95,30 @@ def prepare_task(task: TaskSpec, out_dir: Path, plan: SweepPlan, root, opener: C
 
 
 def run_task_cells(data: TaskData, folds: np.ndarray, backbones: list[Backbone], plan: SweepPlan,
-                   out_dir: Path, device: torch.device, progress: bool) -> dict[str, int]:
-    """Run the missing cells of one task; returns counts of done / reused / failed cells."""
+                   out_dir: Path, device: torch.device, progress: bool, workers: int = 1,
+                   threads: int = 1) -> dict[str, int]:
+    """Run the missing cells of one task (``workers`` at a time, each with ``threads`` torch
+    threads, see ``evaluate.parallel``); returns counts of done / reused / failed cells."""
     counts = {"done": 0, "reused": 0, "failed": 0}
     folds_sha = fold_digest(folds, data.frame_ids)
-    cells = [(b, s, f) for b in backbones for s in plan.seeds for f in range(plan.folds)]
-    bar = tqdm(cells, desc=data.task.name, disable=not progress)
-    for backbone, seed, fold in bar:
-        key = CellKey(data.task.name, fold, backbone.name, seed)
-        protocol = cell_protocol(plan.profile, backbone, folds_sha)
-        previous = read_cell(key, out_dir)
-        if is_finished(previous, protocol):
-            counts["reused"] += 1
-            continue
-        if previous is not None and previous.get("status") == "ok":
-            log.warning("%s: protocol changed since it was computed; recomputing", key)
-        bar.set_postfix_str(f"{backbone.name} seed {seed} fold {fold}")
+    jobs = []
+    for backbone in backbones:
+        for seed in plan.seeds:
+            for fold in range(plan.folds):
+                key = CellKey(data.task.name, fold, backbone.name, seed)
+                protocol = cell_protocol(plan.profile, backbone, folds_sha)
+                previous = read_cell(key, out_dir)
+                if is_finished(previous, protocol):
+                    counts["reused"] += 1
+                    continue
+                if previous is not None and previous.get("status") == "ok":
+                    log.warning("%s: protocol changed since it was computed; recomputing", key)
+                jobs.append((key, backbone, protocol))
+    bar = tqdm(total=len(jobs), desc=data.task.name, disable=not progress or not jobs)
+
+    def finish(key: CellKey, protocol: dict, compute: Callable[[], tuple[dict, dict | None]]) -> None:
         try:
-            record, overlay = run_cell(key, data, folds, backbone, plan.profile, device, protocol)
+            record, overlay = compute()
             counts["done"] += 1
         except (KeyboardInterrupt, SystemExit):
             raise
@@ -121,17 +128,31 @@ def run_task_cells(data: TaskData, folds: np.ndarray, backbones: list[Backbone],
                                "traceback": traceback.format_exc()[-4000:], "protocol": protocol}, None
             counts["failed"] += 1
         write_cell(key, out_dir, record, overlay)
+        bar.set_postfix_str(f"{key.method} seed {key.seed} fold {key.fold}")
+        bar.update(1)
+
+    if workers > 1 and len(jobs) > 1:
+        with CellPool(data, folds, backbones, plan.profile, device, min(workers, len(jobs)), threads) as pool:
+            for key, protocol, future in pool.run(jobs):
+                finish(key, protocol, future.result)
+    else:
+        for key, backbone, protocol in jobs:
+            finish(key, protocol, lambda k=key, b=backbone, p=protocol:
+                   run_cell(k, data, folds, b, plan.profile, device, p))
+    bar.close()
     return counts
 
 
 def run_sweep(out_dir: str | Path, tasks: list[TaskSpec], backbones: list[Backbone], plan: SweepPlan,
               roots: dict[str, object], device: torch.device, opener: Callable | None = None,
-              progress: bool = True) -> Path:
+              progress: bool = True, workers: int = 1, threads: int = 1) -> Path:
     """Run (or resume) the sweep and build the report; returns the path of report.md.
 
     Args:
         roots: dataset name -> its root folder (None: the registry's environment variable).
         opener: ``(dataset, root) -> DatasetReader``; default ``maskgen.registry.open_dataset``.
+        workers / threads: cells run at a time (processes) and torch threads of each; with one
+            worker the cells run in this process (its own thread setting applies).
     """
     from evaluate.report import build_report
 
@@ -153,6 +174,6 @@ def run_sweep(out_dir: str | Path, tasks: list[TaskSpec], backbones: list[Backbo
                 "task": task.name, "dataset": task.dataset, "kind": task.kind, "status": "failed",
                 "error": f"{type(err).__name__}: {err}"})
             continue
-        counts = run_task_cells(data, folds, backbones, plan, out_dir, device, progress)
+        counts = run_task_cells(data, folds, backbones, plan, out_dir, device, progress, workers, threads)
         log.info("task %s: %s", task.name, counts)
     return build_report(out_dir)

@@ -6,6 +6,8 @@ set -euo pipefail
 OUT=${1:-runs/demo}
 BIN=${VENV:-.venv}/bin
 THREADS=${DEMO_THREADS:-1}   # on 2 shared cores one torch thread per process is fastest
+CORES=$(nproc 2>/dev/null || echo 2)
+WORKERS=${DEMO_WORKERS:-$(( CORES < 4 ? CORES : 4 ))}   # evaluation cells run in parallel
 # one pre-training budget for the method and its ablations (a fair comparison)
 PRETRAIN_ARGS=(--epochs 3 --batch-size 16 --resolution 96 --warmup-epochs 1)
 mkdir -p "$OUT"
@@ -39,5 +41,6 @@ step "6/7 export the backbone (timm / torchvision loadable)"
 
 step "7/7 evaluate: six phantom tasks, 5-fold grouped CV, random init + ablations -> $OUT/eval"
 "$BIN/evaluate" sweep --root "$OUT/phantom" --out "$OUT/eval" --profile quick \
+  --workers "$WORKERS" --threads "$THREADS" \
   --checkpoint anaus="$OUT/pretrain/backbone.safetensors" --ablations --store "$OUT/store" \
   --pretrain-args "${PRETRAIN_ARGS[*]}"

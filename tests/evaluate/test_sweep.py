@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 
 import evaluate.cells as cells
 import evaluate.sweep as sweep_module
-from evaluate.backbones import load_backbone, random_backbone
+from evaluate.backbones import Backbone, load_backbone, random_backbone
 from evaluate.cli import main
 from evaluate.sweep import SweepPlan, run_sweep
 from evaluate.tasks import resolve_tasks
@@ -62,6 +62,33 @@ def test_sweep_end_to_end_and_resume(tmp_path, fake_opener, tiny_profile, checkp
     before = {p: p.stat().st_mtime_ns for p in (out / "cells").rglob("*.json")}
     run_sweep(out, tasks, backbones, plan, {}, torch.device("cpu"), opener=fake_opener, progress=False)
     assert before == {p: p.stat().st_mtime_ns for p in (out / "cells").rglob("*.json")}
+
+
+def test_two_workers_equal_one_and_record_remote_failures(tmp_path, fake_opener, tiny_profile, checkpoint):
+    """Cells run in 2 spawned worker processes give the records of the in-process sweep; a cell
+    failing inside a worker is recorded as failed with the worker's error."""
+    torch.set_num_threads(1)
+    tasks = resolve_tasks("pocus-cls,udiat-seg")
+    broken = Backbone("broken", "resnet18", state={"not.a.resnet.key": torch.zeros(1)})
+    backbones = [random_backbone(), load_backbone("anaus", checkpoint), broken]
+    plan = SweepPlan(tasks=tuple(t.name for t in tasks), methods=tuple(b.name for b in backbones),
+                     seeds=(0,), folds=2, profile=tiny_profile)
+    runs = {}
+    for workers in (1, 2):
+        out = tmp_path / f"workers{workers}"
+        report = run_sweep(out, tasks, backbones, plan, {}, torch.device("cpu"), opener=fake_opener,
+                           progress=False, workers=workers, threads=1)
+        assert "Cells finished: 8 of 12; failed: 4" in report.read_text()
+        runs[workers] = {p.relative_to(out): json.loads(p.read_text()) for p in (out / "cells").rglob("*.json")}
+    assert sorted(runs[1]) == sorted(runs[2]) and len(runs[1]) == 12
+    for path, one in runs[1].items():
+        two = runs[2][path]
+        assert one["status"] == two["status"], path
+        if one["status"] == "ok":
+            for field in ("metrics", "best_epoch", "history", "n_train", "n_val", "n_test"):
+                assert one[field] == two[field], (path, field)
+        else:
+            assert "backbone keys do not match" in one["error"] and "backbone keys do not match" in two["error"]
 
 
 def test_failed_cell_is_recorded_and_retried(tmp_path, fake_opener, tiny_profile, monkeypatch):

@@ -1,0 +1,75 @@
+"""Cells in parallel: ``evaluate sweep --workers N`` runs N cells at a time in spawned processes.
+
+Each worker receives the task's frames, folds, backbones and profile once (when it starts),
+sets its own torch thread count and takes one device: on CPU every worker uses the CPU, with
+accelerators worker i takes device i modulo their number (one worker per GPU). Workers only
+compute; the parent writes every finished cell, so the cells on disk, resumability and the
+report are those of a sequential sweep. A cell is seeded by its key alone, so its result does
+not depend on which worker ran it (a test compares 2 workers with 1).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+
+import numpy as np
+import torch
+
+from evaluate.backbones import Backbone
+from evaluate.cells import CellKey, run_cell
+from evaluate.profiles import Profile
+from evaluate.tasks import TaskData
+
+_WORKER: dict = {}  # this worker process's task, set once by _start_worker
+
+
+def worker_devices(device: torch.device, workers: int) -> list[str]:
+    """The device of each worker: the CPU for all, or accelerators shared round-robin."""
+    if device.type == "cpu" or workers == 1:
+        return [str(device)] * workers
+    count, first = max(torch.accelerator.device_count(), 1), device.index or 0
+    return [f"{device.type}:{(first + i) % count}" for i in range(workers)]
+
+
+def _start_worker(data, folds, backbones, profile, threads, devices) -> None:
+    torch.set_num_threads(threads)
+    _WORKER.update(data=data, folds=folds, backbones=backbones, profile=profile,
+                   device=torch.device(devices.get()))
+
+
+def _run(key: CellKey, backbone_index: int, protocol: dict) -> tuple[dict, dict | None]:
+    w = _WORKER
+    return run_cell(key, w["data"], w["folds"], w["backbones"][backbone_index], w["profile"], w["device"],
+                    protocol)
+
+
+class CellPool:
+    """A pool of ``workers`` processes for one task's cells (a context manager)."""
+
+    def __init__(self, data: TaskData, folds: np.ndarray, backbones: list[Backbone], profile: Profile,
+                 device: torch.device, workers: int, threads: int):
+        context = multiprocessing.get_context("spawn")  # no forked torch state or threads
+        devices = context.Queue()
+        for name in worker_devices(device, workers):
+            devices.put(name)
+        self.backbones = backbones
+        self.executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                                            initargs=(data, folds, backbones, profile, threads, devices))
+
+    def __enter__(self) -> CellPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+    def run(self, jobs: list[tuple[CellKey, Backbone, dict]]
+            ) -> Iterator[tuple[CellKey, dict, Future]]:
+        """Yield (key, protocol, finished future) in order of completion."""
+        index = {id(b): i for i, b in enumerate(self.backbones)}
+        futures = {self.executor.submit(_run, key, index[id(backbone)], protocol): (key, protocol)
+                   for key, backbone, protocol in jobs}
+        for future in as_completed(futures):
+            key, protocol = futures[future]
+            yield key, protocol, future
