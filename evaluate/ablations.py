@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,8 @@ def _run(command: list[str], log_path: Path, runner: Callable) -> None:
 
 def ensure_ablations(store: str | Path, out_dir: str | Path, pretrain_args: tuple[str, ...] = (),
                      seed: int = 0, device: str = "auto", skip: tuple[str, ...] = (),
-                     runner: Callable = subprocess.run) -> dict[str, Path]:
+                     runner: Callable = subprocess.run, workers: int = 1, devices: list[str] | None = None,
+                     threads: int | None = None) -> dict[str, Path]:
     """Train and export what is missing; returns {method name: exported .safetensors}.
 
     Args:
@@ -63,22 +65,30 @@ def ensure_ablations(store: str | Path, out_dir: str | Path, pretrain_args: tupl
         pretrain_args: extra options for every ``pretrain run`` (the profile's budget).
         skip: method names the user already supplied with ``--checkpoint``.
         runner: ``subprocess.run``-compatible callable (tests inject a fake).
+        workers: pre-trainings run at a time; the i-th missing one gets ``devices[i % len]``
+            (default: ``device`` for all) and ``threads`` torch threads when given.
     """
     folder = Path(out_dir) / "backbones"
     folder.mkdir(parents=True, exist_ok=True)
     exe = pretrain_executable() if runner is subprocess.run else ["pretrain"]
-    exported = {}
-    for name, options in ABLATIONS.items():
+    exported, missing = {}, []
+    for name in ABLATIONS:
         if name in skip:
             continue
         target = folder / f"{name}.safetensors"
         if target.is_file():
             log.info("%s already exported at %s: not retrained", name, target)
             exported[name] = target
-            continue
-        run_dir = folder / f"{name}-run"
+        else:
+            missing.append(name)
+    devices = devices or [device]
+
+    def train(i: int, name: str) -> Path:
+        run_dir, target = folder / f"{name}-run", folder / f"{name}.safetensors"
         command = [*exe, "run", "--store", str(store), "--out", str(run_dir), "--seed", str(seed),
-                   "--device", device, *pretrain_args, *options]
+                   "--device", devices[i % len(devices)], *pretrain_args, *ABLATIONS[name]]
+        if threads is not None:
+            command += ["--threads", str(threads)]
         if (run_dir / "checkpoint.pt").is_file():  # an interrupted run continues exactly
             command.append("--resume")
         log_path = folder / f"{name}.log"
@@ -86,5 +96,17 @@ def ensure_ablations(store: str | Path, out_dir: str | Path, pretrain_args: tupl
         _run([*exe, "export", str(run_dir), "--out", str(target)], log_path, runner)
         if not target.is_file():
             raise PretrainError(f"`pretrain export` reported success but wrote no {target}")
-        exported[name] = target
-    return exported
+        return target
+
+    # threads suffice: each job waits on its own subprocess
+    with ThreadPoolExecutor(max(1, min(workers, len(missing)))) as pool:
+        futures = {name: pool.submit(train, i, name) for i, name in enumerate(missing)}
+    errors = []
+    for name, future in futures.items():
+        try:
+            exported[name] = future.result()
+        except PretrainError as err:
+            errors.append(err)
+    if errors:
+        raise errors[0]
+    return {name: exported[name] for name in ABLATIONS if name in exported}

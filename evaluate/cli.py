@@ -94,6 +94,7 @@ def sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, f
         parse_checkpoint_option,
         random_backbone,
     )
+    from evaluate.parallel import worker_devices
     from evaluate.profiles import build_profile
     from evaluate.sweep import SweepPlan, run_sweep
     from evaluate.tasks import resolve_tasks
@@ -119,7 +120,8 @@ def sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, f
     ablation_names: tuple[str, ...] = ()
     if ablations:
         exported = ensure_ablations(store, out_dir, profile.pretrain_args, seed=0, device=device,
-                                    skip=tuple(n for n, _ in named))
+                                    skip=tuple(n for n, _ in named), workers=workers,
+                                    devices=worker_devices(torch_device, workers), threads=threads)
         named += [(n, p) for n, p in exported.items()]
         ablation_names = tuple(n for n in ABLATIONS if n != FULL_METHOD)
     try:

@@ -31,6 +31,8 @@ def main(verbose: int) -> None:
 @click.option("--batch-size", default=192, show_default=True, type=int, help="Frames per step per rank.")
 @click.option("--resolution", default=224, show_default=True, type=int, help="View size (multiple of 32).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda[:N].")
+@click.option("--threads", default=None, type=click.IntRange(1, 512),
+              help="CPU threads for torch (default: torch's, one per core).")
 @click.option("--resume", is_flag=True, help="Continue RUN_DIR/checkpoint.pt exactly.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--arch", default="resnet18", show_default=True, help="resnet18|34|50|101|152 (timm).")
@@ -56,7 +58,7 @@ def main(verbose: int) -> None:
 @click.option("--damage", nargs=3, default=(0.15, 0.2, 0.05), show_default=True, type=float,
               help="(a, b, g): shuffle probability per window, remap strength, in-paint probability per block.")
 @click.option("--log-every", default=1, show_default=True, type=int)
-def run(store, out, epochs, batch_size, resolution, device, resume, seed, arch, lr, warmup_epochs,
+def run(store, out, epochs, batch_size, resolution, device, threads, resume, seed, arch, lr, warmup_epochs,
         weight_decay, ema_momentum, cache, workers, shuffle_buffer, compile_, sync_bn, checkpoint_every,
         max_steps, mask_source, lambda_ctx, temperature, scales, k_samples, damage, log_every):
     """Pre-train a ResNet + FPN on STORE's frames and anatomy masks."""
@@ -67,6 +69,11 @@ def run(store, out, epochs, batch_size, resolution, device, resume, seed, arch, 
     from pretrain.step import ObjectiveConfig
     from pretrain.train import NonFiniteLossError, RunConfig
     from pretrain.train import run as run_training
+
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
     try:
         a, b, g = damage

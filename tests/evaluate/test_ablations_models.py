@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,27 @@ def test_ablations_train_only_what_is_missing(tmp_path):
     again = FakePretrain()
     ensure_ablations(tmp_path / "store", tmp_path, runner=again)
     assert again.commands == []
+
+
+def test_ablations_train_concurrently_one_device_each(tmp_path):
+    """With 2 workers the two missing pre-trainings run at the same time (a barrier both must
+    reach), on their own device and thread budget."""
+    barrier = threading.Barrier(2, timeout=20)
+
+    class Concurrent(FakePretrain):
+        def __call__(self, command, stdout=None, stderr=None):
+            if command[1] == "run":
+                barrier.wait()  # breaks (and raises) if the runs were sequential
+            return super().__call__(command, stdout, stderr)
+
+    runner = Concurrent()
+    out = ensure_ablations(tmp_path / "store", tmp_path, runner=runner, skip=("anaus",), workers=2,
+                           devices=["dev0", "dev1"], threads=1)
+    assert list(out) == ["anaus-grid", "anaus-noctx"]
+    runs = {c[c.index("--out") + 1].rsplit("/", 1)[-1]: c for c in runner.commands if c[1] == "run"}
+    assert runs["anaus-grid-run"][runs["anaus-grid-run"].index("--device") + 1] == "dev0"
+    assert runs["anaus-noctx-run"][runs["anaus-noctx-run"].index("--device") + 1] == "dev1"
+    assert all(c[c.index("--threads") + 1] == "1" for c in runs.values())
 
 
 def test_ablation_failure_names_the_command(tmp_path):

@@ -134,7 +134,7 @@ def test_cli_ablations_are_compared_with_the_full_method(tmp_path, fake_opener, 
     monkeypatch.setattr(sweep_module, "default_opener", fake_opener)
     asked = {}
 
-    def fake_ensure(store, out_dir, pretrain_args, seed=0, device="auto", skip=()):
+    def fake_ensure(store, out_dir, pretrain_args, seed=0, device="auto", skip=(), **parallel):
         asked.update(store=store, args=pretrain_args, skip=skip)
         return {name: checkpoint for name in ablations.ABLATIONS if name not in skip}
 
