@@ -50,15 +50,11 @@ def adapt(out: Path, pairs: PairSet, config: LPSAMConfig, phase1: PhaseSettings,
     extra = {"config": config.to_dict(), "classes": [c.name for c in pairs.classes], "frames": len(pairs),
              "base": base and base["sha256"], "seed": seed}
     ckpt = out / "checkpoints"
-    t0 = time.perf_counter()
     summary1 = run_phase(model, pairs, 1, phase1, device, ckpt / "phase1.safetensors", train_base, extra)
-    t1 = time.perf_counter()
     summary2 = run_phase(model, pairs, 2, phase2, device, ckpt / "phase2.safetensors", False, extra)
-    t2 = time.perf_counter()
+    t0 = time.perf_counter()
     metrics = evaluate(model, pairs, device)
-    t3 = time.perf_counter()
-    phases = {"phase1": {**summary1, "seconds": round(t1 - t0, 1)},
-              "phase2": {**summary2, "seconds": round(t2 - t1, 1)}, "eval_seconds": round(t3 - t2, 1)}
+    phases = {"phase1": summary1, "phase2": summary2, "eval_seconds": round(time.perf_counter() - t0, 1)}
     meta = save_adapt_dir(out, model.cpu(), pairs.classes, base,
                           {"params": counts, "trained_base": train_base})
     report = {

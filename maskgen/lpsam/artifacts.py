@@ -98,8 +98,9 @@ def load_adapt_dir(adapt_dir: str | os.PathLike, sam_checkpoint: str | os.PathLi
 
 
 def save_phase_state(path: str | os.PathLike, model: LPSAM, optimizer: torch.optim.Optimizer,
-                     step: int, done: bool, fingerprint: str, history: list[float]) -> None:
-    """Atomically write trainable weights, AdamW moments and the step of one phase."""
+                     step: int, done: bool, fingerprint: str, history: list[float], seconds: float = 0.0) -> None:
+    """Atomically write trainable weights, AdamW moments, the step of one phase and its training
+    seconds so far (summed over resumed runs)."""
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     own = model.state_dict()
     tensors = {f"model.{k}": own[k] for k in phase_keys(model)}
@@ -107,7 +108,8 @@ def save_phase_state(path: str | os.PathLike, model: LPSAM, optimizer: torch.opt
     for i, _ in enumerate(names):
         for key, value in state.get(i, {}).items():
             tensors[f"optim.{i}.{key}"] = value if value.ndim else value.reshape(1)
-    meta = {"step": str(step), "done": str(done), "fingerprint": fingerprint, "history": json.dumps(history)}
+    meta = {"step": str(step), "done": str(done), "fingerprint": fingerprint, "history": json.dumps(history),
+            "seconds": f"{seconds:.1f}"}
     atomic_write_bytes(path, st_save(_contiguous(tensors), metadata=meta))
 
 
@@ -120,8 +122,9 @@ def phase_keys(model: LPSAM) -> set[str]:
 
 
 def load_phase_state(path: str | os.PathLike, model: LPSAM, optimizer: torch.optim.Optimizer,
-                     fingerprint: str) -> tuple[int, bool, list[float]]:
-    """Restore a phase checkpoint into ``model`` and ``optimizer``; returns (step, done, history)."""
+                     fingerprint: str) -> tuple[int, bool, list[float], float]:
+    """Restore a phase checkpoint into ``model`` and ``optimizer``; returns (step, done, history,
+    training seconds so far)."""
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
     if meta.get("fingerprint") != fingerprint:
@@ -141,4 +144,5 @@ def load_phase_state(path: str | os.PathLike, model: LPSAM, optimizer: torch.opt
                 entry["step"] = entry["step"].reshape(())
             opt_state[i] = entry
     optimizer.load_state_dict({"state": opt_state, "param_groups": optimizer.state_dict()["param_groups"]})
-    return int(meta["step"]), meta["done"] == "True", json.loads(meta.get("history", "[]"))
+    return (int(meta["step"]), meta["done"] == "True", json.loads(meta.get("history", "[]")),
+            float(meta.get("seconds", 0.0)))

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import math
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -148,17 +149,19 @@ def set_trainable(model: LPSAM, phase: int, train_base: bool) -> list[torch.nn.P
 
 def run_phase(model: LPSAM, pairs: PairSet, phase: int, settings: PhaseSettings, device: torch.device,
               checkpoint: Path, train_base: bool = False, fingerprint_extra: dict | None = None) -> dict:
-    """Train one phase (resuming from ``checkpoint`` when present); returns its summary."""
+    """Train one phase (resuming from ``checkpoint`` when present); returns its summary
+    (``seconds``: training time summed over this run and the runs it resumed)."""
     params = set_trainable(model, phase, train_base)
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     fingerprint = settings.fingerprint(phase, fingerprint_extra or {})
-    start, done, history = 0, False, []
+    start, done, history, seconds = 0, False, [], 0.0
     if checkpoint.exists():
-        start, done, history = load_phase_state(checkpoint, model, optimizer, fingerprint)
+        start, done, history, seconds = load_phase_state(checkpoint, model, optimizer, fingerprint)
         log.info("phase %d: resuming at step %d/%d from %s", phase, start, settings.steps, checkpoint)
     summary = {"phase": phase, "trainable_params": sum(p.numel() for p in params), "steps": settings.steps}
     if done:
-        return {**summary, "resumed_done": True, "loss_history": history}
+        return {**summary, "resumed_done": True, "loss_history": history, "seconds": round(seconds, 1)}
+    started = time.perf_counter() - seconds
     pool = pairs.indices(held_out=False)
     loss_fn = phase1_loss if phase == 1 else phase2_loss
     dtype = autocast_dtype(device)
@@ -186,8 +189,9 @@ def run_phase(model: LPSAM, pairs: PairSet, phase: int, settings: PhaseSettings,
             history.append(round(mean, 5))
             window = []
             log.info("phase %d step %d/%d loss %.4f", phase, step + 1, settings.steps, mean)
-            save_phase_state(checkpoint, model, optimizer, step + 1, last, fingerprint, history)
+            seconds = time.perf_counter() - started
+            save_phase_state(checkpoint, model, optimizer, step + 1, last, fingerprint, history, seconds)
     if settings.steps == 0:
         save_phase_state(checkpoint, model, optimizer, 0, True, fingerprint, history)
     model.eval()
-    return {**summary, "loss_history": history}
+    return {**summary, "loss_history": history, "seconds": round(seconds, 1)}

@@ -50,6 +50,9 @@ def test_adapt_cli_writes_weights_report_and_resumes(tmp_path, ddti_root):
     again = CliRunner().invoke(adapt, args)  # both phases done: resumes, same weights
     assert again.exit_code == 0, again.output
     assert (out / "lpsam.safetensors").read_bytes() == first
+    rerun = json.loads((out / "report.json").read_text())["phases"]
+    for phase in ("phase1", "phase2"):  # the training time is the original run's, not the rerun's
+        assert rerun[phase]["seconds"] == round(report["phases"][phase]["seconds"], 1) > 0, phase
 
 
 def test_adapt_cli_rejects_bad_input(tmp_path):
