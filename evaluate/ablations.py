@@ -45,7 +45,8 @@ def pretrain_executable() -> list[str]:
 def _run(command: list[str], log_path: Path, runner: Callable) -> None:
     log.info("running %s", " ".join(command))
     with open(log_path, "a") as handle:
-        handle.write("$ " + " ".join(command) + "\n")
+        # a newline first: a killed run may have left a progress bar without one
+        handle.write(("\n" if handle.tell() else "") + "$ " + " ".join(command) + "\n")
         handle.flush()
         code = runner(command, stdout=handle, stderr=subprocess.STDOUT).returncode
     if code != 0:
