@@ -22,7 +22,11 @@ fi
 "$BIN/maskgen" datasets show phantom --root "$OUT/phantom"
 
 step "2/7 adapt: one-time LP-SAM adaptation (tiny, on the phantom's camus/ddti/tg3k) -> $OUT/lpsam"
-"$BIN/maskgen" adapt --out "$OUT/lpsam" --phantom "$OUT/phantom" --model tiny --threads "$THREADS"
+if [ -f "$OUT/lpsam/lpsam.safetensors" ] && [ -f "$OUT/lpsam/report.md" ]; then
+  echo "reusing the finished adaptation in $OUT/lpsam (delete it to adapt again)"
+else  # an interrupted adaptation continues from its phase checkpoints
+  "$BIN/maskgen" adapt --out "$OUT/lpsam" --phantom "$OUT/phantom" --model tiny --threads "$THREADS"
+fi
 
 step "3/7 maskgen run: K anatomy masks per butus frame -> $OUT/store"
 "$BIN/maskgen" run --dataset butus --root "$OUT/phantom/butus" --checkpoint "$OUT/lpsam" \

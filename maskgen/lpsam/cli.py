@@ -11,7 +11,7 @@ import click
 DEFAULT_PHANTOM = "runs/demo/phantom"
 PHANTOM_DATASETS = ("camus", "ddti", "tg3k")
 # (phase-1 steps, phase-2 steps, phase-1 lr, phase-2 lr) when not given: tiny trains from scratch
-DEFAULTS = {"tiny": (800, 300, 2e-3, 2e-3), "vit": (4000, 4000, 1e-4, 1e-4)}
+DEFAULTS = {"tiny": (1600, 400, 2e-3, 2e-3), "vit": (4000, 4000, 1e-4, 1e-4)}
 
 
 def _sources(datasets: tuple[str, ...], roots: tuple[str, ...], phantom: str) -> list[tuple[str, str | None]]:
@@ -55,8 +55,8 @@ def _print_params(model_name: str, datasets: tuple[str, ...]) -> None:
 @click.option("--model", "model_name", type=click.Choice(["tiny", "vit_b", "vit_l", "vit_h"]),
               help="Model size [default: vit_b with --sam-checkpoint, else tiny].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
-@click.option("--steps1", type=int, help="Phase-1 steps [tiny 800, ViT 4000].")
-@click.option("--steps2", type=int, help="Phase-2 steps [tiny 300, ViT 4000].")
+@click.option("--steps1", type=int, help="Phase-1 steps [tiny 1600, ViT 4000].")
+@click.option("--steps2", type=int, help="Phase-2 steps [tiny 400, ViT 4000].")
 @click.option("--batch-size", default=8, show_default=True, type=int)
 @click.option("--lr1", type=float, help="Phase-1 learning rate [tiny 2e-3, ViT 1e-4].")
 @click.option("--lr2", type=float, help="Phase-2 learning rate [tiny 2e-3, ViT 1e-4].")
