@@ -34,6 +34,11 @@ def autocast_dtype(device) -> object | None:
     return None
 
 
+def syncs_batchnorm(device) -> bool:
+    """Whether torch's SyncBatchNorm runs on this device (accelerators only, not the CPU)."""
+    return device.type in ("cuda", "xpu")
+
+
 def synchronize(device) -> None:
     """Wait for the device's queued work (timings); nothing to wait for on the CPU."""
     import torch

@@ -2,8 +2,9 @@
 atomically (temp file + rename), so a killed run always leaves the last good checkpoint.
 
 Content: online and target state dicts, optimizer state, step, the global torch RNG state, the
-resolved config (a JSON-able dict) and the number of ranks that made it. The data position and every random draw of a step are
-pure functions of (seed, step), so the step is all a resumed run needs to continue exactly.
+resolved config (a JSON-able dict) and the number of ranks that made it. The data position and
+every random draw of a step are pure functions of (seed, step), so the step is all a resumed
+run needs to continue exactly.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from maskgen.devices import autocast_dtype, resolve_device
+from maskgen.devices import autocast_dtype, resolve_device, syncs_batchnorm
 from maskgen.provenance import sha256_file, write_run_info
 from maskgen.store import MANIFEST_NAME, open_store, unpack_masks_torch
 from pretrain import distributed as dist
@@ -41,7 +41,6 @@ from pretrain.step import ObjectiveConfig, compute_loss, prepare_inputs
 
 log = logging.getLogger(__name__)
 METRICS_NAME = "metrics.jsonl"
-SYNC_BN_DEVICES = ("cuda", "xpu")  # where torch's SyncBatchNorm runs
 BACKBONE_NAME = "backbone.safetensors"
 
 
@@ -120,7 +119,7 @@ def run(store_path: str | Path, out_dir: str | Path, cfg: RunConfig, seed: int =
 
     torch.manual_seed(seed)  # identical initial weights on every rank
     online = build_online(cfg.model)
-    if cfg.sync_bn and dist.is_distributed() and device.type in SYNC_BN_DEVICES:
+    if cfg.sync_bn and dist.is_distributed() and syncs_batchnorm(device):
         online = with_synced_batchnorm(online)
     online = online.to(device)
     target = build_target(online).to(device)
