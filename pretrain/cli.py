@@ -62,6 +62,7 @@ def run(store, out, epochs, batch_size, resolution, device, threads, resume, see
         weight_decay, ema_momentum, cache, workers, shuffle_buffer, compile_, sync_bn, checkpoint_every,
         max_steps, mask_source, lambda_ctx, temperature, scales, k_samples, damage, log_every):
     """Pre-train a ResNet + FPN on STORE's frames and anatomy masks."""
+    from pretrain import distributed as dist
     from pretrain.corruption import CorruptionConfig
     from pretrain.loader import LoaderConfig
     from pretrain.model import ModelConfig
@@ -88,6 +89,7 @@ def run(store, out, epochs, batch_size, resolution, device, threads, resume, see
             device=device, compile=compile_, sync_bn=sync_bn, checkpoint_every=checkpoint_every, max_steps=max_steps,
             log_every=log_every)
         out_dir = run_training(store, out, cfg, seed=seed, resume=resume)
+        dist.cleanup()  # under torchrun: leave the process group together
     except NonFiniteLossError as err:
         raise click.ClickException(str(err)) from err
     except (ValueError, FileNotFoundError, FileExistsError) as err:

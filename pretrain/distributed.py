@@ -75,5 +75,8 @@ def barrier() -> None:
 
 
 def cleanup() -> None:
+    """Leave the process group together: a rank tearing it down while another still talks to
+    it can abort the process (seen with gloo on CPU)."""
     if is_distributed():
+        dist.barrier()
         dist.destroy_process_group()

@@ -56,9 +56,10 @@ def test_two_ranks_match_one_process(tmp_path):
     torch.save((q, z, ids, w), tmp_path / "data.pt")
     (tmp_path / "worker.py").write_text(WORKER)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                    str(tmp_path / "worker.py"), str(tmp_path / "data.pt"), str(tmp_path), str(T)],
-                   check=True, env=env, capture_output=True)
+    ran = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          str(tmp_path / "worker.py"), str(tmp_path / "data.pt"), str(tmp_path), str(T)],
+                         env=env, capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr[-3000:]
     zf = z.clone().requires_grad_(True)
     refs = [_reference(q, zf, ids, w, r) for r in range(2)]
     sum(refs).backward()
