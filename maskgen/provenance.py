@@ -48,6 +48,26 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def safetensors_bytes(tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None) -> bytes:
+    """safetensors serialisation whose bytes (and sha256) depend only on the tensors and metadata.
+
+    The safetensors writer orders the metadata keys at random (a hash map), so the same weights
+    written twice would get two hashes; here the header's metadata is re-written sorted, at the
+    same length, so the tensor data and offsets are untouched.
+    """
+    from safetensors.torch import save
+
+    data = save(dict(tensors), metadata=dict(metadata) if metadata else None)
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + size])
+    if "__metadata__" in header:
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    if len(text) > size:  # cannot happen for the same keys and values; never write a broken file
+        raise ValueError("safetensors header grew when its metadata was sorted")
+    return data[:8] + text.ljust(size) + data[8 + size:]
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 

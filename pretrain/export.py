@@ -16,9 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 
-from maskgen.provenance import atomic_path, atomic_write_json, code_revision, sha256_file
+from maskgen.provenance import (
+    atomic_write_bytes,
+    atomic_write_json,
+    code_revision,
+    safetensors_bytes,
+    sha256_file,
+)
 from pretrain.checkpoint import CHECKPOINT_NAME, read_checkpoint
 
 BODY_PREFIX = "encoder.body."
@@ -59,8 +64,7 @@ def write_backbone(out: str | os.PathLike, online_state: dict[str, torch.Tensor]
     inputs = run_info.get("inputs", {})
     meta = {"format": "pt", "arch": str(config.get("model", {}).get("arch", "")), "step": str(step),
             "source": "anaus pretrain export"}
-    with atomic_path(out) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+    atomic_write_bytes(out, safetensors_bytes(tensors, meta))
     sidecar = {
         "weights": out.name,
         "weights_sha256": sha256_file(out),

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, safe_open
-from safetensors.torch import save as st_save
 
 from maskgen.lpsam.config import LPSAMConfig
 from maskgen.lpsam.data import AnatomyClass
 from maskgen.lpsam.model import LPSAM, build_lpsam
-from maskgen.provenance import atomic_write_bytes, atomic_write_json, sha256_file
+from maskgen.provenance import atomic_write_bytes, atomic_write_json, safetensors_bytes, sha256_file
 
 FORMAT = "anaus-lpsam/1"
 WEIGHTS = "lpsam.safetensors"
@@ -42,7 +41,7 @@ def save_adapt_dir(out: str | os.PathLike, model: LPSAM, classes: list[AnatomyCl
     state = model.state_dict()
     if base_checkpoint is not None:
         state = {k: v for k, v in state.items() if k.startswith(TRAINED_PREFIXES)}
-    atomic_write_bytes(out / WEIGHTS, st_save(_contiguous(state), metadata={"format": FORMAT}))
+    atomic_write_bytes(out / WEIGHTS, safetensors_bytes(_contiguous(state), metadata={"format": FORMAT}))
     meta = {
         "format": FORMAT,
         "model": model.config.to_dict(),
@@ -110,7 +109,7 @@ def save_phase_state(path: str | os.PathLike, model: LPSAM, optimizer: torch.opt
             tensors[f"optim.{i}.{key}"] = value if value.ndim else value.reshape(1)
     meta = {"step": str(step), "done": str(done), "fingerprint": fingerprint, "history": json.dumps(history),
             "seconds": f"{seconds:.1f}"}
-    atomic_write_bytes(path, st_save(_contiguous(tensors), metadata=meta))
+    atomic_write_bytes(path, safetensors_bytes(_contiguous(tensors), metadata=meta))
 
 
 def phase_keys(model: LPSAM) -> set[str]:

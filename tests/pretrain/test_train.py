@@ -154,6 +154,8 @@ def test_cli_smoke_and_export(tiny_store, tmp_path):
     assert side["arch"] == "resnet18" and side["step"] == 2 and side["lpsam_checkpoint_sha256"] == "0" * 64
     assert len(side["store"]["manifest_sha256"]) == 64 and side["config"]["objective"]["mask_source"] == "superpixel"
     _check_loads(tmp_path / "anaus.safetensors")
+    # same weights, same bytes: evaluate identifies a backbone by its sha256
+    assert (tmp_path / "anaus.safetensors").read_bytes() == (out / "backbone.safetensors").read_bytes()
     bad = CliRunner().invoke(main, ["run", "--store", str(tiny_store), "--out", str(tmp_path / "x"),
                                     "--resolution", "48", "--device", "cpu"])
     assert bad.exit_code != 0 and "multiple of 32" in bad.output
