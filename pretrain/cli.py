@@ -20,6 +20,7 @@ def main(verbose: int) -> None:
     \b
       pretrain run --store runs/store --out runs/pretrain [--epochs N] [--batch-size N]
       pretrain export runs/pretrain --out anaus_resnet18.safetensors
+      pretrain init --arch resnet18 --seed 0 --out random_resnet18.safetensors
     """
     setup_logging(max(verbose, 1))
 
@@ -110,6 +111,28 @@ def export(run_dir, out):
     except (ValueError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from err
     click.echo(f"exported {info['arch']} backbone (step {info['step']}) to {out} (+ {out[:-12]}.json)")
+
+
+@main.command()
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
+              help="FILE.safetensors (+ FILE.fpn.safetensors + FILE.json).")
+@click.option("--arch", default="resnet18", show_default=True, help="resnet18|34|50|101|152 (timm).")
+@click.option("--seed", default=0, show_default=True, type=int, help="The --seed of the pre-training it is the start of.")
+def init(out, arch, seed):
+    """Export the step-0 backbone + FPN of `pretrain run --arch ARCH --seed SEED`.
+
+    This is the fair random-initialisation reference: the exact weights pre-training starts
+    from (same constructor, same initialisation recipe, same seed).
+    """
+    from pretrain.export import export_initial
+    from pretrain.model import ModelConfig
+
+    try:
+        ModelConfig(arch=arch)
+        info = export_initial(out, arch, seed)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(f"step-0 {info['arch']} backbone (seed {seed}) to {out} (+ {info['fpn']}, {out[:-12]}.json)")
 
 
 if __name__ == "__main__":

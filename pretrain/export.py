@@ -1,4 +1,10 @@
-"""Export the online backbone with timm's key names (no classifier) + a provenance sidecar.
+"""Export the online backbone with timm's key names (no classifier), its FPN, and a provenance
+sidecar.
+
+``FILE.safetensors`` holds the ResNet body only, so timm and torchvision load it unchanged.
+The pre-trained FPN goes to the sibling ``FILE.fpn.safetensors`` with torchvision
+``FeaturePyramidNetwork`` key names (``inner_blocks.i.0.*``, ``layer_blocks.i.0.*``; i = 0..3
+for layer1..layer4), exactly what ``BackboneWithFPN.fpn`` of Mask R-CNN holds.
 
 The tensors load into ``timm.create_model(arch)`` and torchvision's resnet of the same depth
 (both share ResNet key names: conv1, bn1, layer1..4). The classifier is not pre-trained:
@@ -10,6 +16,7 @@ whenever ``num_classes`` differs), and the sidecar says so.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -27,6 +34,14 @@ from maskgen.provenance import (
 from pretrain.checkpoint import CHECKPOINT_NAME, read_checkpoint
 
 BODY_PREFIX = "encoder.body."
+FPN_PREFIX = "encoder.fpn."
+FPN_SUFFIX = ".fpn.safetensors"
+
+
+def fpn_path(backbone: str | os.PathLike) -> Path:
+    """``X.safetensors`` -> ``X.fpn.safetensors`` (the sibling file holding the FPN)."""
+    backbone = Path(backbone)
+    return backbone.with_name(backbone.name[: -len(".safetensors")] + FPN_SUFFIX)
 
 
 def backbone_state(online_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -35,6 +50,15 @@ def backbone_state(online_state: dict[str, torch.Tensor]) -> dict[str, torch.Ten
            for k, v in online_state.items() if k.startswith(BODY_PREFIX)}
     if not out:
         raise ValueError("no backbone tensors (encoder.body.*) in this state dict")
+    return out
+
+
+def fpn_state(online_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Online network state dict -> FPN tensors with torchvision FeaturePyramidNetwork keys."""
+    out = {k[len(FPN_PREFIX):]: v.detach().cpu().contiguous()
+           for k, v in online_state.items() if k.startswith(FPN_PREFIX)}
+    if not out:
+        raise ValueError("no FPN tensors (encoder.fpn.*) in this state dict")
     return out
 
 
@@ -53,33 +77,63 @@ def with_classifier_placeholder(tensors: dict[str, torch.Tensor]) -> dict[str, t
             "fc.bias": torch.zeros(IMAGENET_CLASSES, dtype=ref.dtype)}
 
 
-def write_backbone(out: str | os.PathLike, online_state: dict[str, torch.Tensor], run_dir: Path,
-                   step: int, config: dict[str, Any]) -> dict[str, Any]:
-    """Write OUT (.safetensors) and OUT.json (provenance: store identity, config, revision)."""
+def write_backbone(out: str | os.PathLike, online_state: dict[str, torch.Tensor], run_dir: Path | None,
+                   step: int, config: dict[str, Any], seed: int | None = None) -> dict[str, Any]:
+    """Write OUT (.safetensors, the ResNet body), OUT.fpn.safetensors (its FPN) and OUT.json
+    (provenance: store identity, config, revision). ``run_dir`` None: not from a run (step 0)."""
     out = Path(out)
-    if out.suffix != ".safetensors":
-        raise ValueError(f"--out {str(out)!r} must end in .safetensors")
+    if out.suffix != ".safetensors" or out.name.endswith(FPN_SUFFIX):
+        raise ValueError(f"--out {str(out)!r} must end in .safetensors (and not in {FPN_SUFFIX})")
     tensors = with_classifier_placeholder(backbone_state(online_state))
-    run_info = _read_json(run_dir / "run.json")
+    fpn = fpn_state(online_state)
+    run_info = _read_json(run_dir / "run.json") if run_dir is not None else {}
     inputs = run_info.get("inputs", {})
-    meta = {"format": "pt", "arch": str(config.get("model", {}).get("arch", "")), "step": str(step),
-            "source": "anaus pretrain export"}
+    arch = str(config.get("model", {}).get("arch", ""))
+    meta = {"format": "pt", "arch": arch, "step": str(step), "source": "anaus pretrain export"}
     atomic_write_bytes(out, safetensors_bytes(tensors, meta))
+    atomic_write_bytes(fpn_path(out), safetensors_bytes(fpn, {**meta, "part": "fpn"}))
     sidecar = {
         "weights": out.name,
         "weights_sha256": sha256_file(out),
-        "arch": meta["arch"],
+        "fpn": fpn_path(out).name,
+        "fpn_sha256": sha256_file(fpn_path(out)),
+        "fpn_channels": int(config.get("model", {}).get("fpn_dim", 0)),
+        "arch": arch,
         "step": step,
-        "keys": "timm/torchvision ResNet names; fc.* is an all-zero placeholder (not pre-trained)",
+        "seed": seed if seed is not None else run_info.get("seed"),
+        "init": INIT_RECIPE,
+        "keys": "timm/torchvision ResNet names; fc.* is an all-zero placeholder (not pre-trained); "
+                "the FPN is in the .fpn.safetensors sibling (torchvision FeaturePyramidNetwork names)",
         "store": inputs.get("store"),
         "lpsam_checkpoint_sha256": inputs.get("lpsam_checkpoint_sha256"),
         "config": config,
         "run_code_revision": run_info.get("code_revision"),
         "code_revision": code_revision(),
-        "run_dir": str(run_dir),
+        "run_dir": str(run_dir) if run_dir is not None else None,
     }
     atomic_write_json(out.with_suffix(".json"), sidecar)
     return sidecar
+
+
+INIT_RECIPE = ("timm ResNet (features_only) default initialisation, zero_init_last (last BatchNorm "
+               "gamma of every residual block = 0) + torchvision FeaturePyramidNetwork default "
+               "initialisation, drawn after torch.manual_seed(seed)")
+
+
+def initial_state(arch: str = "resnet18", seed: int = 0, fpn_dim: int = 256) -> dict[str, torch.Tensor]:
+    """The online network's state at step 0 of ``pretrain run --arch ARCH --seed SEED``."""
+    from pretrain.model import ModelConfig, build_online
+
+    return build_online(ModelConfig(arch=arch, fpn_dim=fpn_dim), seed).state_dict()
+
+
+def export_initial(out: str | os.PathLike, arch: str = "resnet18", seed: int = 0,
+                   fpn_dim: int = 256) -> dict[str, Any]:
+    """``pretrain init``: the step-0 backbone + FPN, the fair ``random`` reference."""
+    from pretrain.model import ModelConfig
+
+    config = {"model": dataclasses.asdict(ModelConfig(arch=arch, fpn_dim=fpn_dim))}
+    return write_backbone(out, initial_state(arch, seed, fpn_dim), None, 0, config, seed=seed)
 
 
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike) -> dict[str, Any]:

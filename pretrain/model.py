@@ -90,7 +90,14 @@ class OnlineNetwork(TargetNetwork):
         return [self.predictor(z.flatten(0, 1)).view_as(z) for z in super().forward(x, matrices)]
 
 
-def build_online(cfg: ModelConfig) -> OnlineNetwork:
+def build_online(cfg: ModelConfig, seed: int | None = None) -> OnlineNetwork:
+    """The online network at step 0. With ``seed`` the global torch RNG is seeded first, so
+    the initial weights are a function of (cfg, seed): ``pretrain run --seed S`` starts from
+    ``build_online(cfg, S)``, and the ``random`` reference of ``evaluate`` is that same network's
+    backbone + FPN (timm's initialisation, incl. the zero-initialised last BatchNorm of every
+    residual block)."""
+    if seed is not None:
+        torch.manual_seed(seed)
     return OnlineNetwork(Encoder(cfg.arch, cfg.fpn_dim, cfg.scales),
                          mlp(cfg.fpn_dim, cfg.proj_hidden, cfg.proj_dim),
                          mlp(cfg.proj_dim, cfg.pred_hidden, cfg.proj_dim))

@@ -117,8 +117,7 @@ def run(store_path: str | Path, out_dir: str | Path, cfg: RunConfig, seed: int =
                     cfg.optim.epochs)
     base_lr = scaled_lr(cfg.optim.base_lr, cfg.loader.batch_size * world)
 
-    torch.manual_seed(seed)  # identical initial weights on every rank
-    online = build_online(cfg.model)
+    online = build_online(cfg.model, seed)  # identical initial weights on every rank
     if cfg.sync_bn and dist.is_distributed() and syncs_batchnorm(device):
         online = with_synced_batchnorm(online)
     online = online.to(device)
