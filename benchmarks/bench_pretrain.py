@@ -21,7 +21,7 @@ import torch
 
 from maskgen.devices import synchronize
 from pretrain.model import ModelConfig, OnlineNetwork, TargetNetwork, build_online, build_target
-from pretrain.optim import OptimConfig, build_lars
+from pretrain.optim import OptimConfig, build_optimizer
 from pretrain.step import ObjectiveConfig, compute_loss, prepare_inputs
 from pretrain.synthetic import make_synthetic_store, synthetic_frames
 
@@ -51,7 +51,7 @@ def naive_copy(online, target):
 
 def time_steps(online, target, batches, cfg, steps, device, amp=None, channels_last=False):
     """Seconds per step (forward + backward + LARS) and the first step's loss."""
-    opt = build_lars(online, OptimConfig(), 0.01)
+    opt = build_optimizer(online, OptimConfig(), 0.01)
     first, times = None, []
     for i in range(steps + 1):
         frames, masks = batches[i % len(batches)]

@@ -37,9 +37,15 @@ def main(verbose: int) -> None:
 @click.option("--resume", is_flag=True, help="Continue RUN_DIR/checkpoint.pt exactly.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--arch", default="resnet18", show_default=True, help="resnet18|34|50|101|152 (timm).")
-@click.option("--lr", default=0.3, show_default=True, type=float, help="Base LR, scaled by global batch / 256.")
-@click.option("--warmup-epochs", default=3.0, show_default=True, type=float)
-@click.option("--weight-decay", default=1e-6, show_default=True, type=float)
+@click.option("--recipe", default="auto", show_default=True, type=click.Choice(["auto", "paper", "small-batch"]),
+              help="Optimiser recipe: paper (LARS, lr 0.3 x batch/256, trust 1e-3), small-batch (LARS with a "
+                   "larger trust coefficient: learns in few small steps), auto (paper from a global batch "
+                   "of 128 up). --optimizer/--lr/--trust-coefficient/--weight-decay override it.")
+@click.option("--optimizer", default=None, type=click.Choice(["lars", "adamw"]), help="Override the recipe's optimiser.")
+@click.option("--lr", default=None, type=float, help="Base LR, scaled by global batch / 256 (recipe: 0.3).")
+@click.option("--trust-coefficient", default=None, type=float, help="LARS trust coefficient (paper 1e-3).")
+@click.option("--warmup-epochs", default=3.0, show_default=True, type=float, help="Linear warm-up, then cosine decay.")
+@click.option("--weight-decay", default=None, type=float, help="Weight decay of weights, not biases/norms (recipe: 1e-6).")
 @click.option("--ema-momentum", default=0.99, show_default=True, type=float, help="Start of the target momentum (cosine to 1).")
 @click.option("--cache", default="auto", show_default=True, type=click.Choice(["auto", "device", "ram", "none"]),
               help="Hold the store in GPU/host memory (auto: ram when it fits).")
@@ -50,24 +56,32 @@ def main(verbose: int) -> None:
               help="Multi-GPU: BatchNorm statistics over all ranks (BYOL practice).")
 @click.option("--checkpoint-every", default=200, show_default=True, type=int, help="Steps between checkpoints.")
 @click.option("--max-steps", default=None, type=int, help="Stop after this global step (smoke runs; schedules unchanged).")
-@click.option("--mask-source", default="store", show_default=True, type=click.Choice(["store", "grid", "superpixel"]),
-              help="store: LP-SAM anatomy; grid/superpixel: anatomy-blind control.")
+@click.option("--mask-source", default="store", show_default=True,
+              type=click.Choice(["store", "grid", "superpixel", "whole"]),
+              help="store: LP-SAM anatomy; grid/superpixel: anatomy-blind controls; whole: one mask = "
+                   "the whole frame (image-level, BYOL-style control).")
 @click.option("--lambda-ctx", default=1.0, show_default=True, type=float, help="Weight of the prediction loss (0: ablation).")
 @click.option("--temperature", default=0.1, show_default=True, type=float)
 @click.option("--scales", default=4, show_default=True, type=int, help="Pooling scales, coarsest first (1-4).")
 @click.option("--k-samples", default=16, show_default=True, type=int, help="Mask ids drawn per image and scale.")
 @click.option("--damage", nargs=3, default=(0.15, 0.2, 0.05), show_default=True, type=float,
               help="(a, b, g): shuffle probability per window, remap strength, in-paint probability per block.")
-@click.option("--log-every", default=1, show_default=True, type=int)
-def run(store, out, epochs, batch_size, resolution, device, threads, resume, seed, arch, lr, warmup_epochs,
-        weight_decay, ema_momentum, cache, workers, shuffle_buffer, compile_, sync_bn, checkpoint_every,
-        max_steps, mask_source, lambda_ctx, temperature, scales, k_samples, damage, log_every):
+@click.option("--log-every", default=1, show_default=True, type=int, help="Steps between metrics.jsonl lines.")
+@click.option("--probe", default=None, help="Online kNN probe on a labelled classification task (busi-cls, pocus-cls).")
+@click.option("--probe-root", default=None, type=click.Path(exists=True, file_okay=False),
+              help="The probe dataset's folder (default: its ANAUS_<NAME>_ROOT variable).")
+@click.option("--probe-every", default=25, show_default=True, type=int, help="Steps between probes (and step 0, last).")
+def run(store, out, epochs, batch_size, resolution, device, threads, resume, seed, arch, recipe, optimizer, lr,
+        trust_coefficient, warmup_epochs, weight_decay, ema_momentum, cache, workers, shuffle_buffer, compile_,
+        sync_bn, checkpoint_every, max_steps, mask_source, lambda_ctx, temperature, scales, k_samples, damage,
+        log_every, probe, probe_root, probe_every):
     """Pre-train a ResNet + FPN on STORE's frames and anatomy masks."""
     from pretrain import distributed as dist
     from pretrain.corruption import CorruptionConfig
     from pretrain.loader import LoaderConfig
     from pretrain.model import ModelConfig
-    from pretrain.optim import OptimConfig
+    from pretrain.optim import RECIPES, OptimConfig, resolve_recipe
+    from pretrain.probe import ProbeConfig
     from pretrain.step import ObjectiveConfig
     from pretrain.train import NonFiniteLossError, RunConfig
     from pretrain.train import run as run_training
@@ -78,6 +92,9 @@ def run(store, out, epochs, batch_size, resolution, device, threads, resume, see
         torch.set_num_threads(threads)
 
     try:
+        chosen = resolve_recipe(recipe, batch_size * dist.world_size_from_env())
+        overrides = {k: v for k, v in (("optimizer", optimizer), ("base_lr", lr), ("trust_coeff", trust_coefficient),
+                                       ("weight_decay", weight_decay)) if v is not None}
         a, b, g = damage
         cfg = RunConfig(
             model=ModelConfig(arch=arch, scales=scales),
@@ -85,10 +102,11 @@ def run(store, out, epochs, batch_size, resolution, device, threads, resume, see
                                       temperature=temperature, lambda_ctx=lambda_ctx, mask_source=mask_source,
                                       corruption=CorruptionConfig(shuffle_p=a, remap_strength=b, inpaint_p=g)),
             loader=LoaderConfig(batch_size=batch_size, seed=seed, shuffle_buffer=shuffle_buffer, cache=cache, workers=workers),
-            optim=OptimConfig(epochs=epochs, base_lr=lr, warmup_epochs=warmup_epochs, weight_decay=weight_decay,
-                              ema_base=ema_momentum),
+            optim=OptimConfig(epochs=epochs, warmup_epochs=warmup_epochs, ema_base=ema_momentum, recipe=chosen,
+                              **{**RECIPES[chosen], **overrides}),
             device=device, compile=compile_, sync_bn=sync_bn, checkpoint_every=checkpoint_every, max_steps=max_steps,
-            log_every=log_every)
+            log_every=log_every,
+            probe=ProbeConfig(task=probe, root=probe_root, every=probe_every) if probe else None)
         out_dir = run_training(store, out, cfg, seed=seed, resume=resume)
         dist.cleanup()  # under torchrun: leave the process group together
     except NonFiniteLossError as err:

@@ -32,12 +32,18 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def world_size_from_env() -> int:
+    """The number of ranks torchrun launched (``WORLD_SIZE``; 1 outside torchrun), known before
+    the process group exists (the recipe depends on the global batch)."""
+    return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+
+
 def init_from_env(device_type: str) -> bool:
     """Join the process group when launched by torchrun (``WORLD_SIZE`` > 1, ``env://``).
 
     Returns True when distributed. NCCL on CUDA, gloo elsewhere.
     """
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or is_distributed():
+    if world_size_from_env() <= 1 or is_distributed():
         return is_distributed()
     backend = "nccl" if device_type == "cuda" else "gloo"
     dist.init_process_group(backend=backend, init_method="env://")

@@ -1,8 +1,8 @@
 """Anatomy masks at the feature resolutions: sources, dominant assignment, sampling, pooling.
 
-* Sources: the store's LP-SAM masks, or masks that know nothing of anatomy (the control of
-  ``--mask-source``): a regular grid, or superpixels from intensity + position (k-means,
-  vectorised on the device).
+* Sources: the store's LP-SAM masks, or masks that know nothing of anatomy (the controls of
+  ``--mask-source``): a regular grid, superpixels from intensity + position (k-means,
+  vectorised on the device), or the whole frame as one mask (image-level contrast).
 * Assignment: each mask's coverage of a cell is the adaptive average pool of the (warped,
   soft) mask to the feature resolution; each cell belongs to its dominant mask, where
   "no mask" (coverage 1 - sum of the masks) also competes: such cells belong to no anatomy.
@@ -16,7 +16,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-MASK_SOURCES = ("store", "grid", "superpixel")
+MASK_SOURCES = ("store", "grid", "superpixel", "whole")
+
+
+def whole_masks(n: int, k: int, size: int, device) -> torch.Tensor:
+    """(n, k, size, size) bool: slot 0 is the whole frame, the other slots empty. Every draw is
+    then the same id, so alignment contrasts whole frames only (the image-level, BYOL-style
+    control: no anatomy, no spatial split)."""
+    masks = torch.zeros(n, k, size, size, dtype=torch.bool, device=device)
+    masks[:, 0] = True
+    return masks
 
 
 def grid_masks(n: int, k: int, size: int, device) -> torch.Tensor:

@@ -14,12 +14,14 @@ import torch
 from pretrain.corruption import CorruptionConfig, corrupt
 from pretrain.losses import alignment_loss, prediction_loss
 from pretrain.masks import (
+    MASK_SOURCES,
     dominant_ids,
     grid_masks,
     id_areas,
     pooling_matrix,
     sample_ids,
     superpixel_masks,
+    whole_masks,
 )
 from pretrain.model import STRIDES
 from pretrain.views import ViewConfig, byol_view_configs, make_views, to_network_input
@@ -74,7 +76,9 @@ def source_masks(frames: torch.Tensor, masks: torch.Tensor, source: str) -> torc
         return grid_masks(n, k, s, frames.device)
     if source == "superpixel":
         return superpixel_masks(frames, k)
-    raise ValueError(f"--mask-source {source!r}: choose store, grid or superpixel")
+    if source == "whole":
+        return whole_masks(n, k, s, frames.device)
+    raise ValueError(f"--mask-source {source!r}: choose one of {', '.join(MASK_SOURCES)}")
 
 
 @torch.no_grad()

@@ -27,6 +27,7 @@ from maskgen.store import MANIFEST_NAME, open_store, unpack_masks_torch
 from pretrain import distributed as dist
 from pretrain.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from pretrain.export import write_backbone
+from pretrain.figures import CURVES_NAME, VIEW_PAIR_NAME, draw_curves, draw_view_pair
 from pretrain.loader import FrameStream, LoaderConfig
 from pretrain.model import (
     ModelConfig,
@@ -35,7 +36,9 @@ from pretrain.model import (
     ema_update,
     with_synced_batchnorm,
 )
-from pretrain.optim import OptimConfig, build_lars
+from pretrain.monitor import BackboneDrift
+from pretrain.optim import OptimConfig, build_optimizer
+from pretrain.probe import OnlineProbe, ProbeConfig, load_probe
 from pretrain.schedules import ema_momentum, learning_rate, scaled_lr
 from pretrain.step import ObjectiveConfig, compute_loss, prepare_inputs
 
@@ -60,6 +63,7 @@ class RunConfig:
     checkpoint_every: int = 200
     max_steps: int | None = None
     log_every: int = 1
+    probe: ProbeConfig | None = None
 
     def __post_init__(self):
         if self.checkpoint_every < 1:
@@ -124,7 +128,7 @@ def run(store_path: str | Path, out_dir: str | Path, cfg: RunConfig, seed: int =
     target = build_target(online).to(device)
     if device.type == "cuda":
         online, target = online.to(memory_format=torch.channels_last), target.to(memory_format=torch.channels_last)
-    optimizer = build_lars(online, cfg.optim, base_lr)
+    optimizer = build_optimizer(online, cfg.optim, base_lr)
     config = dataclasses.asdict(cfg)
     ckpt_path = out_dir / CHECKPOINT_NAME
     start = 0
@@ -152,6 +156,13 @@ def run(store_path: str | Path, out_dir: str | Path, cfg: RunConfig, seed: int =
 
     last = total if cfg.max_steps is None else min(total, cfg.max_steps)
     metrics = MetricsWriter(out_dir / METRICS_NAME, start) if dist.is_main() else None
+    watch = Watch(cfg, seed, device, online, metrics) if metrics is not None else None
+    if watch is not None:
+        log.info("pre-training on %s: %d steps (%d per epoch), global batch %d, %s lr %.4g (recipe %s)",
+                 device, total, steps_per_epoch[0], cfg.loader.batch_size * world, cfg.optim.optimizer,
+                 base_lr, cfg.optim.recipe)
+        if start == 0:
+            watch.at_step(0, force_probe=True)
     bar = tqdm(total=last, initial=start, desc="pretrain", unit="step", disable=not dist.is_main())
     step = start
     for epoch, batch_no in _epoch_starts(steps_per_epoch, start):
@@ -180,9 +191,16 @@ def run(store_path: str | Path, out_dir: str | Path, cfg: RunConfig, seed: int =
             if metrics is not None and (step % cfg.log_every == 0 or step == last):
                 pairs = frames.shape[0] * world / (time.perf_counter() - tic)
                 metrics.write({"step": step, "epoch": epoch, "loss": value, "lr": lr, "ema_momentum": momentum,
-                               "pairs_per_s": pairs, **{k: float(v) for k, v in parts.items()}})
+                               "pairs_per_s": pairs, **{k: float(v) for k, v in parts.items()},
+                               **watch.drift(online.encoder.body)})
+            if watch is not None:
+                if step == 1:
+                    watch.view_pair(out_dir / VIEW_PAIR_NAME, frames, masks, seed)
+                watch.at_step(step, force_probe=step == last)
             if step % cfg.checkpoint_every == 0 or step == last:
                 _checkpoint(ckpt_path, online, target, optimizer, step, config, world)
+                if watch is not None:
+                    watch.curves(out_dir / CURVES_NAME, out_dir.name)
             if on_step is not None:
                 on_step(step)
     bar.close()
@@ -223,7 +241,7 @@ def train_step(model, online, target, optimizer, frames: torch.Tensor, masks: to
     return value, parts
 
 
-RESUMABLE_CHANGES = ("device", "compile", "checkpoint_every", "max_steps", "log_every")
+RESUMABLE_CHANGES = ("device", "compile", "checkpoint_every", "max_steps", "log_every", "probe")
 
 
 def _check_same_run(saved: dict, current: dict) -> None:
@@ -257,6 +275,42 @@ def _epoch_starts(steps_per_epoch: list[int], start: int):
         if start < done + n:
             yield epoch, max(start - done, 0)
         done += n
+
+
+class Watch:
+    """Rank 0's read-outs besides the loss: backbone drift (every logged step), the online
+    probe (step 0, every ``probe.every`` steps and the last), curves.png and view_pair.png."""
+
+    def __init__(self, cfg: RunConfig, seed: int, device: torch.device, online, metrics: MetricsWriter):
+        self.cfg, self.metrics, self.online = cfg, metrics, online
+        with torch.random.fork_rng(devices=[]):  # the global RNG of a resumed run stays untouched
+            initial = build_online(cfg.model, seed).encoder.body  # step 0, also after a resume
+        self.drift = BackboneDrift(initial.to(device))
+        self.probe = None
+        if cfg.probe is not None:
+            probe_set = load_probe(cfg.probe, cfg.objective.resolution)
+            self.probe = OnlineProbe(probe_set, cfg.probe, device)
+            self.chance = probe_set.chance()
+            log.info("online probe: %s, %d reference + %d query frames, majority-class accuracy %.3f",
+                     probe_set.name, int((~probe_set.query).sum()), int(probe_set.query.sum()), self.chance)
+
+    def at_step(self, step: int, force_probe: bool = False) -> None:
+        if self.probe is None or not (force_probe or step % self.cfg.probe.every == 0):
+            return
+        result = self.probe(self.online.encoder.body)
+        self.metrics.write({"step": step, **result, "probe/chance": self.chance})
+        log.info("step %d: probe kNN accuracy %.3f (majority class %.3f)", step, result["probe/knn_acc"],
+                 self.chance)
+
+    def view_pair(self, path: Path, frames: torch.Tensor, masks: torch.Tensor, seed: int) -> None:
+        from pretrain.step import source_masks
+
+        gen = step_generator(seed, 0, 0, frames.device)
+        draw_view_pair(frames, source_masks(frames, masks, self.cfg.objective.mask_source), path,
+                       self.cfg.objective.resolution, gen, self.cfg.objective.views)
+
+    def curves(self, path: Path, title: str) -> None:
+        draw_curves(self.metrics.path, path, title)
 
 
 class MetricsWriter:

@@ -1,0 +1,147 @@
+"""Pictures of a pre-training run: ``curves.png`` (from metrics.jsonl) and ``view_pair.png``
+(two views of a few frames with their sampled anatomy masks and the common region).
+
+Both are written atomically next to the run's other outputs; matplotlib with the Agg backend.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from maskgen.provenance import atomic_path
+
+CURVES_NAME = "curves.png"
+VIEW_PAIR_NAME = "view_pair.png"
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """metrics.jsonl -> records (a torn last line, as a full disk leaves it, is skipped)."""
+    records = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def _series(records: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
+    pts = [(r["step"], r[key]) for r in records if key in r and r[key] is not None]
+    return (np.array([p[0] for p in pts]), np.array([p[1] for p in pts], dtype=float)) if pts else (
+        np.array([]), np.array([]))
+
+
+def _smooth(y: np.ndarray, window: int) -> np.ndarray:
+    if len(y) < 3 or window < 2:
+        return y
+    window = min(window, len(y))
+    kernel = np.ones(window) / window
+    padded = np.pad(y, (window // 2, window - 1 - window // 2), mode="edge")
+    return np.convolve(padded, kernel, mode="valid")
+
+
+def draw_curves(metrics_path: str | Path, out: str | Path, title: str = "") -> Path:
+    """Panels: total loss, alignment and prediction loss per scale, kNN probe, backbone
+    weight change and last-BN gamma, learning rate and EMA momentum. Returns ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_metrics(metrics_path)
+    keys = sorted({k for r in records for k in r})
+    panels = [
+        ("loss (total)", ["loss"]),
+        ("alignment loss per scale (0 = coarsest)", [k for k in keys if k.startswith("align/")]),
+        ("prediction loss per scale", [k for k in keys if k.startswith("pred/")]),
+        ("online kNN probe accuracy", [k for k in keys if k.startswith("probe/")]),
+        ("backbone: ||w - w0|| / ||w0||", ["backbone/rel_change"]),
+        ("backbone: mean |last-BN gamma| of residual blocks", ["backbone/last_bn_gamma"]),
+        ("learning rate", ["lr"]),
+        ("EMA momentum", ["ema_momentum"]),
+    ]
+    panels = [(t, ks) for t, ks in panels if any(_series(records, k)[0].size for k in ks)]
+    cols = 2
+    rows = max(1, math.ceil(len(panels) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(11, 2.8 * rows), squeeze=False)
+    for ax, (panel_title, ks) in zip(axes.flat, panels, strict=False):
+        for k in ks:
+            x, y = _series(records, k)
+            if not x.size:
+                continue
+            smooth = k in ("loss",) or k.startswith(("align/", "pred/"))
+            if smooth and len(y) > 20:
+                ax.plot(x, y, alpha=0.25, lw=0.8)
+                ax.plot(x, _smooth(y, max(3, len(y) // 20)), lw=1.5, label=k, color=ax.lines[-1].get_color())
+            else:
+                ax.plot(x, y, marker="o" if len(x) < 30 else None, ms=3, lw=1.5, label=k)
+            if k.startswith("probe/") and len(y):
+                ax.annotate(f"{y[0]:.3f} -> {y[-1]:.3f}", (x[-1], y[-1]), fontsize=8,
+                            xytext=(-70, 8), textcoords="offset points")
+        if panel_title.startswith("online kNN"):
+            chance = [r["probe/chance"] for r in records if "probe/chance" in r]
+            if chance:
+                ax.axhline(chance[0], ls="--", color="grey", lw=1, label="majority class")
+        ax.set_title(panel_title, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+        if len(ks) > 1 or panel_title.startswith("online kNN"):
+            ax.legend(fontsize=7, ncol=2)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+    return Path(out)
+
+
+def draw_view_pair(frames: torch.Tensor, masks: torch.Tensor, out: str | Path, resolution: int,
+                   gen: torch.Generator, views=None, max_frames: int = 4) -> Path:
+    """frames (n, S, S) uint8, masks (n, K, S, S) bool (as pre-training sees them) -> a figure:
+    per frame the original with its masks, view 1 and view 2 with their warped masks, and the
+    common region that the prediction objective corrupts and predicts."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pretrain.views import byol_view_configs, make_views
+
+    n = min(max_frames, frames.shape[0])
+    frames, masks = frames[:n], masks[:n]
+    pair = make_views(frames, masks, resolution, gen, views or byol_view_configs())
+    cmap = plt.get_cmap("tab20")
+    fig, axes = plt.subplots(n, 4, figsize=(10, 2.6 * n), squeeze=False)
+    columns = ("frame + store masks", "view 1 (online/target)", "view 2", "common region (clean)")
+    for i in range(n):
+        panels = [(frames[i].float() / 255, masks[i].float()),
+                  (pair.views[0, i, 0], pair.view_masks[0, i]),
+                  (pair.views[1, i, 0], pair.view_masks[1, i]),
+                  (pair.region[i, 0], pair.region_masks[i])]
+        for j, (img, msk) in enumerate(panels):
+            ax = axes[i, j]
+            ax.imshow(img.cpu().numpy(), cmap="gray", vmin=0, vmax=1)
+            for k in range(msk.shape[0]):
+                m = msk[k].cpu().numpy()
+                if m.max() > 0.5:
+                    ax.contour(m, levels=[0.5], colors=[cmap(k % 20)], linewidths=1.0)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(columns[j], fontsize=9)
+        if not bool(pair.region_valid[i]):
+            axes[i, 3].set_title("no overlap: no prediction target", fontsize=8)
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=80, format="png")
+    plt.close(fig)
+    return Path(out)
