@@ -1,6 +1,7 @@
 # Two commands do all the set-up from a fresh clone:
 #   make demo   the whole pipeline on the embedded phantom (outputs under runs/demo/)
 #   make test   the test suite (what .ci/run calls)
+#   make study  the longer "does anatomy help?" study, after make demo (outputs under runs/study/)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -9,7 +10,7 @@ STAMP  := $(VENV)/.installed
 DEMO   ?= runs/demo
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench clean-demo
+.PHONY: demo study test lint bench clean-demo
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +26,9 @@ lint: $(STAMP)
 
 demo: $(STAMP)
 	bash scripts/demo.sh $(DEMO)
+
+study: $(STAMP)
+	bash scripts/study.sh $(DEMO) runs/study
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -59,7 +59,7 @@ def draw_curves(metrics_path: str | Path, out: str | Path, title: str = "") -> P
         ("loss (total)", ["loss"]),
         ("alignment loss per scale (0 = coarsest)", [k for k in keys if k.startswith("align/")]),
         ("prediction loss per scale", [k for k in keys if k.startswith("pred/")]),
-        ("online kNN probe accuracy", [k for k in keys if k.startswith("probe/")]),
+        ("online kNN probe accuracy", [k for k in keys if k.startswith("probe/") and k != "probe/chance"]),
         ("backbone: ||w - w0|| / ||w0||", ["backbone/rel_change"]),
         ("backbone: mean |last-BN gamma| of residual blocks", ["backbone/last_bn_gamma"]),
         ("learning rate", ["lr"]),

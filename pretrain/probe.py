@@ -1,11 +1,12 @@
 """Online probe: how good the frozen backbone features are, measured while pre-training runs.
 
 ``pretrain run --probe busi-cls --probe-root DIR`` loads a labelled classification task once
-(through the registry reader, letter-boxed to the pre-training resolution), splits it by group
-(patient / video; each frame its own group where the dataset has none) into a reference and a
-query half, and at step 0 and every ``--probe-every`` steps scores a weighted k-nearest-neighbour
-classifier (cosine similarity, k = 20, weights exp(sim / 0.07), as in DINO's kNN evaluation) on
-the global-average-pooled last backbone stage. The network is in eval mode for the probe (BatchNorm
+(through the registry reader, letter-boxed to the pre-training resolution) and at step 0 and
+every ``--probe-every`` steps scores a weighted k-nearest-neighbour classifier (cosine
+similarity, k = 20, weights exp(sim / 0.07), as in DINO's kNN evaluation) on the
+global-average-pooled last backbone stage, leave-one-group-out: every frame is a query whose
+neighbours come from the other groups only (patient / video; each frame its own group where the
+dataset has none), so small probe sets still give every frame a vote and no group leaks. The network is in eval mode for the probe (BatchNorm
 running statistics), so the probe never changes training. Nothing here decides anything: it is
 a read-out that shows whether pre-training learns.
 """
@@ -45,27 +46,24 @@ class ProbeConfig:
 
 @dataclass
 class ProbeSet:
-    """Labelled frames split by group: images (N, R, R) uint8, labels (N,) int64, query (N,)
-    bool (True: scored, False: reference), ``classes`` in label order."""
+    """Labelled frames: images (N, R, R) uint8, labels (N,) int64, groups (N,) int64 group codes,
+    ``classes`` in label order."""
 
     name: str
     images: np.ndarray
     labels: np.ndarray
-    query: np.ndarray
+    groups: np.ndarray
     classes: tuple[str, ...]
 
     def chance(self) -> float:
-        """Accuracy of always answering the reference half's majority class."""
-        ref = np.bincount(self.labels[~self.query], minlength=len(self.classes))
-        return float(np.mean(self.labels[self.query] == ref.argmax()))
+        """Accuracy of always answering the majority class."""
+        return float(np.bincount(self.labels, minlength=len(self.classes)).max() / len(self.labels))
 
 
-def group_split(groups: np.ndarray, seed: int = 0) -> np.ndarray:
-    """(N,) group keys -> (N,) bool query mask: half of the groups (shuffled by ``seed``)."""
-    unique = np.array(sorted(set(groups.tolist())), dtype=object)
-    order = np.random.default_rng(seed).permutation(len(unique))
-    chosen = set(unique[order[: len(unique) // 2]].tolist())
-    return np.array([g in chosen for g in groups.tolist()])
+def group_codes(groups: np.ndarray) -> np.ndarray:
+    """(N,) group keys (any hashable) -> (N,) int64 codes, 0..G-1 in sorted key order."""
+    _, codes = np.unique(np.asarray([str(g) for g in groups.tolist()]), return_inverse=True)
+    return codes.astype(np.int64)
 
 
 def load_probe(cfg: ProbeConfig, resolution: int, opener=None) -> ProbeSet:
@@ -87,11 +85,11 @@ def load_probe(cfg: ProbeConfig, resolution: int, opener=None) -> ProbeSet:
         from maskgen.registry import open_dataset as opener
     reader = opener(task.dataset, Path(cfg.root) if cfg.root else None)
     data = load_task(task, reader, resolution, cfg.max_frames, seed=0, progress=False)
-    query = group_split(data.groups)
-    if query.all() or not query.any() or len(set(data.labels[~query].tolist())) < 2:
-        raise ValueError(f"--probe {cfg.task}: {len(data)} frames in {len(set(data.groups))} groups "
-                         "are too few to split into a reference and a query half with two classes")
-    return ProbeSet(cfg.task, data.images, data.labels, query, data.class_names)
+    groups = group_codes(data.groups)
+    if len(set(groups.tolist())) < 2 or len(set(data.labels.tolist())) < 2:
+        raise ValueError(f"--probe {cfg.task}: {len(data)} frames in {len(set(groups.tolist()))} group(s) "
+                         f"with {len(set(data.labels.tolist()))} class(es): need two of each")
+    return ProbeSet(cfg.task, data.images, data.labels, groups, data.class_names)
 
 
 @torch.no_grad()
@@ -114,17 +112,18 @@ def pooled_features(body: torch.nn.Module, images: np.ndarray, device: torch.dev
     return F.normalize(torch.cat(out), dim=1)
 
 
-def knn_accuracy(features: torch.Tensor, labels: torch.Tensor, query: torch.Tensor, classes: int,
+def knn_accuracy(features: torch.Tensor, labels: torch.Tensor, groups: torch.Tensor, classes: int,
                  k: int = 20, temperature: float = 0.07) -> float:
-    """Weighted kNN: features (N, C) normalised, labels (N,) long, query (N,) bool -> accuracy of
-    the query rows voted by their k most similar reference rows (weights exp(sim / t))."""
-    ref, qry = features[~query], features[query]
-    sim = qry @ ref.t()                                                   # (Q, R)
-    k = min(k, ref.shape[0])
-    top, idx = sim.topk(k, dim=1)
-    votes = F.one_hot(labels[~query][idx], classes).float() * (top / temperature).exp()[..., None]
-    predicted = votes.sum(1).argmax(1)
-    return float((predicted == labels[query]).float().mean())
+    """Leave-one-group-out weighted kNN: features (N, C) L2-normalised, labels (N,) long, groups
+    (N,) long -> accuracy over all N frames, each voted by its k most similar frames of other
+    groups (weights exp(sim / t); frames of its own group, itself included, never vote)."""
+    sim = features @ features.t()                                         # (N, N)
+    sim = sim.masked_fill(groups[:, None] == groups[None, :], float("-inf"))
+    others = int((groups[:, None] != groups[None, :]).sum(1).min())
+    top, idx = sim.topk(max(1, min(k, others)), dim=1)
+    weights = torch.where(torch.isfinite(top), (top / temperature).exp(), torch.zeros_like(top))
+    votes = (F.one_hot(labels[idx], classes).float() * weights[..., None]).sum(1)
+    return float((votes.argmax(1) == labels).float().mean())
 
 
 class OnlineProbe:
@@ -133,10 +132,10 @@ class OnlineProbe:
     def __init__(self, probe: ProbeSet, cfg: ProbeConfig, device: torch.device):
         self.set, self.cfg, self.device = probe, cfg, device
         self.labels = torch.from_numpy(probe.labels).to(device)
-        self.query = torch.from_numpy(probe.query).to(device)
+        self.groups = torch.from_numpy(probe.groups).to(device)
 
     def __call__(self, body: torch.nn.Module) -> dict[str, float]:
         feats = pooled_features(body, self.set.images, self.device)
-        acc = knn_accuracy(feats, self.labels, self.query, len(self.set.classes), self.cfg.k,
+        acc = knn_accuracy(feats, self.labels, self.groups, len(self.set.classes), self.cfg.k,
                            self.cfg.temperature)
         return {"probe/knn_acc": acc}

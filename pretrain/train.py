@@ -291,8 +291,8 @@ class Watch:
             probe_set = load_probe(cfg.probe, cfg.objective.resolution)
             self.probe = OnlineProbe(probe_set, cfg.probe, device)
             self.chance = probe_set.chance()
-            log.info("online probe: %s, %d reference + %d query frames, majority-class accuracy %.3f",
-                     probe_set.name, int((~probe_set.query).sum()), int(probe_set.query.sum()), self.chance)
+            log.info("online probe: %s, %d frames in %d groups (leave-one-group-out kNN), majority class %.3f",
+                     probe_set.name, len(probe_set.labels), len(set(probe_set.groups.tolist())), self.chance)
 
     def at_step(self, step: int, force_probe: bool = False) -> None:
         if self.probe is None or not (force_probe or step % self.cfg.probe.every == 0):

@@ -8,8 +8,11 @@ BIN=${VENV:-.venv}/bin
 THREADS=${DEMO_THREADS:-1}   # on 2 shared cores one torch thread per process is fastest
 CORES=$(nproc 2>/dev/null || echo 2)
 WORKERS=${DEMO_WORKERS:-$(( CORES < 4 ? CORES : 4 ))}   # evaluation cells run in parallel
-# one pre-training budget for the method and its ablations (a fair comparison)
-PRETRAIN_ARGS=(--epochs 3 --batch-size 16 --resolution 96 --warmup-epochs 1)
+# one pre-training budget for the method and its controls (a fair comparison): 8 epochs of the
+# 240-frame store at batch 16 = 120 steps, the small-batch recipe (--recipe auto picks it below a
+# global batch of 128), and an online kNN probe on the phantom's BUSI classes every 15 steps
+PRETRAIN_ARGS=(--epochs 8 --batch-size 16 --resolution 96 --warmup-epochs 1
+               --probe busi-cls --probe-root "$OUT/phantom/busi" --probe-every 15)
 mkdir -p "$OUT"
 step() { printf '\n== %s   [%s]\n' "$*" "$(date +%H:%M:%S)"; }
 
@@ -38,7 +41,9 @@ step "4/7 verify + inspect the store"
 
 step "5/7 pretrain: anatomy-anchored pre-training from the store (SAM never loaded) -> $OUT/pretrain"
 resume=(); [ -f "$OUT/pretrain/checkpoint.pt" ] && resume=(--resume)
-"$BIN/pretrain" run --store "$OUT/store" --out "$OUT/pretrain" "${PRETRAIN_ARGS[@]}" "${resume[@]}"
+"$BIN/pretrain" run --store "$OUT/store" --out "$OUT/pretrain" "${PRETRAIN_ARGS[@]}" "${resume[@]}" \
+  --threads "$CORES"
+echo "curves: $OUT/pretrain/curves.png, views: $OUT/pretrain/view_pair.png"
 
 step "6/7 export the backbone (timm / torchvision loadable)"
 "$BIN/pretrain" export "$OUT/pretrain" --out "$OUT/pretrain/backbone.safetensors"

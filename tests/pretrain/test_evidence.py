@@ -19,7 +19,7 @@ from pretrain.masks import dominant_ids
 from pretrain.model import ModelConfig, build_online
 from pretrain.monitor import BackboneDrift, last_bn_gammas
 from pretrain.optim import RECIPES, OptimConfig, build_optimizer, resolve_recipe
-from pretrain.probe import ProbeConfig, group_split, knn_accuracy, load_probe
+from pretrain.probe import ProbeConfig, group_codes, knn_accuracy, load_probe
 from pretrain.step import ObjectiveConfig, source_masks
 from pretrain.train import RunConfig, run
 
@@ -75,19 +75,16 @@ def test_whole_frame_masks_give_one_anatomy_per_frame():
         source_masks(frames, masks, "bogus")
 
 
-def test_knn_probe_accuracy_and_group_split():
+def test_knn_probe_is_leave_one_group_out():
     feats = torch.nn.functional.normalize(torch.tensor([[1.0, 0], [0.9, 0.1], [0, 1.0], [0.1, 0.9]] * 4), dim=1)
     labels = torch.tensor([0, 0, 1, 1] * 4)
-    query = torch.tensor([True, False] * 8)
-    assert knn_accuracy(feats, labels, query, 2, k=3) == 1.0
-    assert knn_accuracy(feats, 1 - labels * 0, query, 2, k=3) == 1.0  # one class: trivially right
-    swapped = torch.where(query, 1 - labels, labels)  # queries labelled against their neighbours
-    assert knn_accuracy(feats, swapped, query, 2, k=3) == 0.0
-    groups = np.array([f"g{i // 3}" for i in range(30)], dtype=object)
-    split = group_split(groups, seed=1)
-    assert 0 < split.sum() < 30
-    for g in set(groups):  # a group is never on both sides
-        assert len(set(split[groups == g].tolist())) == 1
+    singletons = torch.arange(16)
+    assert knn_accuracy(feats, labels, singletons, 2, k=3) == 1.0
+    # each frame's only look-alikes share its group: they may not vote, the others mislead
+    twins = torch.tensor([[1.0, 0], [1.0, 0], [0, 1.0], [0, 1.0]])
+    assert knn_accuracy(twins, torch.tensor([0, 0, 1, 1]), torch.tensor([0, 0, 1, 1]), 2, k=1) == 0.0
+    assert knn_accuracy(twins, torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 2, 3]), 2, k=1) == 1.0
+    assert group_codes(np.array(["b", "a", "b", 3], dtype=object)).tolist() == [2, 1, 2, 0]
 
 
 class ProbeReader:
@@ -110,7 +107,8 @@ def test_run_logs_probe_drift_and_draws_curves(tiny_store, tmp_path, monkeypatch
 
     monkeypatch.setattr(maskgen.registry, "open_dataset", lambda name, root=None: ProbeReader())
     probe_set = load_probe(ProbeConfig(task="busi-cls"), 32)
-    assert probe_set.images.shape == (36, 32, 32) and 0 < probe_set.query.sum() < 36
+    assert probe_set.images.shape == (36, 32, 32) and len(set(probe_set.groups.tolist())) == 18
+    assert probe_set.chance() == pytest.approx(1 / 3)
     with pytest.raises(ValueError, match="not a classification task"):
         load_probe(ProbeConfig(task="busi-seg"), 32)
     out = run(tiny_store, tmp_path / "run", tiny_config(probe=ProbeConfig(task="busi-cls", every=2)), seed=0)
