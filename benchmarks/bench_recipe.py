@@ -37,8 +37,7 @@ CANDIDATES = {  # name -> OptimConfig fields (base lr is scaled by batch / 256 i
     "LARS, trust 5e-3": {**RECIPES["paper"], "trust_coeff": 5e-3},
     "LARS, trust 2e-2": {**RECIPES["paper"], "trust_coeff": 2e-2},
     "LARS, trust 5e-2": {**RECIPES["paper"], "trust_coeff": 5e-2},
-    "AdamW, base lr 1.6e-2 (1e-3 at batch 16)": {"optimizer": "adamw", "base_lr": 1.6e-2,
-                                                 "trust_coeff": 1e-3, "weight_decay": 1e-6},
+    "small-batch (AdamW, 1e-3 at batch 16)": RECIPES["small-batch"],
 }
 
 
@@ -100,6 +99,7 @@ def main() -> None:
                   + (f"probe {r['probe_step0']:.3f} -> {r['probe_last']:.3f}  " if r["probe_step0"] is not None else "")
                   + f"{r['seconds']:.0f} s", flush=True)
     base = rows[0]
+    print("(the small-batch recipe is the candidate with the lowest pretext loss and clear weight motion)")
     print(f"\n(batch {args.batch_size}, {args.resolution} px, {base['steps']} steps, seed {args.seed}; "
           "loss = mean of the first / last tenth of the steps)")
     for r in rows[1:]:
