@@ -159,3 +159,26 @@ def test_cli_recipe_is_recorded(tiny_store, tmp_path):
     optim = json.loads((out / "run.json").read_text())["config"]["optim"]
     assert optim["recipe"] == "small-batch" and optim["trust_coeff"] == 0.05
     assert optim["base_lr"] == RECIPES["small-batch"]["base_lr"]
+
+
+def test_small_batch_recipe_resumes_exactly(tiny_store, tmp_path):
+    """AdamW's state (moments, step counts) travels in the checkpoint like LARS's."""
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_2(step):
+        if step == 2:
+            raise Killed
+
+    cfg = tiny_config(checkpoint_every=1, max_steps=3)
+    cfg = RunConfig(**{**cfg.__dict__, "optim": OptimConfig(epochs=2, warmup_epochs=0.5, recipe="small-batch",
+                                                           **RECIPES["small-batch"])})
+    run(tiny_store, tmp_path / "a", cfg, seed=1)
+    with pytest.raises(Killed):
+        run(tiny_store, tmp_path / "b", cfg, seed=1, on_step=kill_at_2)
+    run(tiny_store, tmp_path / "b", cfg, seed=1, resume=True)
+    a = load_file(str(tmp_path / "a" / "backbone.safetensors"))
+    b = load_file(str(tmp_path / "b" / "backbone.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["conv1.weight"], initial_state(seed=1)["encoder.body.conv1.weight"])
