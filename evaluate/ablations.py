@@ -8,13 +8,17 @@ exercises the user-facing contract.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +29,9 @@ ABLATIONS: dict[str, tuple[str, ...]] = {
     "anaus-noctx": ("--lambda-ctx", "0"),         # without the contextual prediction objective
 }
 FULL_METHOD = "anaus"
+# `pretrain run` options the sweep sets itself for every pre-training (not for --pretrain-args)
+SWEEP_SETS = ("--store", "--out", "--seed", "--device", "--threads", "--resume", "--config",
+              *sorted({o for extra in ABLATIONS.values() for o in extra if o.startswith("--")}))
 
 
 class PretrainError(RuntimeError):
@@ -50,14 +57,83 @@ def _run(command: list[str], log_path: Path, runner: Callable) -> None:
         handle.flush()
         code = runner(command, stdout=handle, stderr=subprocess.STDOUT).returncode
     if code != 0:
-        tail = "\n".join(log_path.read_text().splitlines()[-15:])
-        raise PretrainError(f"`{' '.join(command)}` exited with {code}; see {log_path}:\n{tail}")
+        lines = [ln.strip() for ln in log_path.read_text().splitlines() if ln.strip()]
+        last = lines[-1][-300:] if lines else "no output"
+        raise PretrainError(f"`pretrain {command[1] if len(command) > 1 else ''}` exited with {code}: {last} "
+                            f"(full log: {log_path})")
+
+
+def run_progress(run_dir: Path) -> tuple[int, int | None]:
+    """(last logged step, total steps or None) of a `pretrain run` from its run.json and
+    metrics.jsonl (a line being written is skipped)."""
+    total = None
+    try:
+        info = json.loads((run_dir / "run.json").read_text())
+        total = info["inputs"]["steps"]
+        if info["config"].get("max_steps"):
+            total = min(total, info["config"]["max_steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    step = 0
+    try:
+        with open(run_dir / "metrics.jsonl", "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 4096))
+            for line in f.read().splitlines()[::-1]:
+                try:
+                    step = int(json.loads(line)["step"])
+                    break
+                except (ValueError, KeyError, TypeError):
+                    continue
+    except OSError:
+        pass
+    return step, total
+
+
+class PretrainProgress:
+    """One terminal progress bar per pre-training, fed from its RUN_DIR (polled every
+    ``interval`` s): the subprocesses' own output goes to their log files."""
+
+    def __init__(self, run_dirs: dict[str, Path], enabled: bool = True, interval: float = 2.0):
+        self.run_dirs, self.interval, self.enabled = run_dirs, interval, enabled and bool(run_dirs)
+        self.bars = {name: tqdm(total=None, desc=f"pretrain {name}", unit="step", position=i, leave=True,
+                                disable=not self.enabled)
+                     for i, name in enumerate(run_dirs)}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _update(self) -> None:
+        for name, run_dir in self.run_dirs.items():
+            step, total = run_progress(run_dir)
+            bar = self.bars[name]
+            if total is not None and bar.total != total:
+                bar.total = total
+            if step != bar.n:
+                bar.n = step
+                bar.refresh()
+
+    def _poll(self) -> None:
+        while not self.stop.wait(self.interval):
+            self._update()
+
+    def __enter__(self) -> PretrainProgress:
+        if self.enabled:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        if self.enabled:
+            self.thread.join()
+            self._update()
+        for bar in self.bars.values():
+            bar.close()
 
 
 def ensure_ablations(store: str | Path, out_dir: str | Path, pretrain_args: tuple[str, ...] = (),
                      seed: int = 0, device: str = "auto", skip: tuple[str, ...] = (),
                      runner: Callable = subprocess.run, workers: int = 1, devices: list[str] | None = None,
-                     threads: int | None = None) -> dict[str, Path]:
+                     threads: int | None = None, progress: bool = True) -> dict[str, Path]:
     """Train and export what is missing; returns {method name: exported .safetensors}.
 
     Args:
@@ -68,6 +144,7 @@ def ensure_ablations(store: str | Path, out_dir: str | Path, pretrain_args: tupl
         runner: ``subprocess.run``-compatible callable (tests inject a fake).
         workers: pre-trainings run at a time; the i-th missing one gets ``devices[i % len]``
             (default: ``device`` for all) and ``threads`` torch threads when given.
+        progress: a terminal progress bar per pre-training (their output goes to log files).
     """
     folder = Path(out_dir) / "backbones"
     folder.mkdir(parents=True, exist_ok=True)
@@ -99,8 +176,11 @@ def ensure_ablations(store: str | Path, out_dir: str | Path, pretrain_args: tupl
             raise PretrainError(f"`pretrain export` reported success but wrote no {target}")
         return target
 
+    for name in missing:
+        log.info("pre-training %s (log: %s)", name, folder / f"{name}.log")
     # threads suffice: each job waits on its own subprocess
-    with ThreadPoolExecutor(max(1, min(workers, len(missing)))) as pool:
+    with (PretrainProgress({n: folder / f"{n}-run" for n in missing}, progress),
+          ThreadPoolExecutor(max(1, min(workers, len(missing)))) as pool):
         futures = {name: pool.submit(train, i, name) for i, name in enumerate(missing)}
     errors = []
     for name, future in futures.items():

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from maskgen.cli import setup_logging
+from maskgen.cliutils import StrictGroup, config_option, version_option, write_config
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,9 @@ def _seeds(text: str) -> tuple[int, ...]:
     return seeds
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=StrictGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+@version_option
 def main(verbose: int) -> None:
     """The ANAUS downstream benchmark: six tasks, grouped 5-fold CV, statistics, report.
 
@@ -48,12 +50,15 @@ def main(verbose: int) -> None:
 
 
 @main.command()
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder holding ROOT/<dataset>/ (e.g. the phantom). Without it each dataset's "
-                   "environment variable from the registry is used.")
+@config_option
+@click.option("--root", "--datasets-dir", "root", type=click.Path(file_okay=False, path_type=Path),
+              help="The folder that holds one sub-folder per dataset, ROOT/<dataset>/ (e.g. the "
+                   "phantom), unlike `maskgen run --root`, which is one dataset's folder. Without it "
+                   "each dataset's environment variable from the registry is used.")
 @click.option("--dataset-root", multiple=True, metavar="NAME=DIR",
               help="Root of one dataset (overrides --root), e.g. busi=/data/Dataset_BUSI_with_GT/..")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="OUT_DIR for cells, folds, backbones, report.md (an existing sweep is resumed).")
 @click.option("--tasks", default=None, help="Comma list of tasks or datasets "
               "(pocus-cls, busi-cls, udiat-seg, tn3k-seg, busi-seg, hmcqu-seg); default all six.")
 @click.option("--checkpoint", "checkpoints", multiple=True, metavar="NAME=FILE",
@@ -65,9 +70,10 @@ def main(verbose: int) -> None:
               show_default=True, help="quick: CPU minutes on the phantom; full: the paper's protocol.")
 @click.option("--folds", default=5, show_default=True, type=click.IntRange(2, 20))
 @click.option("--seeds", default="0", show_default=True, help="Comma list of fine-tuning seeds.")
-@click.option("--device", default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True,
+              help="auto, cpu, cuda[:N]; with --workers N on GPUs, worker i takes the i-th GPU.")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Cells run at a time, each in its own process (CPU: one per core or two; "
+              help="Cells (and --ablations pre-trainings) run at a time, each in its own process (CPU: one per core or two; "
                    "GPUs: one per GPU, worker i on device i).")
 @click.option("--threads", type=click.IntRange(1, 512), default=None,
               help="CPU threads for torch per worker (default: half the cores shared among the "
@@ -81,12 +87,17 @@ def main(verbose: int) -> None:
 @click.option("--resolution", type=int, default=None, help="Override the profile's input size.")
 @click.option("--epochs", type=int, default=None, help="Override classification and segmentation epochs.")
 @click.option("--max-frames", type=int, default=None, help="Override frames per task (0 = all).")
-@click.option("--batch-size", type=int, default=None)
+@click.option("--batch-size", type=int, default=None,
+              help="Override the profile's fine-tuning batch size (frames per step; quick 8, full 32).")
 @click.option("--seg-head", type=click.Choice(["maskrcnn", "fpn"]), default=None,
               help="Override the segmentation head (full: maskrcnn, quick: fpn).")
 def sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, folds, seeds, device,
           workers, threads, ablations, store, pretrain_args, resolution, epochs, max_frames, batch_size, seg_head):
-    """Fine-tune every backbone on every task and fold; write OUT/report.md."""
+    """Fine-tune every backbone on every task and fold; write OUT/report.md.
+
+    Exits with status 1 when any task or cell failed (the report says which and why); a rerun
+    retries them. Writes OUT/config.toml (replay it with --config OUT/config.toml).
+    """
     from evaluate.ablations import ABLATIONS, FULL_METHOD, ensure_ablations
     from evaluate.backbones import (
         CheckpointError,
@@ -100,6 +111,7 @@ def sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, f
     from evaluate.tasks import resolve_tasks
     from maskgen.devices import resolve_device
 
+    seed_list = _seeds(seeds)  # every option is checked before any training starts
     try:
         profile = build_profile(profile_name, resolution=resolution, cls_epochs=epochs, seg_epochs=epochs,
                                 max_frames=max_frames, batch_size=batch_size, seg_head=seg_head,
@@ -109,14 +121,18 @@ def sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, f
         torch_device = resolve_device(device)
     except ValueError as err:
         raise click.UsageError(str(err)) from err
-    import torch
-
-    threads = threads or max(1, (os.cpu_count() or 2) // 2 // workers)
-    torch.set_num_threads(threads)
     if len({n for n, _ in named}) != len(named):
         raise click.UsageError("--checkpoint names must be distinct")
     if ablations and store is None:
         raise click.UsageError("--ablations needs --store STORE (the mask store pre-training reads)")
+    if ablations:
+        check_ablation_args(store, profile.pretrain_args)
+    pairs = _pairs(dataset_root, "--dataset-root")
+    import torch
+
+    threads = threads or max(1, (os.cpu_count() or 2) // 2 // workers)
+    torch.set_num_threads(threads)
+    write_config(out_dir)
     ablation_names: tuple[str, ...] = ()
     if ablations:
         exported = ensure_ablations(store, out_dir, profile.pretrain_args, seed=0, device=device,
@@ -131,9 +147,9 @@ def sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, f
     reference = random_backbone(arch or (backbones[0].arch if backbones else "resnet18"))
     backbones = [reference, *backbones]
     roots = {t.dataset: (root / t.dataset if root else None) for t in task_specs}
-    roots.update({k: Path(v) for k, v in _pairs(dataset_root, "--dataset-root").items()})
+    roots.update({k: Path(v) for k, v in pairs.items()})
     names = [b.name for b in backbones]
-    plan = SweepPlan(tasks=tuple(t.name for t in task_specs), methods=tuple(names), seeds=_seeds(seeds),
+    plan = SweepPlan(tasks=tuple(t.name for t in task_specs), methods=tuple(names), seeds=seed_list,
                      folds=folds, profile=profile,
                      full_method=FULL_METHOD if FULL_METHOD in names else None,
                      ablations=tuple(a for a in ablation_names if a in names))
@@ -145,8 +161,11 @@ def sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, f
     failed = _failed_tasks(out_dir, plan.tasks)
     for task, error in failed.items():
         click.echo(f"warning: task {task} not evaluated: {error}", err=True)
+    cells = _failed_cells(out_dir, plan, skip=tuple(failed))
     click.echo(f"report: {report}")
-    if len(failed) == len(plan.tasks):
+    if failed or cells:
+        click.echo(f"evaluate sweep: {len(failed)} of {len(plan.tasks)} task(s) not evaluated, {cells} cell(s) "
+                   f"failed (reasons in {report}); rerun the same command to retry them", err=True)
         raise SystemExit(1)
 
 
@@ -161,12 +180,44 @@ def _failed_tasks(out_dir: Path, tasks: tuple[str, ...]) -> dict[str, str]:
     return failed
 
 
+def _failed_cells(out_dir: Path, plan, skip: tuple[str, ...]) -> int:
+    """Cells of the plan (tasks not in ``skip``) whose record says they failed."""
+    from evaluate.cells import CellKey, read_cell
+
+    return sum((read_cell(CellKey(t, f, m, s), out_dir) or {}).get("status") == "failed"
+               for t in plan.tasks if t not in skip for m in plan.methods for s in plan.seeds
+               for f in range(plan.folds))
+
+
+def check_ablation_args(store: Path, pretrain_args: tuple[str, ...]) -> None:
+    """Check --pretrain-args as `pretrain run` would parse them, before anything is trained."""
+    from evaluate.ablations import ABLATIONS, SWEEP_SETS
+    from pretrain.cli import check_run_options
+
+    taken = sorted({a.split("=")[0] for a in pretrain_args} & set(SWEEP_SETS))
+    if taken:
+        raise click.BadParameter(f"{', '.join(taken)}: set by evaluate sweep itself for every pre-training "
+                                 f"({', '.join(SWEEP_SETS)}); leave it out", param_hint="--pretrain-args")
+    for name, extra in ABLATIONS.items():
+        try:
+            check_run_options(["--store", str(store), "--out", "unused", *pretrain_args, *extra])
+        except click.ClickException as err:
+            raise click.BadParameter(f"`pretrain run` refuses them for {name}: {err.format_message()}",
+                                     param_hint="--pretrain-args") from err
+        except ValueError as err:
+            raise click.BadParameter(f"`pretrain run` refuses them for {name}: {err}",
+                                     param_hint="--pretrain-args") from err
+
+
 @main.command()
 @click.argument("out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def report(out_dir):
     """Rebuild OUT_DIR/report.md (+ results, tests, figures) from the stored cells."""
     from evaluate.report import build_report
 
+    if not (out_dir / "sweep.json").is_file():
+        raise click.ClickException(f"{out_dir} is not a sweep output folder (it has no sweep.json); "
+                                   f"give the --out folder of an `evaluate sweep`")
     click.echo(f"report: {build_report(out_dir)}")
 
 

@@ -10,6 +10,8 @@ import logging
 
 import click
 
+from maskgen.cliutils import StrictGroup, version_option
+
 # name -> "module:attribute" of a click command
 COMMANDS = {
     "datasets": "maskgen.registry_cli:datasets",
@@ -21,7 +23,7 @@ COMMANDS = {
 }
 
 
-class LazyGroup(click.Group):
+class LazyGroup(StrictGroup):
     """A click group whose subcommands are ``module:attr`` strings imported on first use."""
 
     def __init__(self, *args, lazy_commands: dict[str, str] | None = None, **kwargs):
@@ -45,6 +47,7 @@ def setup_logging(verbose: int) -> None:
 
 @click.group(cls=LazyGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+@version_option
 def main(verbose: int) -> None:
     """Stage one of ANAUS: datasets, the ultrasound phantom, LP-SAM and the anatomy mask store.
 

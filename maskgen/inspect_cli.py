@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import click
 
+from maskgen.cliutils import StrictCommand
 from maskgen.store import StoreError
 
 
-@click.command("inspect")
+@click.command("inspect", cls=StrictCommand)
 @click.argument("store", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Contact sheet PNG (default: STORE/contact_sheet.png).")
-@click.option("--frames", default=24, show_default=True, help="Frames on the contact sheet.")
+@click.option("--frames", default=24, show_default=True, type=click.IntRange(min=1),
+              help="Frames on the contact sheet (at least 1).")
 def inspect_store(store, out, frames):
     """Summarise a mask store and draw a contact sheet of frames with their masks."""
     from pathlib import Path
@@ -29,7 +31,7 @@ def inspect_store(store, out, frames):
     click.echo(f"contact sheet: {sheet}")
 
 
-@click.command("verify")
+@click.command("verify", cls=StrictCommand)
 @click.argument("store", type=click.Path(exists=True, file_okay=False))
 def verify(store):
     """Check that manifest, arrays and attributes agree; exit status 1 on any mismatch."""

@@ -247,8 +247,11 @@ def summarise(table: pa.Table, units_run: int, units_skipped: int, seconds: floa
 
 
 def run_mask_job(job: MaskJob, workers: int = 1, scheduler: str | None = None,
-                 overwrite: bool = False, progress: bool = True, threads: int | None = None) -> JobSummary:
+                 overwrite: bool = False, progress: bool = True, threads: int | None = None,
+                 on_start=None) -> JobSummary:
     """Run (or resume, or confirm) the mask store job; returns its summary.
+
+    ``on_start()`` runs once the inputs are checked and the store folder exists (or was resumed).
 
     ``workers`` > 1 or a ``scheduler`` address dispatch units through dask.distributed;
     otherwise units run in this process. ``threads``: torch CPU threads per worker (see
@@ -265,6 +268,8 @@ def run_mask_job(job: MaskJob, workers: int = 1, scheduler: str | None = None,
     sha = job.predictor.checkpoint_sha256()
     settings = job.settings([r.frame_id for r in refs], sha)
     state = prepare_store(out, settings, job.post.k, job.size, job.chunk, job.shard, overwrite)
+    if on_start is not None:
+        on_start()
     units = plan_units(refs, job.unit_rows)
     if state == "complete":
         log.info("%s is already complete; nothing to do", out)

@@ -83,6 +83,11 @@ class DatasetSpec:
     notes: str = ""
 
     @property
+    def is_downstream(self) -> bool:
+        """Whether the dataset is held for downstream evaluation (LP-SAM must not adapt on it)."""
+        return self.role.startswith("downstream")
+
+    @property
     def has_reader(self) -> bool:
         return self.name in READERS
 
@@ -162,6 +167,9 @@ def resolve_root(spec: DatasetSpec, root: str | os.PathLike | None) -> Path:
         if root is None:
             raise DatasetRootError(spec.name, None, spec.root_hint())
     path = Path(root).expanduser()
+    if path.is_file():
+        raise DatasetRootError(spec.name, str(path), "That is a file, not a folder: give the dataset's "
+                               "top folder. " + spec.root_hint())
     if not path.is_dir():
         raise DatasetRootError(spec.name, str(path), "The folder does not exist. " + spec.root_hint())
     return path

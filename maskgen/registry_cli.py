@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from maskgen.cliutils import StrictGroup
 from maskgen.frames import DatasetError, DatasetRootError
 
 MAX_PROBLEMS = 20
@@ -18,7 +19,7 @@ def _table(rows: list[list[str]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
-@click.group(invoke_without_command=True)
+@click.group(cls=StrictGroup, invoke_without_command=True)
 @click.pass_context
 def datasets(ctx: click.Context) -> None:
     """The dataset registry: every dataset, its role and where its root comes from.
@@ -52,8 +53,9 @@ def _open(name: str, root: Path | None):
 
 @datasets.command("show")
 @click.argument("name")
-@click.option("--root", type=click.Path(path_type=Path), default=None,
-              help="Dataset root (default: the manifest's environment variable).")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Root of this dataset, the folder its owners ship (default: the manifest's "
+                   "environment variable); for NAME phantom, the `maskgen phantom --out` folder.")
 @click.option("--all-problems", is_flag=True, help=f"List every problem (default: first {MAX_PROBLEMS}).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def show(name: str, root: Path | None, all_problems: bool, as_json: bool) -> None:
@@ -121,8 +123,9 @@ def _show_phantom(root: Path | None) -> None:
 
 @datasets.command("folds")
 @click.argument("name")
-@click.option("--root", type=click.Path(path_type=Path), default=None,
-              help="Dataset root (default: the manifest's environment variable).")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Root of this dataset, the folder its owners ship (default: the manifest's "
+                   "environment variable); for NAME phantom, the `maskgen phantom --out` folder.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="FILE.parquet (+ FILE.json).")
 @click.option("--k", type=click.IntRange(min=2), default=5, show_default=True, help="Number of folds.")
 @click.option("--seed", type=int, default=0, show_default=True)

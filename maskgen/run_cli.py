@@ -6,24 +6,29 @@ import os
 
 import click
 
+from maskgen.cliutils import StrictCommand, config_option, write_config
 from maskgen.frames import DatasetError
 from maskgen.maskjob import MaskJob, PredictorSpec, ReaderSpec, StoreMismatchError, run_mask_job
 from maskgen.postprocess import PostprocessConfig
 
 
-@click.command("run")
+@click.command("run", cls=StrictCommand)
+@config_option
 @click.option("--dataset", required=True, help="Registry name of the frames (e.g. butus; see `maskgen datasets`).")
 @click.option("--root", type=click.Path(file_okay=False), default=None,
-              help="Dataset root (default: the dataset's environment variable).")
-@click.option("--checkpoint", "adapt_dir", required=True, type=click.Path(exists=True, file_okay=False),
-              help="LP-SAM adaptation folder written by `maskgen adapt --out`.")
+              help="Root of this one dataset, the folder its owners ship (default: the dataset's "
+                   "environment variable, see `maskgen datasets`).")
+@click.option("--checkpoint", "--lpsam", "adapt_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="LP-SAM adaptation folder written by `maskgen adapt --out` (a folder, not a weight file).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="STORE folder to write (or resume).")
 @click.option("--k", default=16, show_default=True, help="Mask slots per frame (at most K masks are kept).")
 @click.option("--batch-size", default=8, show_default=True, help="Frames per predictor call.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--workers", default=1, show_default=True,
-              help="dask worker processes (one per GPU); 1 runs in this process.")
-@click.option("--scheduler", default=None, help="Join an existing dask cluster at this address instead.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="dask worker processes on this machine (one per GPU); 1 runs in this process.")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Join an existing dask cluster at this address instead (e.g. tcp://host:8786 from "
+                   "dask-jobqueue on SLURM/PBS: examples/dask_jobqueue_maskgen.py).")
 @click.option("--threads", default=None, type=int,
               help="torch CPU threads per worker (default: cores / workers). Equal --threads make CPU "
                    "results bitwise equal across worker counts.")
@@ -42,9 +47,15 @@ def run(dataset, root, adapt_dir, out, k, batch_size, device, workers, scheduler
     """Generate up to K anatomy masks per frame with LP-SAM and write the mask store.
 
     Resumable: run the same command again after an interruption and it finishes the store;
-    a store made with other settings is refused (see --overwrite).
+    a store made with other settings is refused (see --overwrite). Writes STORE/config.toml
+    (replay it with --config STORE/config.toml).
     """
+    from maskgen.devices import resolve_device
+
+    ctx = click.get_current_context()
     try:
+        if scheduler is None:  # a joined cluster's workers resolve the device on their machines
+            resolve_device(device)
         post = PostprocessConfig(k=k, mask_threshold=mask_threshold, min_score=min_score,
                                  min_area=min_area, dedup_iou=dedup_iou)
         # absolute paths: dask workers (possibly on other machines) resolve them the same way
@@ -53,7 +64,8 @@ def run(dataset, root, adapt_dir, out, k, batch_size, device, workers, scheduler
                       post=post, size=size, chunk=chunk, shard=shard, batch_size=batch_size,
                       device=device, limit=limit)
         summary = run_mask_job(job, workers=workers, scheduler=scheduler, overwrite=overwrite,
-                               progress=not no_progress, threads=threads)
+                               progress=not no_progress, threads=threads,
+                               on_start=lambda: write_config(out, ctx, exclude=("overwrite", "no_progress")))
     except (ValueError, FileNotFoundError, DatasetError, StoreMismatchError) as err:
         raise click.ClickException(str(err)) from err
     for line in summary.lines():

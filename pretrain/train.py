@@ -101,9 +101,11 @@ def plan_epochs(stream: FrameStream, epochs: int) -> list[int]:
 
 
 def run(store_path: str | Path, out_dir: str | Path, cfg: RunConfig, seed: int = 0, resume: bool = False,
-        on_step: Callable[[int], None] | None = None) -> Path:
+        on_step: Callable[[int], None] | None = None, on_start: Callable[[torch.device], None] | None = None
+        ) -> Path:
     """Pre-train on STORE, writing OUT_DIR/{run.json, checkpoint.pt, metrics.jsonl,
-    backbone.safetensors(+.json)}. Returns OUT_DIR. ``on_step(step)`` runs after each step."""
+    backbone.safetensors(+.json)}. Returns OUT_DIR. ``on_step(step)`` runs after each step;
+    ``on_start(device)`` once on the main rank, when the inputs are checked and OUT_DIR exists."""
     out_dir = Path(out_dir)
     device = resolve_device(cfg.device)
     dist.init_from_env(device.type)
@@ -145,6 +147,8 @@ def run(store_path: str | Path, out_dir: str | Path, cfg: RunConfig, seed: int =
         write_run_info(out_dir, config, seed, store=store_identity(store),
                        lpsam_checkpoint_sha256=store.attrs.get("lpsam_checkpoint_sha256"),
                        steps=total, steps_per_epoch=steps_per_epoch, world_size=world, device=str(device))
+        if on_start is not None:
+            on_start(device)
     model = online
     if dist.is_distributed():
         # with fewer than 4 scales the FPN's finest outputs get no gradient

@@ -8,10 +8,29 @@ from pathlib import Path
 
 import click
 
+from maskgen.cliutils import StrictCommand, config_option, write_config
+
 DEFAULT_PHANTOM = "runs/demo/phantom"
 PHANTOM_DATASETS = ("camus", "ddti", "tg3k")
 # (phase-1 steps, phase-2 steps, phase-1 lr, phase-2 lr) when not given: tiny trains from scratch
 DEFAULTS = {"tiny": (1600, 400, 2e-3, 2e-3), "vit": (4000, 4000, 1e-4, 1e-4)}
+
+
+def _refuse_downstream(datasets: tuple[str, ...], allow: bool) -> None:
+    """Adapting LP-SAM on a downstream evaluation dataset leaks that benchmark into the masks."""
+    from maskgen.frames import DatasetError
+    from maskgen.registry import get_spec
+
+    for name in datasets:
+        try:
+            spec = get_spec(name)
+        except DatasetError as err:
+            raise click.BadParameter(str(err), param_hint="--dataset") from err
+        if spec.is_downstream and not allow:
+            raise click.BadParameter(
+                f"{name} is a downstream evaluation dataset (role: {spec.role}); adapting LP-SAM on it "
+                "leaks the benchmark into the masks. Adapt on camus, ddti or tg3k, or pass "
+                "--allow-downstream if that is what you mean", param_hint="--dataset")
 
 
 def _sources(datasets: tuple[str, ...], roots: tuple[str, ...], phantom: str) -> list[tuple[str, str | None]]:
@@ -44,10 +63,15 @@ def _print_params(model_name: str, datasets: tuple[str, ...]) -> None:
     click.echo(f"LP-SAM {model_name} with {classes} anatomy classes ({', '.join(datasets)}):\n{format_counts(parameter_counts(model))}")
 
 
-@click.command("adapt")
+@click.command("adapt", cls=StrictCommand)
+@config_option
 @click.option("--out", type=click.Path(file_okay=False), help="Adaptation folder (ADAPT_DIR); required.")
 @click.option("--dataset", "datasets", multiple=True, help="Adaptation dataset (repeat): camus, ddti, tg3k, ...")
-@click.option("--root", "roots", multiple=True, type=click.Path(), help="Root of each --dataset, in order.")
+@click.option("--root", "roots", multiple=True, type=click.Path(file_okay=False),
+              help="Root of each --dataset, in order (the folder its owners ship; default: the "
+                   "datasets' environment variables).")
+@click.option("--allow-downstream", is_flag=True,
+              help="Allow a --dataset whose registry role is downstream evaluation (leaks that benchmark).")
 @click.option("--phantom", default=DEFAULT_PHANTOM, show_default=True, type=click.Path(),
               help="Without --dataset: adapt on this phantom's camus, ddti and tg3k.")
 @click.option("--sam-checkpoint", type=click.Path(exists=True, dir_okay=False),
@@ -57,7 +81,7 @@ def _print_params(model_name: str, datasets: tuple[str, ...]) -> None:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--steps1", type=int, help="Phase-1 steps [tiny 1600, ViT 4000].")
 @click.option("--steps2", type=int, help="Phase-2 steps [tiny 400, ViT 4000].")
-@click.option("--batch-size", default=8, show_default=True, type=int)
+@click.option("--batch-size", default=8, show_default=True, type=int, help="Labelled frames per step.")
 @click.option("--lr1", type=float, help="Phase-1 learning rate [tiny 2e-3, ViT 1e-4].")
 @click.option("--lr2", type=float, help="Phase-2 learning rate [tiny 2e-3, ViT 1e-4].")
 @click.option("--dice-weight", default=0.8, show_default=True, type=float,
@@ -69,12 +93,13 @@ def _print_params(model_name: str, datasets: tuple[str, ...]) -> None:
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--threads", type=int, help="torch CPU threads (default: torch's choice).")
 @click.option("--print-params", is_flag=True, help="Print the trainable parameter counts and exit.")
-def adapt(out, datasets, roots, phantom, sam_checkpoint, model_name, device, steps1, steps2, batch_size, lr1, lr2,
+def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model_name, device, steps1, steps2, batch_size, lr1, lr2,
           dice_weight, held_out, max_frames, checkpoint_every, seed, threads, print_params):
     """One-time LP-SAM adaptation: phase 1 (adapters + conv branch, GT prompts), phase 2 (latent
     prompt engine), then Dice/IoU per anatomy class on grouped held-out pairs (report.md).
 
     A rerun with the same options continues from the per-phase checkpoints in OUT/checkpoints.
+    Writes OUT/config.toml (replay it with --config OUT/config.toml).
     """
     model_name = model_name or ("vit_b" if sam_checkpoint else "tiny")
     if print_params:
@@ -87,6 +112,7 @@ def adapt(out, datasets, roots, phantom, sam_checkpoint, model_name, device, ste
                                  param_hint="--sam-checkpoint")
     if not 0 < held_out < 1:
         raise click.BadParameter(f"{held_out} must lie strictly between 0 and 1", param_hint="--held-out")
+    _refuse_downstream(datasets, allow_downstream)
     import torch
 
     from maskgen.devices import resolve_device
@@ -123,6 +149,7 @@ def adapt(out, datasets, roots, phantom, sam_checkpoint, model_name, device, ste
     resolved = {"out": out, "sources": sources, "model": config.to_dict(), "sam_checkpoint": sam_checkpoint,
                 "device": str(dev), "phase1": asdict(phase1), "phase2": asdict(phase2), "held_out": held_out,
                 "max_frames": max_frames}
+    write_config(out, exclude=("print_params",))
     report = run_adapt(Path(out), pairs, config, phase1, phase2, dev,
                        Path(sam_checkpoint) if sam_checkpoint else None, seed)
     write_run_info(out, resolved, seed, data=pairs.summary(), weights_sha256=report["weights_sha256"],

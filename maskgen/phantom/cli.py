@@ -6,8 +6,10 @@ from pathlib import Path
 
 import click
 
+from maskgen.cliutils import StrictCommand
 
-@click.command("phantom")
+
+@click.command("phantom", cls=StrictCommand)
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder; writes OUT/<dataset>/ for each dataset and OUT/phantom.json.")
 @click.option("--scale", type=click.Choice(["quick", "full"]), default="quick", show_default=True,
