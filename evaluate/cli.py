@@ -68,7 +68,8 @@ def main(verbose: int) -> None:
               "checkpoints); default: inferred from the first checkpoint, else resnet18.")
 @click.option("--profile", "profile_name", type=click.Choice(["quick", "full"]), default="quick",
               show_default=True, help="quick: CPU minutes on the phantom; full: the paper's protocol.")
-@click.option("--folds", default=5, show_default=True, type=click.IntRange(2, 20))
+@click.option("--folds", default=5, show_default=True, type=click.IntRange(2, 20),
+              help="Cross-validation folds, grouped by patient / video / recording where known.")
 @click.option("--seeds", default="0", show_default=True, help="Comma list of fine-tuning seeds.")
 @click.option("--device", default="auto", show_default=True,
               help="auto, cpu, cuda[:N]; with --workers N on GPUs, worker i takes the i-th GPU.")
@@ -80,7 +81,8 @@ def main(verbose: int) -> None:
                    "workers, at least 1; on a busy 2-core machine 2 threads ran 10x slower than 1).")
 @click.option("--ablations", is_flag=True, help="Train (via `pretrain run`) and evaluate the full "
               "method and its controls (grid masks, lambda_ctx 0) that are missing in OUT/backbones.")
-@click.option("--store", type=click.Path(path_type=Path), help="Mask store for --ablations.")
+@click.option("--store", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Mask store (`maskgen run --out`) that --ablations pre-trains on.")
 @click.option("--pretrain-args", default=None, metavar="'OPTIONS'",
               help="`pretrain run` options for --ablations, one quoted string (replaces the "
                    "profile's), e.g. '--epochs 50 --batch-size 64'. Match the full method's run.")

@@ -128,7 +128,7 @@ def _show_phantom(root: Path | None) -> None:
                    "environment variable); for NAME phantom, the `maskgen phantom --out` folder.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="FILE.parquet (+ FILE.json).")
 @click.option("--k", type=click.IntRange(min=2), default=5, show_default=True, help="Number of folds.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the assignment of groups to folds.")
 @click.option("--labelled-only", is_flag=True, help="Only frames with a mask.")
 def folds_cmd(name: str, root: Path | None, out: Path, k: int, seed: int, labelled_only: bool) -> None:
     """Grouped (class-stratified where classes exist) k-fold file of a dataset."""

@@ -90,7 +90,8 @@ def _print_params(model_name: str, datasets: tuple[str, ...]) -> None:
               help="Grouped held-out share of each dataset (evaluated, never trained on).")
 @click.option("--max-frames", type=int, help="At most N labelled frames per dataset (deterministic sample).")
 @click.option("--checkpoint-every", default=50, show_default=True, type=int, help="Steps between resume checkpoints.")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Seeds the held-out split, the weights of new modules and the batch order.")
 @click.option("--threads", type=int, help="torch CPU threads (default: torch's choice).")
 @click.option("--print-params", is_flag=True, help="Print the trainable parameter counts and exit.")
 def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model_name, device, steps1, steps2, batch_size, lr1, lr2,

@@ -140,10 +140,12 @@ def test_cli_ablations_are_compared_with_the_full_method(tmp_path, fake_opener, 
 
     monkeypatch.setattr(ablations, "ensure_ablations", fake_ensure)
     out = tmp_path / "abl"
+    store = tmp_path / "store"
+    store.mkdir()
     result = CliRunner().invoke(main, [
         "sweep", "--out", str(out), "--tasks", "pocus-cls", "--folds", "2", "--resolution", "32",
         "--epochs", "1", "--max-frames", "16", "--batch-size", "8", "--ablations",
-        "--store", str(tmp_path / "store"), "--pretrain-args", "--epochs 3 --batch-size 4"])
+        "--store", str(store), "--pretrain-args", "--epochs 3 --batch-size 4"])
     assert result.exit_code == 0, result.output
     assert asked["args"] == ("--epochs", "3", "--batch-size", "4") and asked["skip"] == ()
     text = (out / "tests.csv").read_text()
