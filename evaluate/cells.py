@@ -75,8 +75,10 @@ def split_indices(data: TaskData, folds: np.ndarray, fold: int, val_fraction: fl
 
 
 def run_cell(key: CellKey, data: TaskData, folds: np.ndarray, backbone: Backbone, profile: Profile,
-             device: torch.device, protocol: dict) -> tuple[dict, dict | None]:
-    """Fine-tune one cell and score its test fold once. Returns (record, overlay arrays or None)."""
+             device: torch.device, protocol: dict, on_epoch=None) -> tuple[dict, dict | None]:
+    """Fine-tune one cell and score its test fold once. Returns (record, overlay arrays or None).
+
+    ``on_epoch(epoch, epochs)`` runs after every fine-tuning epoch (progress)."""
     started = time.perf_counter()
     split_seed = 1000 * key.seed + key.fold
     train_idx, val_idx, test_idx = split_indices(data, folds, key.fold, profile.val_fraction, split_seed)
@@ -84,7 +86,8 @@ def run_cell(key: CellKey, data: TaskData, folds: np.ndarray, backbone: Backbone
     head = make_head(data.task.kind, profile, len(data.class_names))
     epochs = profile.cls_epochs if data.task.kind == "classification" else profile.seg_epochs
     result = fit(head, backbone, Split.take(data.images, targets, train_idx),
-                 Split.take(data.images, targets, val_idx), epochs, device, seed=split_seed)
+                 Split.take(data.images, targets, val_idx), epochs, device, seed=split_seed,
+                 progress=None if on_epoch is None else lambda epoch, _: on_epoch(epoch, epochs))
     test = Split.take(data.images, targets, test_idx)
     pred = predict(head, result.model, test.images, device, profile.batch_size)
     metrics = head.metrics(pred, test.targets.numpy())

@@ -11,7 +11,9 @@ not depend on which worker ran it (a test compares 2 workers with 1).
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 
 import numpy as np
@@ -33,36 +35,56 @@ def worker_devices(device: torch.device, workers: int) -> list[str]:
     return [f"{device.type}:{(first + i) % count}" for i in range(workers)]
 
 
-def _start_worker(data, folds, backbones, profile, threads, devices) -> None:
+def _start_worker(data, folds, backbones, profile, threads, devices, epochs) -> None:
     torch.set_num_threads(threads)
     _WORKER.update(data=data, folds=folds, backbones=backbones, profile=profile,
-                   device=torch.device(devices.get()))
+                   device=torch.device(devices.get()), epochs=epochs)
 
 
 def _run(key: CellKey, backbone_index: int, protocol: dict) -> tuple[dict, dict | None]:
     w = _WORKER
     return run_cell(key, w["data"], w["folds"], w["backbones"][backbone_index], w["profile"], w["device"],
-                    protocol)
+                    protocol, on_epoch=lambda epoch, epochs: w["epochs"].put((key, epoch, epochs)))
 
 
 class CellPool:
-    """A pool of ``workers`` processes for one task's cells (a context manager)."""
+    """A pool of ``workers`` processes for one task's cells (a context manager).
+
+    ``on_epoch(key, epoch, epochs)`` runs in this process (a thread) after each fine-tuning
+    epoch of any worker's cell: progress inside long cells.
+    """
 
     def __init__(self, data: TaskData, folds: np.ndarray, backbones: list[Backbone], profile: Profile,
-                 device: torch.device, workers: int, threads: int):
+                 device: torch.device, workers: int, threads: int,
+                 on_epoch: Callable[[CellKey, int, int], None] | None = None):
         context = multiprocessing.get_context("spawn")  # no forked torch state or threads
         devices = context.Queue()
         for name in worker_devices(device, workers):
             devices.put(name)
-        self.backbones = backbones
+        self.backbones, self.on_epoch, self.epochs = backbones, on_epoch, context.Queue()
+        self.stop = threading.Event()
+        self.listener = threading.Thread(target=self._listen, daemon=True)
         self.executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                                            initargs=(data, folds, backbones, profile, threads, devices))
+                                            initargs=(data, folds, backbones, profile, threads, devices,
+                                                      self.epochs))
+
+    def _listen(self) -> None:
+        while not self.stop.is_set():
+            try:
+                key, epoch, epochs = self.epochs.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if self.on_epoch is not None:
+                self.on_epoch(key, epoch, epochs)
 
     def __enter__(self) -> CellPool:
+        self.listener.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
+        self.stop.set()
+        self.listener.join()
 
     def run(self, jobs: list[tuple[CellKey, Backbone, dict]]
             ) -> Iterator[tuple[CellKey, dict, Future]]:

@@ -131,14 +131,19 @@ def run_task_cells(data: TaskData, folds: np.ndarray, backbones: list[Backbone],
         bar.set_postfix_str(f"{key.method} seed {key.seed} fold {key.fold}")
         bar.update(1)
 
+    def on_epoch(key: CellKey, epoch: int, epochs: int) -> None:  # progress inside a cell
+        bar.set_postfix_str(f"{key.method} seed {key.seed} fold {key.fold}: epoch {epoch}/{epochs}")
+
     if workers > 1 and len(jobs) > 1:
-        with CellPool(data, folds, backbones, plan.profile, device, min(workers, len(jobs)), threads) as pool:
+        with CellPool(data, folds, backbones, plan.profile, device, min(workers, len(jobs)), threads,
+                      on_epoch=on_epoch) as pool:
             for key, protocol, future in pool.run(jobs):
                 finish(key, protocol, future.result)
     else:
         for key, backbone, protocol in jobs:
             finish(key, protocol, lambda k=key, b=backbone, p=protocol:
-                   run_cell(k, data, folds, b, plan.profile, device, p))
+                   run_cell(k, data, folds, b, plan.profile, device, p,
+                            on_epoch=lambda epoch, epochs, k=k: on_epoch(k, epoch, epochs)))
     bar.close()
     return counts
 

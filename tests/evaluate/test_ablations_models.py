@@ -119,9 +119,8 @@ def test_ablations_through_the_real_pretrain_cli(tmp_path):
 
     store = tmp_path / "store"
     make_synthetic_store(store, n=16, size=64, k=4)
-    budget = ("--epochs", "1", "--batch-size", "8", "--resolution", "64", "--max-steps", "1",
-              "--device", "cpu")
-    exported = ensure_ablations(store, tmp_path / "eval", budget)
+    budget = ("--epochs", "1", "--batch-size", "8", "--resolution", "64", "--max-steps", "1")
+    exported = ensure_ablations(store, tmp_path / "eval", budget, device="cpu")
     assert set(exported) == set(ABLATIONS)
     for name, path in exported.items():
         backbone = load_backbone(name, path)
