@@ -9,11 +9,15 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= runs/demo
 PYTEST_ARGS ?=
+# CPU-only machines: make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu installs the CPU
+# torch wheels first (no CUDA/NCCL/cuDNN packages, see docs/install.md)
+TORCH_INDEX ?=
 
 .PHONY: demo study test lint bench clean-demo
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(if $(TORCH_INDEX),$(PY) -m pip install --quiet --disable-pip-version-check torch torchvision --index-url $(TORCH_INDEX))
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
