@@ -120,6 +120,13 @@ def test_cli_sweep_last_line_names_report(tmp_path, fake_opener, monkeypatch, ch
     assert result.exit_code == 0, result.output
     assert result.stdout.strip().splitlines()[-1] == f"report: {out / 'report.md'}"
     assert fake_opener.readers["pocus"].loads == 20
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a finished cell was recomputed")
+
+    with monkeypatch.context() as patch:  # OUT/config.toml replays the sweep: every cell is reused
+        patch.setattr(sweep_module, "run_cell", must_not_run)
+        replay = CliRunner().invoke(main, ["sweep", "--config", str(out / "config.toml")])
+    assert replay.exit_code == 0, replay.output
     rebuilt = CliRunner().invoke(main, ["report", str(out)])
     assert rebuilt.exit_code == 0 and rebuilt.stdout.strip() == f"report: {out / 'report.md'}"
     bad = CliRunner().invoke(main, ["sweep", "--out", str(out), "--tasks", "nope"])

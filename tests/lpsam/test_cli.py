@@ -47,8 +47,8 @@ def test_adapt_cli_writes_weights_report_and_resumes(tmp_path, ddti_root):
     assert report["data"]["datasets"]["ddti"]["frames"] == 10
     assert "held-out" in result.output and "Dice" in (out / "report.md").read_text()
     first = (out / "lpsam.safetensors").read_bytes()
-    again = CliRunner().invoke(adapt, args)  # both phases done: resumes, same weights
-    assert again.exit_code == 0, again.output
+    again = CliRunner().invoke(adapt, ["--config", str(out / "config.toml")])  # the run's own config:
+    assert again.exit_code == 0, again.output                                 # resumes, same weights
     assert (out / "lpsam.safetensors").read_bytes() == first
     rerun = json.loads((out / "report.json").read_text())["phases"]
     for phase in ("phase1", "phase2"):  # the training time is the original run's, not the rerun's

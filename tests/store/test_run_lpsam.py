@@ -52,6 +52,9 @@ def test_maskgen_run_on_butterfly_with_tiny_lpsam(butterfly_root, tmp_path):
 
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 0 and "0 run, 2 already done" in again.output
+    # STORE/config.toml replays the run: the same store settings, so nothing is recomputed
+    replay = CliRunner().invoke(main, ["run", "--config", str(out / "config.toml")])
+    assert replay.exit_code == 0 and "0 run, 2 already done" in replay.output, replay.output
     other = CliRunner().invoke(main, [a if a != "8" else "4" for a in args])
     assert other.exit_code != 0 and "post_k: store has 8, this run asks for 4" in other.output
 
