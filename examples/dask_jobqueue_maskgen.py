@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 
+
 def cluster_options(system: str, cores: int, memory: str) -> tuple[str, dict]:
     """(dask-jobqueue class name, its resource options): one job = one GPU, ``cores`` CPU cores
     and one dask worker with one thread (units on a worker run one at a time on its GPU; maskgen
