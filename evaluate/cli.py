@@ -100,7 +100,7 @@ def sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, f
     Exits with status 1 when any task or cell failed (the report says which and why); a rerun
     retries them. Writes OUT/config.toml (replay it with --config OUT/config.toml).
     """
-    from evaluate.ablations import ABLATIONS, FULL_METHOD, ensure_ablations
+    from evaluate.ablations import ABLATIONS, FULL_METHOD, PretrainError, ensure_ablations
     from evaluate.backbones import (
         CheckpointError,
         load_backbone,
@@ -134,18 +134,21 @@ def sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, f
 
     threads = threads or max(1, (os.cpu_count() or 2) // 2 // workers)
     torch.set_num_threads(threads)
-    write_config(out_dir)
-    ablation_names: tuple[str, ...] = ()
-    if ablations:
-        exported = ensure_ablations(store, out_dir, profile.pretrain_args, seed=0, device=device,
-                                    skip=tuple(n for n, _ in named), workers=workers,
-                                    devices=worker_devices(torch_device, workers), threads=threads)
-        named += [(n, p) for n, p in exported.items()]
-        ablation_names = tuple(n for n in ABLATIONS if n != FULL_METHOD)
-    try:
+    try:  # the user's checkpoints are checked before anything is trained or written
         backbones = [load_backbone(n, p, arch) for n, p in named]
     except CheckpointError as err:
         raise click.UsageError(str(err)) from err
+    write_config(out_dir)
+    ablation_names: tuple[str, ...] = ()
+    if ablations:
+        try:
+            exported = ensure_ablations(store, out_dir, profile.pretrain_args, seed=0, device=device,
+                                        skip=tuple(n for n, _ in named), workers=workers,
+                                        devices=worker_devices(torch_device, workers), threads=threads)
+            backbones += [load_backbone(n, p, arch) for n, p in exported.items()]
+        except (PretrainError, CheckpointError) as err:
+            raise click.ClickException(str(err)) from err
+        ablation_names = tuple(n for n in ABLATIONS if n != FULL_METHOD)
     reference = random_backbone(arch or (backbones[0].arch if backbones else "resnet18"))
     backbones = [reference, *backbones]
     roots = {t.dataset: (root / t.dataset if root else None) for t in task_specs}

@@ -98,3 +98,21 @@ def test_repeated_single_value_option_is_an_error(tmp_path):
     result = CliRunner().invoke(main, ["sweep", "--out", str(out), "--profile", "quick", "--profile", "full"])
     assert result.exit_code == 2 and "--profile was given 2 times" in error_line(result)
     assert not out.exists()
+
+
+def test_a_bad_checkpoint_is_refused_before_pretraining(tmp_path, store, never_pretrain):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["sweep", "--out", str(out), "--ablations", "--store", str(store),
+                                       "--checkpoint", f"mine={tmp_path / 'missing.safetensors'}"])
+    assert result.exit_code == 2 and "missing.safetensors" in error_line(result)
+    assert not out.exists()
+
+
+def test_a_failed_pretraining_is_one_line(tmp_path, store, monkeypatch):
+    def fails(*args, **kwargs):
+        raise ablations.PretrainError("`pretrain run` exited with 1: CUDA out of memory (full log: x.log)")
+
+    monkeypatch.setattr(ablations, "ensure_ablations", fails)
+    result = CliRunner().invoke(main, ["sweep", "--out", str(tmp_path / "out"), "--ablations", "--store",
+                                       str(store)])
+    assert result.exit_code == 1 and "CUDA out of memory (full log: x.log)" in error_line(result)
