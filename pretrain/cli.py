@@ -166,12 +166,30 @@ def check_run_options(args: list[str]) -> dict:
 
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="FILE.safetensors (+ FILE.json).")
-def export(run_dir, out):
-    """Export RUN_DIR's online backbone (timm/torchvision ResNet keys) + provenance sidecar."""
-    from pretrain.export import export_run
-
+@click.option("--out", "out", required=True, type=click.Path(),
+              help="FILE.safetensors (+ FILE.json); with --format hf a folder.")
+@click.option("--format", "fmt", default="safetensors", show_default=True, type=click.Choice(["safetensors", "hf"]),
+              help="safetensors: one weights file + JSON sidecar; hf: a timm / Hugging Face Hub folder "
+                   "(config.json, model.safetensors, pre-training heads, model card).")
+@click.option("--results", "results", type=click.Path(exists=True, file_okay=False), default=None,
+              help="With --format hf: an `evaluate sweep` output folder whose results the model card quotes.")
+@click.option("--method", default=None, help="The sweep's method name of this backbone (default: the one "
+                                             "exported from RUN_DIR).")
+def export(run_dir, out, fmt, results, method):
+    """Export RUN_DIR's online backbone (timm/torchvision ResNet keys) + provenance sidecar, or
+    with --format hf a folder that `timm.create_model("local-dir:DIR", pretrained=True)` loads."""
+    if fmt != "hf" and (results or method):
+        raise click.UsageError("--results and --method go with --format hf")
     try:
+        if fmt == "hf":
+            from pretrain.hf_export import export_run_hf
+
+            info = export_run_hf(run_dir, out, results, method)
+            click.echo(f"exported {info['arch']} backbone (step {info['step']}) as a timm / Hugging Face "
+                       f"folder: {out} (config.json, model.safetensors, README.md)")
+            return
+        from pretrain.export import export_run
+
         info = export_run(run_dir, out)
     except (ValueError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from err
