@@ -12,21 +12,29 @@ from maskgen.store import StoreError
 @click.argument("store", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Contact sheet PNG (default: STORE/contact_sheet.png).")
+@click.option("--plots", type=click.Path(dir_okay=False), default=None,
+              help="Masks-per-frame, score and coverage plots PNG (default: STORE/inspect.png).")
 @click.option("--frames", default=24, show_default=True, type=click.IntRange(min=1),
               help="Frames on the contact sheet (at least 1).")
-def inspect_store(store, out, frames):
-    """Summarise a mask store and draw a contact sheet of frames with their masks."""
+def inspect_store(store, out, plots, frames):
+    """Summarise a mask store, plot its distributions and draw a contact sheet of frames with
+    their masks (contours, scores, frame names)."""
     from pathlib import Path
 
-    from maskgen.inspection import contact_sheet, summarise_store
+    from maskgen.inspection import contact_sheet, summarise_store, summary_figure
     from maskgen.store import open_store
 
     try:
         opened = open_store(store)
     except StoreError as err:
         raise click.ClickException(str(err)) from err
-    for line in summarise_store(opened).lines(opened.k, opened.size):
+    summary = summarise_store(opened)
+    for line in summary.lines(opened.k, opened.size):
         click.echo(line)
+    figure = summary_figure(summary, opened.k, opened.size, Path(plots) if plots else Path(store) / "inspect.png",
+                            title=f"{Path(store).name}: {summary.frames} frames "
+                                  f"({summary.frames - summary.failed} ok, {summary.failed} failed)")
+    click.echo(f"plots: {figure}")
     sheet = contact_sheet(opened, Path(out) if out else Path(store) / "contact_sheet.png", n=frames)
     click.echo(f"contact sheet: {sheet}")
 

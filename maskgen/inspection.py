@@ -2,7 +2,8 @@
 
 ``summarise_store`` streams the store chunk by chunk and gathers frames, failures (with their
 reasons), masks per frame, score and coverage distributions and the empty or degenerate masks;
-``contact_sheet`` draws frames with coloured mask overlays into one PNG.
+``summary_figure`` plots those distributions; ``contact_sheet`` draws frames spread over the
+store with their masks (fills, contours, scores) and readable names (``maskgen.contact_sheet``).
 """
 
 from __future__ import annotations
@@ -12,17 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
 
+from maskgen.contact_sheet import Tile, draw_sheet, filled
 from maskgen.provenance import atomic_path
 from maskgen.store import STATUS_FAILED, MaskStore, unpack_masks
 
 # pixels set per byte value: areas straight from the bit-packed masks
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
-PALETTE = np.array([(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-                    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
-                    (0, 128, 128), (220, 190, 255), (170, 110, 40), (255, 250, 200), (128, 0, 0),
-                    (170, 255, 195)], dtype=np.float32)
 
 
 @dataclass
@@ -95,10 +92,8 @@ def summarise_store(store: MaskStore) -> StoreSummary:
 def overlay(image: np.ndarray, masks: np.ndarray, alpha: float = 0.45) -> np.ndarray:
     """(S, S) uint8 frame + (M, S, S) bool masks -> (S, S, 3) uint8 with coloured masks
     (mask i in PALETTE[i % 16]; later masks drawn over earlier ones)."""
-    rgb = np.repeat(image[..., None].astype(np.float32), 3, axis=-1)
-    for i, m in enumerate(masks):
-        rgb[m] = rgb[m] * (1 - alpha) + PALETTE[i % len(PALETTE)] * alpha
-    return rgb.round().clip(0, 255).astype(np.uint8)
+    rgb = filled(image, masks, range(len(masks)), alpha)
+    return (rgb * 255).round().clip(0, 255).astype(np.uint8)
 
 
 def pick_rows(store: MaskStore, n: int) -> list[int]:
@@ -111,26 +106,64 @@ def pick_rows(store: MaskStore, n: int) -> list[int]:
     return rows[np.linspace(0, rows.size - 1, n).round().astype(int)].tolist()
 
 
-def contact_sheet(store: MaskStore, out: str | Path, n: int = 24, columns: int = 6, tile: int = 192) -> Path:
-    """Write a PNG grid of ``n`` frames with their masks overlaid; returns its path."""
+def store_tile(store: MaskStore, row: int, manifest_row: dict | None = None) -> Tile:
+    """Row ``row`` of the store as a contact-sheet tile: its valid masks in slot colours, each
+    with its score; title = the frame id's end, caption = row, mask count, status."""
+    data = store.read(row, row + 1)
+    count = int(data["counts"][0])
+    info = manifest_row or {}
+    frame_id = info.get("frame_id") or f"row {row}"
+    caption = f"row {row} · {count} mask{'s' if count != 1 else ''}"
+    if info.get("status") == STATUS_FAILED:
+        caption += f" · failed: {info.get('reason', '')}"
+    scores = data["scores"][0, :count]
+    return Tile(data["images"][0], unpack_masks(data["masks"][0, :count]), frame_id, caption,
+                notes=[f"{s:.2f}" for s in scores])
+
+
+def contact_sheet(store: MaskStore, out: str | Path, n: int = 24, columns: int = 6) -> Path:
+    """Write a PNG grid of ``n`` frames spread over the store, their masks as fills + contours in
+    slot colours with each mask's score and the frame's name; returns its path."""
     rows = pick_rows(store, n)
     if not rows:
         raise ValueError(f"{store.path}: the store has no frames to draw")
-    ids = dict(zip(store.manifest.column("row").to_pylist(), store.manifest.column("frame_id").to_pylist(),
-                   strict=True))
-    cols = min(columns, len(rows))
-    sheet = Image.new("RGB", (cols * tile, -(-len(rows) // cols) * (tile + 14)), (24, 24, 24))
-    draw = ImageDraw.Draw(sheet)
-    for i, row in enumerate(rows):
-        data = store.read(row, row + 1)
-        count = int(data["counts"][0])
-        rgb = overlay(data["images"][0], unpack_masks(data["masks"][0, :count]))
-        x, y = (i % cols) * tile, (i // cols) * (tile + 14)
-        sheet.paste(Image.fromarray(rgb).resize((tile, tile), Image.BILINEAR), (x, y + 14))
-        name = ids.get(row, "").rsplit("/", 1)[-1]  # file name and frame index: the end is what differs
-        label = f"{row}: {count} masks  {name}"
-        draw.text((x + 2, y + 1), label[: tile // 6], fill=(235, 235, 235))
+    info = {r["row"]: r for r in store.manifest.select(["row", "frame_id", "status", "reason"]).to_pylist()}
+    tiles = [store_tile(store, row, info.get(row)) for row in rows]
+    title = (f"{store.path.name}: {len(tiles)} of {len(store)} frames; K={store.k}, S={store.size}; "
+             "numbers = predicted mask quality (score), colour = slot (0 = best score)")
+    return draw_sheet(tiles, out, columns=columns, title=title)
+
+
+def summary_figure(summary: StoreSummary, k: int, size: int, out: str | Path, title: str = "") -> Path:
+    """Write a PNG of three panels: masks per ok frame, score histogram, coverage histogram
+    (log scale, degenerate thresholds marked); returns its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scores = np.concatenate(summary.scores) if summary.scores else np.zeros(0)
+    cover = np.concatenate(summary.coverage) if summary.coverage else np.zeros(0)
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(13, 3.6))
+    counts = np.arange(k + 1)
+    a.bar(counts, [summary.masks_per_frame[i] for i in counts], color="#4c72b0")
+    a.set(xlabel="masks per frame", ylabel="ok frames", title="masks per frame")
+    a.set_xticks(counts[:: max(1, (k + 1) // 9)])
+    b.hist(scores, bins=np.linspace(0, 1, 21), color="#55a868")
+    b.set(xlabel="score (predicted mask quality)", ylabel="masks", title=f"scores ({scores.size} masks)", xlim=(0, 1))
+    low, high = DEGENERATE_MIN_PIXELS / (size * size), DEGENERATE_MAX_COVER
+    floor = min(low / 2, float(cover[cover > 0].min()) if (cover > 0).any() else low / 2)
+    c.hist(np.clip(cover, floor, 1), bins=np.geomspace(floor, 1, 31), color="#c44e52")
+    c.set_xscale("log")
+    for x, name, side in ((low, f" < {DEGENERATE_MIN_PIXELS} px", "left"), (high, f">= {high:.0%} ", "right")):
+        c.axvline(x, color="k", ls="--", lw=1)
+        c.text(x, c.get_ylim()[1] * 0.95, name, fontsize=8, va="top", ha=side)
+    c.set(xlabel="coverage (share of the frame, log)", ylabel="masks", title="mask coverage")
+    fig.suptitle(title or f"{summary.frames} frames ({summary.frames - summary.failed} ok, {summary.failed} failed)",
+                 fontsize=11)
+    fig.tight_layout()
     out = Path(out)
     with atomic_path(out) as tmp:
-        sheet.save(tmp, format="PNG")
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
     return out

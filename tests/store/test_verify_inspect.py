@@ -72,8 +72,11 @@ def test_inspect_reports_and_draws_a_contact_sheet(toy_store, tmp_path):
     assert result.exit_code == 0, result.output
     assert "frames: 22 (17 ok, 5 failed)" in result.output
     assert "truncated PNG stream" in result.output and "coverage: min" in result.output
-    img = Image.open(sheet)
-    assert img.mode == "RGB" and img.width == 6 * 192
+    assert f"contact sheet: {sheet}" in result.output
+    img = np.asarray(Image.open(sheet).convert("RGB"))
+    assert img.shape[1] > img.shape[0] > 400      # 17 ok frames: 6 columns, 3 rows
+    plots = toy_store / "inspect.png"
+    assert f"plots: {plots}" in result.output and Image.open(plots).width > 1000
 
 
 def test_summary_counts_match_the_arrays(toy_store):
