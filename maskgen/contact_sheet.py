@@ -84,7 +84,7 @@ def shorten(text: str, width: int) -> str:
     return text if len(text) <= width else "…" + text[-(width - 1):]
 
 
-def draw_tile(ax, tile: Tile, title_chars: int = 34) -> None:
+def draw_tile(ax, tile: Tile, title_chars: int = 40) -> None:
     """Draw one tile on a matplotlib axis: fills, contours, notes, two-line title."""
     ax.imshow(filled(tile.image, tile.masks, tile.colours), interpolation="nearest")
     for i, (m, c) in enumerate(zip(tile.masks, tile.colours, strict=True)):
@@ -96,7 +96,8 @@ def draw_tile(ax, tile: Tile, title_chars: int = 34) -> None:
         if point is not None:
             ax.text(point[1], point[0], note, fontsize=6.5, color="black", ha="center", va="center",
                     bbox=dict(boxstyle="round,pad=0.15", fc=colour(c), ec="none", alpha=0.85))
-    head = shorten(tile.title, title_chars) + ("\n" + shorten(tile.caption, title_chars) if tile.caption else "")
+    caption = tile.caption if len(tile.caption) <= title_chars else tile.caption[:title_chars - 1] + "…"
+    head = shorten(tile.title, title_chars) + ("\n" + caption if caption else "")
     ax.set_title(head, fontsize=7.5, color="white", loc="left", pad=3)
     ax.set_xticks([])
     ax.set_yticks([])

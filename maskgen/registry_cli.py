@@ -58,18 +58,26 @@ def _open(name: str, root: Path | None):
                    "environment variable); for NAME phantom, the `maskgen phantom --out` folder.")
 @click.option("--all-problems", is_flag=True, help=f"List every problem (default: first {MAX_PROBLEMS}).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def show(name: str, root: Path | None, all_problems: bool, as_json: bool) -> None:
+@click.option("--preview", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write FILE.png: frames spread over the dataset with their ground-truth masks.")
+@click.option("--preview-frames", type=click.IntRange(min=1), default=12, show_default=True,
+              help="Frames on the preview.")
+def show(name: str, root: Path | None, all_problems: bool, as_json: bool, preview: Path | None,
+         preview_frames: int) -> None:
     """What the reader finds under the root: frames, labelled frames, groups, classes, problems.
 
     NAME ``phantom`` summarises every ROOT/<dataset>/ folder of a phantom in one table.
     """
     if name == "phantom":
-        _show_phantom(root)
+        readers = _show_phantom(root)
+        _preview(readers, preview, preview_frames)
         return
     reader = _open(name, root)
     summary = reader.summary()
     if as_json:
         click.echo(json.dumps(summary, indent=2))
+        if summary["frames"]:
+            _preview([reader], preview, preview_frames)
         return
     spec = reader.spec
     click.echo(f"{spec.name}: {spec.title}")
@@ -95,9 +103,19 @@ def show(name: str, root: Path | None, all_problems: bool, as_json: bool) -> Non
         click.echo(f"    ... {len(problems) - MAX_PROBLEMS} more (--all-problems)")
     if summary["frames"] == 0:
         raise click.ClickException(f"no frames found for '{name}' under {reader.root}")
+    _preview([reader], preview, preview_frames)
 
 
-def _show_phantom(root: Path | None) -> None:
+def _preview(readers: list, out: Path | None, frames: int) -> None:
+    if out is None:
+        return
+    from maskgen.preview import dataset_preview
+
+    click.echo(f"preview: {dataset_preview(readers, out, n=frames)}")
+
+
+def _show_phantom(root: Path | None) -> list:
+    """Print the phantom table; returns the readers of the datasets found."""
     from maskgen.registry import dataset_names, get_spec, resolve_root
 
     base = resolve_root(get_spec("phantom"), root) if root is None else Path(root)
@@ -105,10 +123,12 @@ def _show_phantom(root: Path | None) -> None:
         raise click.ClickException(f"phantom root {base} does not exist; "
                                    "make one with: maskgen phantom --out DIR")
     rows = [["dataset", "layout", "frames", "labelled", "groups", "classes", "problems"]]
-    missing = []
+    missing, readers = [], []
     for name in dataset_names():
         try:
-            summary = _open(name, base / name).summary()
+            reader = _open(name, base / name)
+            summary = reader.summary()
+            readers.append(reader)
         except click.ClickException:
             missing.append(name)
             rows.append([name, "MISSING", "-", "-", "-", "-", "-"])
@@ -119,6 +139,7 @@ def _show_phantom(root: Path | None) -> None:
     click.echo(_table(rows))
     if missing:
         raise click.ClickException(f"no readable {', '.join(missing)} under {base}")
+    return readers
 
 
 @datasets.command("folds")
