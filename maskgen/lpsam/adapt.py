@@ -14,6 +14,7 @@ from maskgen.lpsam.checkpoint import load_sam_checkpoint
 from maskgen.lpsam.config import LPSAMConfig
 from maskgen.lpsam.data import PairSet
 from maskgen.lpsam.evaluate import evaluate
+from maskgen.lpsam.figures import write_figures
 from maskgen.lpsam.model import build_lpsam, parameter_counts
 from maskgen.lpsam.report import write_report
 from maskgen.lpsam.train import PhaseSettings, run_phase
@@ -55,6 +56,10 @@ def adapt(out: Path, pairs: PairSet, config: LPSAMConfig, phase1: PhaseSettings,
     t0 = time.perf_counter()
     metrics = evaluate(model, pairs, device)
     phases = {"phase1": summary1, "phase2": summary2, "eval_seconds": round(time.perf_counter() - t0, 1)}
+    t0 = time.perf_counter()
+    figures = write_figures(out, model, pairs, device, phases,
+                            {"phase1": asdict(phase1), "phase2": asdict(phase2)})
+    phases["figures_seconds"] = round(time.perf_counter() - t0, 1)
     meta = save_adapt_dir(out, model.cpu(), pairs.classes, base,
                           {"params": counts, "trained_base": train_base})
     report = {
@@ -62,7 +67,7 @@ def adapt(out: Path, pairs: PairSet, config: LPSAMConfig, phase1: PhaseSettings,
         "params": counts, "trained_base": train_base, "base_checkpoint": base, "data": pairs.summary(),
         "problems": pairs.problems[:50], "phases": phases, "heldout": metrics,
         "settings": {"phase1": asdict(phase1), "phase2": asdict(phase2)},
-        "weights_sha256": meta["weights_sha256"],
+        "weights_sha256": meta["weights_sha256"], "figures": figures,
     }
     write_report(out, report)
     return report

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from maskgen.lpsam.figures import figures_markdown
 from maskgen.provenance import atomic_write_json, atomic_write_text
 
 
@@ -37,6 +38,7 @@ def render_markdown(report: dict) -> str:
         *quality_table(report["heldout"]["latent"]), "",
         "## For reference: ground-truth box prompts (phase-1 model, upper bound)", "",
         *quality_table(report["heldout"]["box"]), "",
+        *figures_markdown(report.get("figures", {})),
         "## Parameters", "",
         f"SAM {p['sam'] / 1e6:.2f} M; phase 1 adapter + conv branch {p['phase1_adapter'] / 1e6:.2f} M; "
         f"phase 2 latent prompt engine {p['phase2_lpe'] / 1e6:.2f} M.",
