@@ -10,7 +10,13 @@ from click.testing import CliRunner
 from PIL import Image
 
 from maskgen.export_cli import export_masks as export_cmd
-from maskgen.export_masks import ExportError, ExportOptions, dominant_labels, export_masks, file_stem
+from maskgen.export_masks import (
+    ExportError,
+    ExportOptions,
+    dominant_labels,
+    export_masks,
+    file_stem,
+)
 from maskgen.imaging import Letterbox, unletterbox
 from maskgen.store import open_store, unpack_masks
 
