@@ -37,7 +37,7 @@ from maskgen.provenance import (
     sha256_file,
 )
 from pretrain.checkpoint import CHECKPOINT_NAME, read_checkpoint
-from pretrain.export import backbone_state
+from pretrain.export import backbone_state, fpn_state
 from pretrain.model_card import model_card, sweep_results
 from pretrain.views import IMAGENET_MEAN, IMAGENET_STD
 
@@ -46,17 +46,16 @@ HEADS_NAME = "pretraining_heads.safetensors"
 PROVENANCE_NAME = "anaus_provenance.json"
 PAPER_ID = "arXiv:2605.25402"
 IMAGENET_CARD_KEYS = ("tag", "origin_url", "paper_ids", "license", "hf_hub_id", "url", "notes")
-HEAD_PREFIXES = {"encoder.fpn.": "fpn.", "projector.": "projector.", "predictor.": "predictor."}
+MLP_HEADS = ("projector.", "predictor.")
 
 
 def head_state(online_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Online network state -> the pre-training heads: ``fpn.*`` (torchvision
-    FeaturePyramidNetwork keys), ``projector.*`` and ``predictor.*`` (pretrain.model.mlp keys)."""
-    out = {}
-    for key, value in online_state.items():
-        for prefix, new in HEAD_PREFIXES.items():
-            if key.startswith(prefix):
-                out[new + key[len(prefix):]] = value.detach().cpu().contiguous()
+    FeaturePyramidNetwork keys, as in ``FILE.fpn.safetensors``), ``projector.*`` and
+    ``predictor.*`` (pretrain.model.mlp keys)."""
+    out = {f"fpn.{k}": v for k, v in fpn_state(online_state).items()}
+    out.update({k: v.detach().cpu().contiguous() for k, v in online_state.items()
+                if k.startswith(MLP_HEADS)})
     if not any(k.startswith("projector.") for k in out):
         raise ValueError("no projector.* tensors in this state dict: not an online network")
     return out
