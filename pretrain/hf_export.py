@@ -12,8 +12,8 @@ OUT/
                                  configuration, code revision) and measured results when given
   anaus_provenance.json          the same chain as JSON (like the single-file sidecar)
 
-Load it with ``timm.create_model("local-dir:OUT", pretrained=True)`` (timm >= 1.0.12) or
-``timm.create_model(arch, pretrained=True, num_classes=0,
+Load it with ``timm.create_model("local-dir:OUT", pretrained=True)`` (a timm with ``local-dir:``
+support; tested with 1.0.31) or ``timm.create_model(arch, pretrained=True, num_classes=0,
 pretrained_cfg_overlay=dict(file="OUT/model.safetensors"))``; push it with
 ``huggingface_hub.upload_folder(folder_path=OUT, repo_id=...)`` and load it with ``hf-hub:``.
 """

@@ -97,7 +97,7 @@ def model_card(provenance: dict[str, Any], hf_config: dict[str, Any], results: l
     front = ["---", "library_name: timm", "pipeline_tag: image-feature-extraction", "license: other",
              "tags:", "- image-feature-extraction", "- timm", "- ultrasound", "- self-supervised", "- anaus", "---"]
     use = ["```python", "import timm, torch", "",
-           'model = timm.create_model("local-dir:PATH/TO/THIS/FOLDER", pretrained=True)  # timm >= 1.0.12',
+           'model = timm.create_model("local-dir:PATH/TO/THIS/FOLDER", pretrained=True)  # timm with local-dir: (tested: 1.0.31)',
            f"features = model(torch.randn(1, 3, {size[1]}, {size[2]}))   # (1, {hf_config['num_features']})",
            'clf = timm.create_model("local-dir:PATH/TO/THIS/FOLDER", pretrained=True, num_classes=3)  # your head',
            "cfg = timm.data.resolve_data_config({}, model=model)  # input size, mean/std from config.json",
