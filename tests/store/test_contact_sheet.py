@@ -54,3 +54,10 @@ def test_store_tiles_carry_the_store_masks_and_scores(toy_store, tmp_path):
     sheet = contact_sheet(store, tmp_path / "sheet.png", n=4, columns=2)
     img = np.asarray(Image.open(sheet).convert("RGB"))
     assert _has_colour(img, PALETTE[0]) > 20          # slot 0 contours are drawn
+
+
+def test_summary_figure_of_a_store_without_masks(tmp_path):
+    from maskgen.inspection import StoreSummary, summary_figure
+
+    out = summary_figure(StoreSummary(frames=3, failed=3), k=4, size=64, out=tmp_path / "p.png")
+    assert Image.open(out).size[0] > 1000
