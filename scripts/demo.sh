@@ -22,7 +22,7 @@ if [ -f "$OUT/phantom/phantom.json" ]; then
 else
   "$BIN/maskgen" phantom --out "$OUT/phantom" --scale quick --preview "$OUT/phantom/preview.png"
 fi
-"$BIN/maskgen" datasets show phantom --root "$OUT/phantom"
+"$BIN/maskgen" datasets show phantom --root "$OUT/phantom" --preview "$OUT/phantom/datasets_preview.png"
 
 step "2/7 adapt: one-time LP-SAM adaptation (tiny, on the phantom's camus/ddti/tg3k) -> $OUT/lpsam"
 if [ -f "$OUT/lpsam/lpsam.safetensors" ] && [ -f "$OUT/lpsam/report.md" ]; then
