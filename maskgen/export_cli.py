@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import click
 
+from maskgen.cliutils import StrictCommand
 from maskgen.store import StoreError
 
 
-@click.command("export-masks")
+@click.command("export-masks", cls=StrictCommand)
 @click.argument("store", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", required=True, type=click.Path(), help="Folder to write (must be new or empty).")
 @click.option("--format", "fmt", type=click.Choice(["png", "nifti"]), default="png", show_default=True,

@@ -132,3 +132,8 @@ def test_bad_output_or_options_are_one_line_and_write_nothing(toy_store, tmp_pat
     with pytest.raises(ExportError, match="--limit must be at least 1"):
         ExportOptions(limit=0)
     assert file_stem(7, "camus/patient0001/a b.nii.gz#3") == "000007_camus_patient0001_a_b.nii.gz_i3"
+
+
+def test_a_repeated_option_is_refused(toy_store, tmp_path):
+    res = CliRunner().invoke(export_cmd, [str(toy_store), "--out", str(tmp_path / "a"), "--out", str(tmp_path / "b")])
+    assert res.exit_code != 0 and not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
