@@ -20,6 +20,7 @@ COMMANDS = {
     "run": "maskgen.run_cli:run",
     "inspect": "maskgen.inspect_cli:inspect_store",
     "verify": "maskgen.inspect_cli:verify",
+    "score": "maskgen.score_cli:score",
 }
 
 
@@ -58,6 +59,7 @@ def main(verbose: int) -> None:
       maskgen adapt --out runs/lpsam         one-time LP-SAM adaptation
       maskgen run --dataset butus --root DIR --checkpoint runs/lpsam --out runs/store
       maskgen inspect runs/store             summary + contact sheet
+      maskgen score runs/store --dataset busi --root DIR   masks vs labels, vs anatomy-free masks
     """
     setup_logging(verbose)
 
