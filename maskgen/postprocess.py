@@ -5,16 +5,16 @@ quality score each. Post-processing, per frame:
 
 1. drop tokens whose score is below ``min_score``; threshold probabilities at
    ``mask_threshold``;
-1b. coherent regions (``coherent``, on by default; ``coherent_regions``): each thresholded mask
+2. coherent regions (``coherent``, on by default; ``coherent_regions``): each thresholded mask
    is opened then closed with a disc of radius ``smooth`` x S (removes speckle-sized specks and
    bridges, joins fragments a few pixels apart), its holes are filled, and components smaller
    than ``min_area_frac`` of the S x S frame are dropped, so masks are anatomy-sized regions;
-2. split every thresholded mask into connected components (8-connectivity): each component
+3. split every mask into connected components (8-connectivity): each component
    is a separate anatomy instance that inherits its token's score; components smaller than
    ``min_area`` pixels are removed;
-3. sort instances by score (descending, ties keep token then component order), then greedily
+4. sort instances by score (descending, ties keep token then component order), then greedily
    drop every instance whose IoU with an already kept one exceeds ``dedup_iou``;
-4. keep the first ``k``.
+5. keep the first ``k``.
 
 Everything is deterministic: the same input always gives the same masks in the same order.
 """

@@ -30,7 +30,7 @@ def score(store, dataset, root, out, baselines, limit, no_progress):
     the top-scored mask's Dice and the share with a mask at Dice >= 0.5; masks per frame and
     coverage; per label and per class where the dataset has them; and the same for grid,
     superpixel and smoothed-threshold masks made on the same frames with the same K.
-    Writes OUT.json and OUT.md and prints the table.
+    Writes OUT.json and OUT.md and prints the table over all structures.
     """
     from tqdm import tqdm
 
@@ -57,5 +57,5 @@ def score(store, dataset, root, out, baselines, limit, no_progress):
     text = report_markdown(report)
     atomic_write_json(prefix.with_suffix(".json"), report)
     atomic_write_text(prefix.with_suffix(".md"), text + "\n")
-    click.echo(text)
-    click.echo(f"report: {prefix.with_suffix('.md')} and {prefix.with_suffix('.json')}")
+    click.echo(report_markdown(report, groups=["all"]))
+    click.echo(f"report (per label / class too): {prefix.with_suffix('.md')} and {prefix.with_suffix('.json')}")

@@ -285,8 +285,8 @@ def _f(x: float, pct: bool = False) -> str:
     return f"{100 * x:.1f}%" if pct else f"{x:.3f}"
 
 
-def report_markdown(report: dict) -> str:
-    """The report as a markdown section: one table per group, methods as rows."""
+def report_markdown(report: dict, groups: Iterable[str] | None = None) -> str:
+    """The report as a markdown section: one table per group (all, or those named), methods as rows."""
     lines = [f"## Mask quality: `{report['store']}` against {report['dataset']} masks", "",
              f"{report['frames_scored']} frames scored, {report['labelled_frames']} with a labelled "
              f"structure ({report['targets']} targets); K = {report['k']}, S = {report['size']}. "
@@ -297,6 +297,8 @@ def report_markdown(report: dict) -> str:
         lines += [f"LP-SAM best-of-K Dice minus the best anatomy-free baseline "
                   f"({METHOD_TITLES[mg['best_baseline']]}): {mg['lpsam_minus_best_baseline']:+.3f}", ""]
     for group, summary in report["groups"].items():
+        if groups is not None and group not in groups:
+            continue
         n = summary[LPSAM]["targets"]
         lines += [f"### {group} ({n} targets, {summary[LPSAM]['frames']} frames)", "",
                   "| masks | best-of-K Dice | median | top-1 Dice | hit (>= 0.5) | masks / frame | "
