@@ -120,3 +120,18 @@ def test_collapsed_latent_token_is_flagged():
                        "none": cls(0.9)}}
     warnings = collapse_warnings(heldout)
     assert len(warnings) == 1 and "camus/left atrium collapsed" in warnings[0] and "0.020" in warnings[0]
+
+
+def test_augment_is_part_of_the_phase_fingerprint_only_when_on():
+    from maskgen.lpsam.train import PhaseSettings, draw_batch
+
+    off, on = PhaseSettings(10, 1e-3), PhaseSettings(10, 1e-3, augment=AugmentConfig())
+    assert off.augment == NO_AUGMENT and off.fingerprint(1, {}) != on.fingerprint(1, {})
+    pairs = synthetic_pairs(4)
+    pool = pairs.indices(held_out=False)
+    plain = draw_batch(pairs, pool, 3, torch.Generator().manual_seed(1), True, torch.device("cpu"), True)
+    again = draw_batch(pairs, pool, 3, torch.Generator().manual_seed(1), True, torch.device("cpu"), True, NO_AUGMENT)
+    randomised = draw_batch(pairs, pool, 3, torch.Generator().manual_seed(1), True, torch.device("cpu"), True,
+                            AugmentConfig(p=1.0))
+    assert all(torch.equal(a, b) for a, b in zip(plain, again, strict=True))
+    assert not torch.equal(plain[0], randomised[0]) and torch.equal(plain[2], randomised[2])
