@@ -7,11 +7,12 @@ from pathlib import Path
 
 import click
 
+from maskgen.cliutils import StrictCommand
 from maskgen.frames import DatasetError
 from maskgen.store import StoreError
 
 
-@click.command("score")
+@click.command("score", cls=StrictCommand)
 @click.argument("store", type=click.Path(exists=True, file_okay=False))
 @click.option("--dataset", default=None,
               help="Registry name of the labelled dataset (default: the dataset the store was made from).")
