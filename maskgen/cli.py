@@ -21,6 +21,7 @@ COMMANDS = {
     "inspect": "maskgen.inspect_cli:inspect_store",
     "verify": "maskgen.inspect_cli:verify",
     "export-masks": "maskgen.export_cli:export_masks",
+    "score": "maskgen.score_cli:score",
 }
 
 
@@ -60,6 +61,7 @@ def main(verbose: int) -> None:
       maskgen run --dataset butus --root DIR --checkpoint runs/lpsam --out runs/store
       maskgen inspect runs/store             summary + contact sheet
       maskgen export-masks runs/store --format nifti --out runs/masks   for ITK-SNAP / Slicer / CVAT
+      maskgen score runs/store --dataset busi --root DIR   masks vs labels, vs anatomy-free masks
     """
     setup_logging(verbose)
 

@@ -68,9 +68,16 @@ class ReaderSpec:
 
 @dataclass(frozen=True)
 class PredictorSpec:
-    """Loads LP-SAM from an adaptation folder (``maskgen adapt --out``)."""
+    """Loads LP-SAM from an adaptation folder (``maskgen adapt --out``); ``proposals`` says
+    which candidates it makes (a ``maskgen.lpsam.proposals.ProposalConfig``; None: latent)."""
 
     adapt_dir: str
+    proposals: Any = None
+
+    def proposal_settings(self) -> dict:
+        from maskgen.lpsam.proposals import ProposalConfig
+
+        return (self.proposals or ProposalConfig()).to_dict()
 
     def checkpoint_sha256(self) -> str:
         weights = Path(self.adapt_dir) / "lpsam.safetensors"
@@ -82,7 +89,7 @@ class PredictorSpec:
     def load(self, device):
         from maskgen.lpsam import load_predictor
 
-        return load_predictor(self.adapt_dir, device)
+        return load_predictor(self.adapt_dir, device, proposals=self.proposals)
 
 
 @dataclass(frozen=True)
@@ -135,7 +142,13 @@ class MaskJob:
             "min_side": self.min_side, "max_aspect": self.max_aspect,
             "lpsam_checkpoint_sha256": checkpoint_sha256,
             **{f"post_{k}": v for k, v in self.post.to_dict().items()},
+            **{f"proposals_{k}": v for k, v in self._proposals().items()},
         }
+
+    def _proposals(self) -> dict:
+        """The predictor's candidate settings (stand-in predictors without them: none)."""
+        settings = getattr(self.predictor, "proposal_settings", None)
+        return settings() if callable(settings) else {}
 
 
 @dataclass

@@ -5,12 +5,16 @@ quality score each. Post-processing, per frame:
 
 1. drop tokens whose score is below ``min_score``; threshold probabilities at
    ``mask_threshold``;
-2. split every thresholded mask into connected components (8-connectivity): each component
+2. coherent regions (``coherent``, on by default; ``coherent_regions``): each thresholded mask
+   is opened then closed with a disc of radius ``smooth`` x S (removes speckle-sized specks and
+   bridges, joins fragments a few pixels apart), its holes are filled, and components smaller
+   than ``min_area_frac`` of the S x S frame are dropped, so masks are anatomy-sized regions;
+3. split every mask into connected components (8-connectivity): each component
    is a separate anatomy instance that inherits its token's score; components smaller than
    ``min_area`` pixels are removed;
-3. sort instances by score (descending, ties keep token then component order), then greedily
+4. sort instances by score (descending, ties keep token then component order), then greedily
    drop every instance whose IoU with an already kept one exceeds ``dedup_iou``;
-4. keep the first ``k``.
+5. keep the first ``k``.
 
 Everything is deterministic: the same input always gives the same masks in the same order.
 """
@@ -36,6 +40,11 @@ class PostprocessConfig:
         min_area: components with fewer pixels (at store resolution) are removed, >= 1.
         dedup_iou: an instance whose IoU with a higher-scored kept one exceeds this is a
             near-duplicate and dropped, in (0, 1].
+        coherent: apply ``coherent_regions`` to every thresholded mask (see the module doc).
+        smooth: radius of the opening / closing disc as a fraction of S, in [0, 0.1]
+            (0.01: 3 pixels at S = 256; 0 = no smoothing).
+        min_area_frac: with ``coherent``, components below this fraction of the S x S frame
+            are dropped (on top of ``min_area``), in [0, 1).
     """
 
     k: int = 16
@@ -43,6 +52,9 @@ class PostprocessConfig:
     min_score: float = 0.0
     min_area: int = 64
     dedup_iou: float = 0.8
+    coherent: bool = True
+    smooth: float = 0.01
+    min_area_frac: float = 0.002
 
     def __post_init__(self):
         if not 1 <= self.k <= 255:
@@ -55,9 +67,49 @@ class PostprocessConfig:
             raise ValueError(f"min_area must be >= 1 pixel, got {self.min_area}")
         if not 0.0 < self.dedup_iou <= 1.0:
             raise ValueError(f"dedup_iou must be in (0, 1], got {self.dedup_iou}")
+        if not 0.0 <= self.smooth <= 0.1:
+            raise ValueError(f"smooth must be in [0, 0.1] (a fraction of S), got {self.smooth}")
+        if not 0.0 <= self.min_area_frac < 1.0:
+            raise ValueError(f"min_area_frac must be in [0, 1), got {self.min_area_frac}")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _disc(radius: int) -> np.ndarray:
+    yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+    return yy * yy + xx * xx <= radius * radius
+
+
+def min_component_area(cfg: PostprocessConfig, shape: tuple[int, int]) -> int:
+    """Smallest component kept, in pixels: ``min_area``, and with ``coherent`` at least
+    ``min_area_frac`` of the frame."""
+    rel = int(np.ceil(cfg.min_area_frac * shape[0] * shape[1])) if cfg.coherent else 0
+    return max(cfg.min_area, rel)
+
+
+def coherent_regions(mask: np.ndarray, cfg: PostprocessConfig) -> np.ndarray:
+    """(S, S) bool -> (S, S) bool anatomy-sized regions: opening then closing with a disc of
+    radius ``round(cfg.smooth * S)`` (the frame padded so that the border does not erode),
+    holes filled, components below ``min_component_area`` removed (8-connectivity)."""
+    out = np.asarray(mask, dtype=bool)
+    if not out.any():
+        return out.copy()
+    radius = int(round(cfg.smooth * max(out.shape)))
+    if radius > 0:
+        disc = _disc(radius)
+        padded = np.pad(out, radius + 1, mode="edge")
+        padded = ndimage.binary_opening(padded, structure=disc)
+        padded = ndimage.binary_closing(padded, structure=disc)
+        out = padded[radius + 1:-(radius + 1), radius + 1:-(radius + 1)]
+    out = ndimage.binary_fill_holes(out)
+    labels, n = ndimage.label(out, structure=_EIGHT_CONNECTED)
+    if n == 0:
+        return out
+    areas = np.bincount(labels.ravel(), minlength=n + 1)
+    keep = areas >= min_component_area(cfg, out.shape)
+    keep[0] = False
+    return keep[labels]
 
 
 def split_components(mask: np.ndarray, min_area: int) -> list[np.ndarray]:
@@ -118,16 +170,19 @@ def postprocess_frame(probs: np.ndarray, scores: np.ndarray,
     if probs.ndim != 3 or scores.shape != probs.shape[:1]:
         raise ValueError(f"expected probs (T, S, S) and scores (T,), got {probs.shape} and {scores.shape}")
     binary = probs if probs.dtype == bool else probs > cfg.mask_threshold
+    min_area = min_component_area(cfg, probs.shape[1:])
     labels: list[np.ndarray] = []
     instances: list[_Instance] = []
     for t in range(len(binary)):
-        lab, n = ndimage.label(binary[t], structure=_EIGHT_CONNECTED)
+        keep = scores[t] >= cfg.min_score  # also drops NaN scores
+        region = coherent_regions(binary[t], cfg) if cfg.coherent and keep else binary[t]
+        lab, n = ndimage.label(region, structure=_EIGHT_CONNECTED)
         labels.append(lab)
-        if n == 0 or not scores[t] >= cfg.min_score:  # also drops NaN scores
+        if n == 0 or not keep:
             continue
         areas = np.bincount(lab.ravel(), minlength=n + 1)
         for i, box in enumerate(ndimage.find_objects(lab), start=1):
-            if areas[i] >= cfg.min_area:
+            if areas[i] >= min_area:
                 instances.append(_Instance(float(scores[t]), t, i, int(areas[i]), box))
     order = np.argsort(-np.asarray([inst.score for inst in instances], dtype=np.float64), kind="stable")
     kept: list[_Instance] = []

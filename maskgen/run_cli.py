@@ -11,6 +11,8 @@ from maskgen.frames import DatasetError
 from maskgen.maskjob import MaskJob, PredictorSpec, ReaderSpec, StoreMismatchError, run_mask_job
 from maskgen.postprocess import PostprocessConfig
 
+PROPOSAL_CHOICES = ("latent", "grid", "both")
+
 
 @click.command("run", cls=StrictCommand)
 @config_option
@@ -39,11 +41,26 @@ from maskgen.postprocess import PostprocessConfig
 @click.option("--min-score", default=0.0, show_default=True, help="Drop tokens with a lower predicted quality.")
 @click.option("--min-area", default=64, show_default=True, help="Drop components with fewer pixels (at --size).")
 @click.option("--dedup-iou", default=0.8, show_default=True, help="Near-duplicate IoU (the lower score is dropped).")
+@click.option("--coherent/--no-coherent", default=True, show_default=True,
+              help="Coherent regions: open/close, fill holes, drop components below --min-area-frac.")
+@click.option("--smooth", default=0.01, show_default=True,
+              help="Opening/closing disc radius as a fraction of --size (with --coherent).")
+@click.option("--min-area-frac", default=0.002, show_default=True,
+              help="With --coherent, drop components below this fraction of the frame.")
+@click.option("--proposals", type=click.Choice(PROPOSAL_CHOICES), default="latent", show_default=True,
+              help="Candidates: the latent class tokens, a grid of point prompts through the adapted "
+                   "decoder (class-agnostic), or both.")
+@click.option("--points-per-side", default=8, show_default=True, help="Point grid n x n (with grid proposals).")
+@click.option("--proposal-min-iou", default=0.5, show_default=True,
+              help="Drop point-grid proposals with a lower predicted IoU.")
+@click.option("--proposal-min-stability", default=0.85, show_default=True,
+              help="Drop point-grid proposals with a lower stability score (SAM's, logit offset 1).")
 @click.option("--limit", default=None, type=int, help="Only the first N frames (quick runs).")
 @click.option("--overwrite", is_flag=True, help="Replace a store made with other settings.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def run(dataset, root, adapt_dir, out, k, batch_size, device, workers, scheduler, threads, size, chunk, shard,
-        mask_threshold, min_score, min_area, dedup_iou, limit, overwrite, no_progress):
+        mask_threshold, min_score, min_area, dedup_iou, coherent, smooth, min_area_frac, proposals,
+        points_per_side, proposal_min_iou, proposal_min_stability, limit, overwrite, no_progress):
     """Generate up to K anatomy masks per frame with LP-SAM and write the mask store.
 
     Resumable: run the same command again after an interruption and it finishes the store;
@@ -51,16 +68,20 @@ def run(dataset, root, adapt_dir, out, k, batch_size, device, workers, scheduler
     (replay it with --config STORE/config.toml).
     """
     from maskgen.devices import resolve_device
+    from maskgen.lpsam.proposals import ProposalConfig
 
     ctx = click.get_current_context()
     try:
         if scheduler is None:  # a joined cluster's workers resolve the device on their machines
             resolve_device(device)
         post = PostprocessConfig(k=k, mask_threshold=mask_threshold, min_score=min_score,
-                                 min_area=min_area, dedup_iou=dedup_iou)
+                                 min_area=min_area, dedup_iou=dedup_iou, coherent=coherent,
+                                 smooth=smooth, min_area_frac=min_area_frac)
+        candidates = ProposalConfig(mode=proposals, points_per_side=points_per_side,
+                                    min_iou=proposal_min_iou, min_stability=proposal_min_stability)
         # absolute paths: dask workers (possibly on other machines) resolve them the same way
         job = MaskJob(out=os.path.abspath(out), reader=ReaderSpec(dataset, root and os.path.abspath(root)),
-                      predictor=PredictorSpec(os.path.abspath(adapt_dir)),
+                      predictor=PredictorSpec(os.path.abspath(adapt_dir), candidates),
                       post=post, size=size, chunk=chunk, shard=shard, batch_size=batch_size,
                       device=device, limit=limit)
         summary = run_mask_job(job, workers=workers, scheduler=scheduler, overwrite=overwrite,

@@ -39,6 +39,14 @@ step "4/7 verify + inspect the store"
 "$BIN/maskgen" verify "$OUT/store"
 "$BIN/maskgen" inspect "$OUT/store" --out "$OUT/store/contact_sheet.png"
 
+step "4b/7 score: LP-SAM vs anatomy-free masks on phantom datasets the adaptation never saw -> $OUT/unseen"
+for d in busi udiat tn3k hmcqu; do  # small stores (60 frames each), scored against their masks
+  "$BIN/maskgen" run --dataset "$d" --root "$OUT/phantom/$d" --checkpoint "$OUT/lpsam" --out "$OUT/unseen/$d" \
+    --k 16 --limit 60 --workers 1 --threads "$THREADS" --no-progress
+  "$BIN/maskgen" score "$OUT/unseen/$d" --root "$OUT/phantom/$d" --no-progress
+  "$BIN/maskgen" inspect "$OUT/unseen/$d" --frames 12 > /dev/null
+done
+
 step "5/7 pretrain: anatomy-anchored pre-training from the store (SAM never loaded) -> $OUT/pretrain"
 resume=(); [ -f "$OUT/pretrain/checkpoint.pt" ] && resume=(--resume)
 "$BIN/pretrain" run --store "$OUT/store" --out "$OUT/pretrain" "${PRETRAIN_ARGS[@]}" "${resume[@]}" \

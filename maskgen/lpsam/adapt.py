@@ -16,7 +16,7 @@ from maskgen.lpsam.data import PairSet
 from maskgen.lpsam.evaluate import evaluate
 from maskgen.lpsam.figures import write_figures
 from maskgen.lpsam.model import build_lpsam, parameter_counts
-from maskgen.lpsam.report import write_report
+from maskgen.lpsam.report import collapse_warnings, write_report
 from maskgen.lpsam.train import PhaseSettings, run_phase
 from maskgen.provenance import sha256_file
 
@@ -68,6 +68,7 @@ def adapt(out: Path, pairs: PairSet, config: LPSAMConfig, phase1: PhaseSettings,
         "problems": pairs.problems[:50], "phases": phases, "heldout": metrics,
         "settings": {"phase1": asdict(phase1), "phase2": asdict(phase2)},
         "weights_sha256": meta["weights_sha256"], "figures": figures,
+        "warnings": collapse_warnings(metrics),
     }
     write_report(out, report)
     return report

@@ -15,6 +15,7 @@ import torch
 from maskgen.devices import autocast_dtype, resolve_device
 from maskgen.lpsam.artifacts import WEIGHTS, load_adapt_dir
 from maskgen.lpsam.model import LPSAM
+from maskgen.lpsam.proposals import ProposalConfig, grid_proposals
 from maskgen.provenance import sha256_file
 
 
@@ -26,19 +27,25 @@ class MaskPredictor:
         sha256: sha256 of the adaptation's lpsam.safetensors.
         config: the adaptation's lpsam.json (model config, classes, base checkpoint).
         candidate_classes: anatomy class name of each of the T candidates (class-major; with
-            ``multimask`` each class gives 3 candidates, named ``class#0..2``).
+            ``multimask`` each class gives 3 candidates, named ``class#0..2``), then, with
+            point-grid proposals, ``grid#0..P-1`` (class-agnostic, see ``maskgen.lpsam.proposals``).
         device: where the model lives.
+        proposals: which candidates are made (latent class tokens, point grid, or both).
     """
 
-    def __init__(self, model: LPSAM, meta: dict, sha256: str, device: torch.device, multimask: bool = False):
+    def __init__(self, model: LPSAM, meta: dict, sha256: str, device: torch.device, multimask: bool = False,
+                 proposals: ProposalConfig | None = None):
         self.model = model.to(device).eval()
         self.config = meta
         self.sha256 = sha256
         self.device = device
         self.multimask = multimask
+        self.proposals = proposals or ProposalConfig()
         self.input_size = int(model.config.input_size)
         names = [c["name"] for c in meta["classes"]]
-        self.candidate_classes = [f"{n}#{j}" for n in names for j in range(3)] if multimask else names
+        latent = [f"{n}#{j}" for n in names for j in range(3)] if multimask else names
+        grid = [f"grid#{i}" for i in range(self.proposals.points_per_side ** 2)]
+        self.candidate_classes = (latent if self.proposals.latent else []) + (grid if self.proposals.grid else [])
 
     @property
     def num_candidates(self) -> int:
@@ -51,7 +58,8 @@ class MaskPredictor:
             images: (B, S, S) uint8 grayscale frames on ``self.device``.
         Returns:
             probs: (B, T, S, S) float32 foreground probabilities in [0, 1].
-            scores: (B, T) float32 predicted mask quality (IoU) clamped to [0, 1].
+            scores: (B, T) float32 predicted mask quality (IoU) clamped to [0, 1]; NaN for
+                point-grid proposals that fail the IoU / stability filter.
         """
         s = self.input_size
         if images.dtype != torch.uint8 or images.ndim != 3 or images.shape[-2:] != (s, s):
@@ -60,21 +68,31 @@ class MaskPredictor:
         autocast = torch.autocast(self.device.type, dtype=dtype) if dtype else contextlib.nullcontext()
         with torch.inference_mode(), autocast:
             x = self.model.preprocess(images.to(self.device))
-            logits, iou = self.model.predict_latent(x, multimask=self.multimask)
-            probs = torch.sigmoid(self.model.upscale(logits.float()))
-        return probs.float(), iou.float().clamp(0, 1)
+            embeddings = self.model.encode(x)
+            parts = []
+            if self.proposals.latent:
+                logits, iou = self.model.predict_latent(x, embeddings, multimask=self.multimask)
+                parts.append((logits.float(), iou.float().clamp(0, 1)))
+            if self.proposals.grid:
+                logits, scores = grid_proposals(self.model, embeddings, self.proposals)
+                parts.append((logits.float(), scores))
+            logits = torch.cat([p[0] for p in parts], dim=1)
+            probs = torch.sigmoid(self.model.upscale(logits))
+        return probs.float(), torch.cat([p[1] for p in parts], dim=1)
 
 
 def load_predictor(adapt_dir: str | os.PathLike, device: torch.device | str = "auto",
-                   sam_checkpoint: str | os.PathLike | None = None, multimask: bool = False) -> MaskPredictor:
+                   sam_checkpoint: str | os.PathLike | None = None, multimask: bool = False,
+                   proposals: ProposalConfig | None = None) -> MaskPredictor:
     """Load the LP-SAM adapted by ``maskgen adapt --out adapt_dir`` onto ``device``.
 
     Args:
         device: a torch.device or a ``--device`` string (``auto``, ``cpu``, ``cuda:1``).
         sam_checkpoint: where the official SAM base now lies (ViT configs), if it moved.
         multimask: 3 candidates per anatomy class (SAM's multimask outputs) instead of 1.
+        proposals: latent class tokens (default), point-grid proposals, or both.
     """
     if isinstance(device, str):
         device = resolve_device(device)
     model, meta = load_adapt_dir(adapt_dir, sam_checkpoint)
-    return MaskPredictor(model, meta, sha256_file(Path(adapt_dir) / WEIGHTS), device, multimask)
+    return MaskPredictor(model, meta, sha256_file(Path(adapt_dir) / WEIGHTS), device, multimask, proposals)

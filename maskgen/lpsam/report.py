@@ -7,6 +7,26 @@ from pathlib import Path
 from maskgen.lpsam.figures import figures_markdown
 from maskgen.provenance import atomic_write_json, atomic_write_text
 
+# a latent token has collapsed when its held-out Dice is this far below the GT-box Dice
+COLLAPSE_RATIO = 0.5
+COLLAPSE_GAP = 0.2
+
+
+def collapse_warnings(heldout: dict) -> list[str]:
+    """One line per anatomy class whose latent-prompt held-out Dice is far below its GT-box
+    Dice (below ``COLLAPSE_RATIO`` x and ``COLLAPSE_GAP`` under it): the latent token has
+    collapsed while the decoder can delineate the class when prompted."""
+    out = []
+    for name, latent in heldout.get("latent", {}).items():
+        box = heldout.get("box", {}).get(name, {})
+        d, b = latent.get("dice_mean"), box.get("dice_mean")
+        if d is None or b is None:
+            continue
+        if d < COLLAPSE_RATIO * b and b - d > COLLAPSE_GAP:
+            out.append(f"latent token {name} collapsed: held-out Dice {d:.3f} with latent prompts vs {b:.3f} "
+                       f"with GT boxes; its masks are unusable (adapt again, e.g. another --seed or more --steps2)")
+    return out
+
 
 def _pm(mean, std) -> str:
     return "n/a" if mean is None else f"{mean:.3f} ± {std:.3f}"
@@ -32,6 +52,7 @@ def render_markdown(report: dict) -> str:
         + (f"`{report['base_checkpoint']['path']}` (sha256 {report['base_checkpoint']['sha256'][:12]}...)"
            if report["base_checkpoint"] else "none (random initialisation, whole model trained in phase 1)")
         + f"; weights sha256 {report['weights_sha256'][:12]}...", "",
+        *[line for w in collapse_warnings(report["heldout"]) for line in (f"**WARNING**: {w}", "")],
         "## Held-out mask quality, latent prompts (no prompt from a person)", "",
         "Grouped held-out split; masks thresholded at 0.5 at the model's input size; mean ± std over "
         "frames whose ground truth contains the class.", "",

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from maskgen.devices import autocast_dtype
 from maskgen.lpsam.artifacts import load_phase_state, save_phase_state
+from maskgen.lpsam.augment import NO_AUGMENT, AugmentConfig, domain_randomise
 from maskgen.lpsam.data import PairSet
 from maskgen.lpsam.losses import DEFAULT_DICE_WEIGHT, segmentation_loss
 from maskgen.lpsam.model import LPSAM
@@ -39,6 +40,8 @@ class PhaseSettings:
 
     ``balance_datasets``: draw each frame's dataset uniformly, then a frame of it, so a small
     dataset (DDTI, 637 frames) is not drowned by a large one (CAMUS, 57k frames).
+    ``augment``: domain randomisation of every training batch (``maskgen.lpsam.augment``;
+    off by default, ``NO_AUGMENT``).
     """
 
     steps: int
@@ -51,6 +54,7 @@ class PhaseSettings:
     box_jitter: float = 0.1
     flip: bool = True
     balance_datasets: bool = True
+    augment: AugmentConfig = NO_AUGMENT
     checkpoint_every: int = 50
     seed: int = 0
 
@@ -62,7 +66,10 @@ class PhaseSettings:
             raise ValueError(f"learning rate {self.lr} must be positive")
 
     def fingerprint(self, phase: int, extra: dict) -> str:
-        blob = json.dumps({"phase": phase, **asdict(self), **extra}, sort_keys=True)
+        fields = asdict(self)
+        if self.augment.p <= 0:  # no randomisation: the same fingerprint as before it existed
+            fields.pop("augment")
+        blob = json.dumps({"phase": phase, **fields, **extra}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -92,8 +99,10 @@ def sample_frames(datasets: torch.Tensor, pool: torch.Tensor, batch_size: int, g
 
 
 def draw_batch(pairs: PairSet, pool: torch.Tensor, batch_size: int, gen: torch.Generator, flip: bool,
-               device: torch.device, balance: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Frames (B, S, S) uint8, targets (B, T, S, S) float and validity (B, T) bool on ``device``."""
+               device: torch.device, balance: bool = False,
+               augment: AugmentConfig | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Frames (B, S, S) uint8, targets (B, T, S, S) float and validity (B, T) bool on ``device``
+    (domain-randomised by ``augment`` when given)."""
     idx = sample_frames(pairs.dataset_index[pool], pool, batch_size, gen, balance)
     images = pairs.images[idx]
     target, valid = pairs.targets(idx)
@@ -101,7 +110,10 @@ def draw_batch(pairs: PairSet, pool: torch.Tensor, batch_size: int, gen: torch.G
         mirrored = torch.rand(batch_size, generator=gen) < 0.5
         images = torch.where(mirrored[:, None, None], images.flip(-1), images)
         target = torch.where(mirrored[:, None, None, None], target.flip(-1), target)
-    return images.to(device), target.to(device), valid.to(device)
+    images, target = images.to(device), target.to(device)
+    if augment is not None and augment.p > 0:
+        images, target = domain_randomise(images, target, augment, gen)
+    return images, target, valid.to(device)
 
 
 def phase1_loss(model: LPSAM, images, target, valid, settings: PhaseSettings, gen) -> torch.Tensor | None:
@@ -172,7 +184,8 @@ def run_phase(model: LPSAM, pairs: PairSet, phase: int, settings: PhaseSettings,
         gen = step_generator(settings.seed, phase, step)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, settings.steps, settings.lr, settings.warmup)
-        batch = draw_batch(pairs, pool, settings.batch_size, gen, settings.flip, device, settings.balance_datasets)
+        batch = draw_batch(pairs, pool, settings.batch_size, gen, settings.flip, device, settings.balance_datasets,
+                           settings.augment)
         autocast = torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
         with autocast:
             loss = loss_fn(model, *batch, settings, gen)

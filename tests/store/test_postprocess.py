@@ -1,4 +1,4 @@
-"""Post-processing: components, small-component removal, dedup by IoU, top-K by score."""
+"""Post-processing: coherent regions, components, small-component removal, dedup by IoU, top-K."""
 
 import numpy as np
 import pytest
@@ -6,10 +6,14 @@ import torch
 
 from maskgen.postprocess import (
     PostprocessConfig,
+    coherent_regions,
+    min_component_area,
     postprocess_batch,
     postprocess_frame,
     split_components,
 )
+
+RAW = {"coherent": False}  # the component rule alone (coherent regions tested below)
 
 
 def pairwise_iou(masks):
@@ -37,7 +41,10 @@ def reference_postprocess(probs, scores, cfg):
     inst, sc = [], []
     for t in range(len(probs)):
         if scores[t] >= cfg.min_score:
-            for comp in split_components(probs[t] > cfg.mask_threshold, cfg.min_area):
+            binary = probs[t] > cfg.mask_threshold
+            if cfg.coherent:
+                binary = coherent_regions(binary, cfg)
+            for comp in split_components(binary, min_component_area(cfg, binary.shape)):
                 inst.append(comp)
                 sc.append(scores[t])
     if not inst:
@@ -64,8 +71,9 @@ def test_fast_postprocess_equals_the_reference(seed):
         probs[t] = np.maximum(probs[t], rng.random((size, size)) * 0.7)
     probs[3] = probs[1] * 0.95  # a duplicate token
     scores = rng.choice([0.3, 0.5, 0.9], 5).astype(np.float32)  # ties on purpose
-    for cfg in (PostprocessConfig(k=6, min_area=4, dedup_iou=0.7),
-                PostprocessConfig(k=40, min_area=1, dedup_iou=0.5, min_score=0.4)):
+    for cfg in (PostprocessConfig(k=6, min_area=4, dedup_iou=0.7, **RAW),
+                PostprocessConfig(k=40, min_area=1, dedup_iou=0.5, min_score=0.4, **RAW),
+                PostprocessConfig(k=6, min_area=4, dedup_iou=0.7, smooth=0.05, min_area_frac=0.01)):
         fast, ref = postprocess_frame(probs, scores, cfg), reference_postprocess(probs, scores, cfg)
         np.testing.assert_array_equal(fast[0], ref[0])
         np.testing.assert_array_equal(fast[1], ref[1])
@@ -99,11 +107,11 @@ def test_dedup_keeps_the_higher_score():
     a, b = disc(16, 16, 8), disc(16, 17, 8)  # near-duplicates in two tokens
     c = disc(4, 4, 3)
     probs = np.stack([a, b | c]).astype(np.float32)
-    masks, scores = postprocess_frame(probs, np.array([0.5, 0.9]), PostprocessConfig(min_area=5, dedup_iou=0.8))
+    masks, scores = postprocess_frame(probs, np.array([0.5, 0.9]), PostprocessConfig(min_area=5, dedup_iou=0.8, **RAW))
     assert scores.tolist() == pytest.approx([0.9, 0.9])
     np.testing.assert_array_equal(masks[0], c)  # same token: raster order of first pixel
     np.testing.assert_array_equal(masks[1], b)  # a (score 0.5) was b's near-duplicate
-    _, scores_all = postprocess_frame(probs, np.array([0.5, 0.9]), PostprocessConfig(min_area=5, dedup_iou=1.0))
+    _, scores_all = postprocess_frame(probs, np.array([0.5, 0.9]), PostprocessConfig(min_area=5, dedup_iou=1.0, **RAW))
     assert scores_all.tolist() == pytest.approx([0.9, 0.9, 0.5])
 
 
@@ -113,7 +121,7 @@ def test_top_k_by_score_and_token_components_inherit_scores():
     probs[0] = disc(6, 6, 4) * 0.9 + disc(25, 25, 4) * 0.9  # two components, score 0.3
     probs[1] = disc(6, 25, 4) * 0.8                          # score 0.95
     probs[2] = disc(25, 6, 4) * 0.4                          # below the threshold: nothing
-    masks, scores = postprocess_frame(probs, np.array([0.3, 0.95, 0.99]), PostprocessConfig(k=2, min_area=5))
+    masks, scores = postprocess_frame(probs, np.array([0.3, 0.95, 0.99]), PostprocessConfig(k=2, min_area=5, **RAW))
     assert scores.tolist() == pytest.approx([0.95, 0.3])
     assert masks.shape == (2, size, size) and masks.dtype == bool
     assert masks[0][6, 25] and masks[1][6, 6] and not masks[1][25, 25]  # top 2 only, stable ties
@@ -129,7 +137,7 @@ def test_batch_of_tensors_equals_per_frame_numpy():
     rng = np.random.default_rng(1)
     probs = rng.random((2, 3, 24, 24)).astype(np.float32)
     scores = rng.random((2, 3)).astype(np.float32)
-    cfg = PostprocessConfig(k=4, min_area=2, dedup_iou=0.5)
+    cfg = PostprocessConfig(k=4, min_area=2, dedup_iou=0.5, **RAW)
     batch = postprocess_batch(torch.from_numpy(probs), torch.from_numpy(scores), cfg)
     for b in range(2):
         m, s = postprocess_frame(probs[b], scores[b], cfg)
@@ -137,8 +145,35 @@ def test_batch_of_tensors_equals_per_frame_numpy():
         np.testing.assert_array_equal(batch[b][1], s)
 
 
+def test_coherent_regions_remove_speckle_fill_holes_and_drop_small_parts():
+    size = 128
+    rng = np.random.default_rng(0)
+    organ = disc(64, 64, 30, size) & ~disc(64, 64, 6, size)      # an organ with a hole
+    speckle = rng.random((size, size)) > 0.97                      # scattered single pixels
+    small = disc(10, 110, 3, size)                                 # 28 px < 0.01 of the frame
+    cfg = PostprocessConfig(smooth=0.02, min_area_frac=0.01)
+    out = coherent_regions(organ | speckle | small, cfg)
+    assert out[64, 64]                                             # hole filled
+    assert not out[10, 110] and not (out & ~disc(64, 64, 33, size)).any()  # speck and small part gone
+    assert (out & organ).sum() / organ.sum() > 0.97                # the organ itself is kept
+    assert min_component_area(cfg, (size, size)) == int(np.ceil(0.01 * size * size))
+    assert min_component_area(PostprocessConfig(min_area=5, **RAW), (size, size)) == 5
+    assert not coherent_regions(np.zeros((8, 8), bool), cfg).any()
+
+
+def test_coherent_frame_gives_fewer_larger_masks_than_raw_components():
+    size = 96
+    rng = np.random.default_rng(3)
+    probs = (disc(48, 48, 20, size) & (rng.random((size, size)) > 0.15)) | (rng.random((size, size)) > 0.95)
+    raw, _ = postprocess_frame(probs[None].astype(np.float32), np.array([0.9]), PostprocessConfig(min_area=1, **RAW))
+    coherent, _ = postprocess_frame(probs[None].astype(np.float32), np.array([0.9]), PostprocessConfig(min_area=1))
+    assert len(coherent) == 1 < len(raw)
+    assert coherent[0].sum() > raw[0].sum() and coherent[0][48, 48]
+
+
 @pytest.mark.parametrize("kwargs", [{"k": 0}, {"k": 256}, {"mask_threshold": 1.0}, {"min_area": 0},
-                                    {"dedup_iou": 0.0}, {"min_score": 1.5}])
+                                    {"dedup_iou": 0.0}, {"min_score": 1.5}, {"smooth": 0.5},
+                                    {"min_area_frac": 1.0}])
 def test_bad_settings_name_the_value(kwargs):
     with pytest.raises(ValueError, match=list(kwargs)[0]):
         PostprocessConfig(**kwargs)
