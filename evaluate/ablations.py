@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 # method name -> extra ``pretrain run`` options (the full method first)
 ABLATIONS: dict[str, tuple[str, ...]] = {
     "anaus": (),                                  # the full method: LP-SAM anatomy masks
+    "anaus-whole": ("--mask-source", "whole"),    # one mask = the whole frame (image-level, BYOL-style)
     "anaus-grid": ("--mask-source", "grid"),      # anatomy-free grid masks (DetCon-style control)
     "anaus-noctx": ("--lambda-ctx", "0"),         # without the contextual prediction objective
 }

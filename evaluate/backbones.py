@@ -5,10 +5,15 @@ Key names are mapped explicitly in one place (``canonical_keys``): timm and torc
 ResNets share their parameter names, so the mapping strips wrapper prefixes (``module.``,
 ``backbone.body.``, ``encoder.`` ...) and drops the classifier (``fc.*``); every remaining key
 is then checked against the model (strict loading; missing or unexpected keys are errors).
+
+A backbone may carry an FPN (torchvision ``FeaturePyramidNetwork`` names): our exports' sibling
+``FILE.fpn.safetensors`` (``pretrain.export.fpn_path``), or, for ``random``, the step-0 FPN of
+pre-training. Segmentation heads load it; a backbone without one gets a new FPN.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -18,7 +23,7 @@ from pathlib import Path
 import torch
 import torchvision
 
-from maskgen.provenance import sha256_file
+from maskgen.provenance import safetensors_bytes, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +53,10 @@ class Backbone:
         state: canonical state dict (torchvision names, no ``fc``), or None for random init.
         path / sha256: the file it came from.
         provenance: the export's JSON sidecar (``FILE.json``) when present.
+        fpn: FPN state dict (torchvision ``FeaturePyramidNetwork`` keys) or None (a new FPN).
+        fpn_source: how the FPN was made: ``pre-trained`` (our export), ``step-0`` (the
+            reference's initial FPN) or ``new`` (torchvision's default init, no FPN in the file).
+        fpn_sha256: digest of the FPN tensors (part of a cell's protocol), None without one.
     """
 
     name: str
@@ -56,6 +65,14 @@ class Backbone:
     path: str | None = None
     sha256: str | None = None
     provenance: dict = field(default_factory=dict)
+    fpn: dict[str, torch.Tensor] | None = None
+    fpn_source: str = "new"
+    fpn_sha256: str | None = None
+
+    @property
+    def fpn_channels(self) -> int | None:
+        """Output channels of the carried FPN (None: no FPN)."""
+        return None if self.fpn is None else int(self.fpn["layer_blocks.0.0.weight"].shape[0])
 
     def build(self) -> torchvision.models.ResNet:
         """A fresh torchvision ResNet with these weights (``fc`` left at its random init)."""
@@ -165,14 +182,56 @@ def load_backbone(name: str, path: str | Path, arch: str | None = None) -> Backb
     load_backbone_state(model, state)  # fail now, not in the middle of a sweep
     sidecar = path.with_suffix(".json")
     provenance = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
-    return Backbone(name, arch, state, str(path), sha256_file(path), provenance)
+    fpn = read_fpn(path)
+    return Backbone(name, arch, state, str(path), sha256_file(path), provenance, fpn=fpn,
+                    fpn_source="new" if fpn is None else "pre-trained",
+                    fpn_sha256=None if fpn is None else tensors_digest(fpn))
 
 
-def random_backbone(arch: str = "resnet18") -> Backbone:
-    """The reference: the same architecture with torchvision's random initialisation."""
+def tensors_digest(state: dict[str, torch.Tensor]) -> str:
+    """sha256 of the state dict's deterministic safetensors bytes (names, shapes, dtypes, data)."""
+    return hashlib.sha256(safetensors_bytes({k: v.detach().cpu().contiguous() for k, v in state.items()})).hexdigest()
+
+
+def read_fpn(path: Path) -> dict[str, torch.Tensor] | None:
+    """The FPN sibling of a backbone file (``X.fpn.safetensors``), or None when absent.
+
+    Raises:
+        CheckpointError: the sibling exists but does not hold torchvision FPN keys.
+    """
+    from pretrain.export import fpn_path
+
+    if path.suffix != ".safetensors" or path.name.endswith(".fpn.safetensors"):
+        return None
+    sibling = fpn_path(path)
+    if not sibling.is_file():
+        return None
+    state = read_state_dict(sibling)
+    expected = {f"{kind}.{i}.0.{p}" for kind in ("inner_blocks", "layer_blocks")
+                for i in range(4) for p in ("weight", "bias")}
+    if set(state) != expected:
+        raise CheckpointError(f"{sibling} does not hold a 4-level torchvision FeaturePyramidNetwork "
+                              f"(keys {sorted(state)[:4]}...)")
+    return state
+
+
+def random_backbone(arch: str = "resnet18", seed: int = 0, fpn_dim: int = 256) -> Backbone:
+    """The reference: exactly the step-0 backbone + FPN of ``pretrain run --arch ARCH --seed SEED``.
+
+    Built with ``pretrain.export.initial_state`` (same constructor, initialisation recipe and
+    seed policy as pre-training; timm's ``zero_init_last`` included), so "method vs random"
+    measures pre-training only. ``seed`` is the pre-training seed (default 0).
+    """
+    from pretrain.export import INIT_RECIPE, backbone_state, fpn_state, initial_state
+
     if arch not in ARCHS:
         raise CheckpointError(f"architecture {arch!r} is not one of {sorted(ARCHS)}")
-    return Backbone("random", arch, None, None, None, {"init": "torchvision default (random)"})
+    online = initial_state(arch, seed, fpn_dim)
+    state, fpn = canonical_keys(backbone_state(online)), fpn_state(online)
+    return Backbone("random", arch, state, None, tensors_digest(state),
+                    {"init": INIT_RECIPE, "seed": seed, "source": "pretrain.export.initial_state",
+                     "fpn_channels": fpn_dim},
+                    fpn=fpn, fpn_source="step-0", fpn_sha256=tensors_digest(fpn))
 
 
 def parse_checkpoint_option(value: str) -> tuple[str, Path]:

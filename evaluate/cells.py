@@ -1,8 +1,11 @@
-"""One (task, fold, method, seed) cell: split, fine-tune, test once, store atomically.
+"""One (task, fold, method, seed, protocol) cell: split, train, test once, store atomically.
 
-A cell's result is a small JSON file, ``OUT/cells/<task>/<method>/seed<S>-fold<F>.json``
-(+ ``.npz`` with the overlay frames of fold 0). A finished cell whose protocol (profile
-fields, fold assignment, backbone sha256) matches is reused and never recomputed.
+A cell's result is a small JSON file, ``OUT/cells/<task>/<method>/seed<S>-fold<F>.json`` for
+fine-tuning and ``.../<protocol>-seed<S>-fold<F>.json`` for the other protocols
+(``evaluate.protocols``), + ``.npz`` with the overlay frames of fold 0 (fine-tuning; for
+segmentation the best, median and worst test frames by Dice). A finished cell whose protocol
+(profile fields, protocol, fold assignment, backbone and FPN sha256) matches is reused and
+never recomputed.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import numpy as np
 import torch
 
 from evaluate.backbones import Backbone
+from evaluate.metrics import per_frame_segmentation
 from evaluate.profiles import Profile
 from evaluate.tasks import TaskData
 from evaluate.train import Split, fit, make_head, predict
@@ -33,9 +37,11 @@ class CellKey:
     fold: int
     method: str
     seed: int
+    protocol: str = "finetune"
 
     def path(self, out_dir: str | Path) -> Path:
-        return Path(out_dir) / "cells" / self.task / self.method / f"seed{self.seed}-fold{self.fold}.json"
+        prefix = "" if self.protocol == "finetune" else f"{self.protocol}-"
+        return Path(out_dir) / "cells" / self.task / self.method / f"{prefix}seed{self.seed}-fold{self.fold}.json"
 
 
 def fold_digest(folds: np.ndarray, frame_ids: np.ndarray) -> str:
@@ -44,9 +50,9 @@ def fold_digest(folds: np.ndarray, frame_ids: np.ndarray) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def cell_protocol(profile: Profile, backbone: Backbone, folds_sha: str) -> dict:
-    return {"profile": profile.protocol(), "backbone_sha256": backbone.sha256,
-            "arch": backbone.arch, "folds_sha256": folds_sha}
+def cell_protocol(profile: Profile, backbone: Backbone, folds_sha: str, protocol: str = "finetune") -> dict:
+    return {"profile": profile.protocol(), "protocol": protocol, "backbone_sha256": backbone.sha256,
+            "fpn_sha256": backbone.fpn_sha256, "arch": backbone.arch, "folds_sha256": folds_sha}
 
 
 def read_cell(key: CellKey, out_dir: str | Path) -> dict | None:
@@ -76,34 +82,69 @@ def split_indices(data: TaskData, folds: np.ndarray, fold: int, val_fraction: fl
 
 def run_cell(key: CellKey, data: TaskData, folds: np.ndarray, backbone: Backbone, profile: Profile,
              device: torch.device, protocol: dict, on_epoch=None) -> tuple[dict, dict | None]:
-    """Fine-tune one cell and score its test fold once. Returns (record, overlay arrays or None).
+    """Train one cell by its protocol and score its test fold once. Returns (record, overlay or None).
 
     ``on_epoch(epoch, epochs)`` runs after every fine-tuning epoch (progress)."""
+    from evaluate.protocols import applies, frozen_segmentation, label_subset, linear_probe
+
+    if not applies(key.protocol, data.task.kind):
+        raise ValueError(f"protocol {key.protocol!r} does not apply to {data.task.kind} task {key.task}")
     started = time.perf_counter()
     split_seed = 1000 * key.seed + key.fold
     train_idx, val_idx, test_idx = split_indices(data, folds, key.fold, profile.val_fraction, split_seed)
+    if key.protocol == "low-label":
+        train_idx = label_subset(data.groups, data.labels, train_idx, profile.label_fraction, split_seed)
     targets = data.labels if data.labels is not None else data.masks
-    head = make_head(data.task.kind, profile, len(data.class_names))
-    epochs = profile.cls_epochs if data.task.kind == "classification" else profile.seg_epochs
-    result = fit(head, backbone, Split.take(data.images, targets, train_idx),
-                 Split.take(data.images, targets, val_idx), epochs, device, seed=split_seed,
-                 progress=None if on_epoch is None else lambda epoch, _: on_epoch(epoch, epochs))
+    train, val = Split.take(data.images, targets, train_idx), Split.take(data.images, targets, val_idx)
     test = Split.take(data.images, targets, test_idx)
-    pred = predict(head, result.model, test.images, device, profile.batch_size)
+    head = make_head(data.task.kind, profile, len(data.class_names))
+    if key.protocol == "linear":
+        pred, result = linear_probe(backbone, profile, len(data.class_names), train, val, test, device, split_seed)
+    elif key.protocol == "frozen":
+        pred, result = frozen_segmentation(backbone, profile, train, val, test, device, split_seed)
+    else:
+        epochs = profile.cls_epochs if data.task.kind == "classification" else profile.seg_epochs
+        result = fit(head, backbone, train, val, epochs, device, seed=split_seed,
+                     progress=None if on_epoch is None else lambda epoch, _: on_epoch(epoch, epochs))
+        pred = predict(head, result.model, test.images, device, profile.batch_size)
     metrics = head.metrics(pred, test.targets.numpy())
     record = {
-        "task": key.task, "fold": key.fold, "method": key.method, "seed": key.seed, "status": "ok",
+        "task": key.task, "fold": key.fold, "method": key.method, "seed": key.seed,
+        "protocol_name": key.protocol, "status": "ok",
         "metrics": metrics, "best_epoch": result.best_epoch, "history": result.history,
         "n_train": len(train_idx), "n_val": len(val_idx), "n_test": len(test_idx),
-        "val_groups": len(set(data.groups[val_idx])), "seconds": round(time.perf_counter() - started, 2),
-        "device": str(device), "protocol": protocol,
+        "train_groups": len(set(data.groups[train_idx])), "val_groups": len(set(data.groups[val_idx])),
+        "fpn": fpn_used(backbone, data.task.kind),
+        "seconds": round(time.perf_counter() - started, 2), "device": str(device), "protocol": protocol,
     }
     overlay = None
-    if key.fold == 0 and profile.overlay_frames:
-        n = min(profile.overlay_frames, len(test_idx))
-        overlay = {"images": test.images[:n].numpy(), "truth": test.targets[:n].numpy(),
-                   "pred": pred[:n].astype(np.uint8), "frame_ids": data.frame_ids[test_idx[:n]].astype(str)}
+    if key.fold == 0 and key.protocol == "finetune" and profile.overlay_frames:
+        overlay = overlay_frames(test, pred, data.frame_ids[test_idx], data.task.kind, profile.overlay_frames)
     return record, overlay
+
+
+def fpn_used(backbone: Backbone, kind: str) -> str | None:
+    """Which FPN a segmentation cell used: ``pre-trained``, ``step-0`` or ``new``; None for
+    classification (no FPN)."""
+    if kind == "classification":
+        return None
+    return backbone.fpn_source if backbone.fpn is not None else "new"
+
+
+def overlay_frames(test: Split, pred: np.ndarray, frame_ids: np.ndarray, kind: str, n: int) -> dict:
+    """Frames kept for the report's overlays: for segmentation the best, median and worst test
+    frames by Dice (with their Dice), for classification the first ``n`` test frames."""
+    truth = test.targets.numpy()
+    if kind == "segmentation":
+        dice = per_frame_segmentation(pred, truth)["dice"]
+        order = np.argsort(-dice, kind="stable")
+        pick = np.asarray([order[0], order[len(order) // 2], order[-1]])
+        return {"images": test.images.numpy()[pick], "truth": truth[pick], "pred": pred[pick].astype(np.uint8),
+                "frame_ids": frame_ids[pick].astype(str), "dice": dice[pick],
+                "rank": np.asarray(["best", "median", "worst"])}
+    count = min(n, len(truth))
+    return {"images": test.images[:count].numpy(), "truth": truth[:count], "pred": pred[:count].astype(np.uint8),
+            "frame_ids": frame_ids[:count].astype(str)}
 
 
 def write_cell(key: CellKey, out_dir: str | Path, record: dict, overlay: dict | None) -> None:

@@ -66,8 +66,17 @@ def main(verbose: int) -> None:
                    "ResNet state dict (.safetensors or .pth). imagenet=FILE for ImageNet weights.")
 @click.option("--arch", default=None, help="ResNet of the random reference (and a check on the "
               "checkpoints); default: inferred from the first checkpoint, else resnet18.")
-@click.option("--profile", "profile_name", type=click.Choice(["quick", "full"]), default="quick",
-              show_default=True, help="quick: CPU minutes on the phantom; full: the paper's protocol.")
+@click.option("--profile", "profile_name", type=click.Choice(["quick", "study", "full"]), default="quick",
+              show_default=True, help="quick: CPU minutes on the phantom; study: quick's protocol with a "
+              "longer pre-training for --ablations; full: the paper's protocol.")
+@click.option("--protocols", default=None, metavar="LIST",
+              help="Comma list of protocols (finetune, linear, frozen, low-label); default: all four "
+                   "(linear: classification tasks, frozen: segmentation tasks).")
+@click.option("--label-fraction", type=float, default=None,
+              help="Share of the training folds' groups kept by the low-label protocol (default 0.1).")
+@click.option("--pretrain-seed", type=int, default=0, show_default=True,
+              help="Seed of --ablations' pre-training and of the random reference (the step-0 "
+                   "weights of `pretrain run --seed` with that seed).")
 @click.option("--folds", default=5, show_default=True, type=click.IntRange(2, 20),
               help="Cross-validation folds, grouped by patient / video / recording where known.")
 @click.option("--seeds", default="0", show_default=True, help="Comma list of fine-tuning seeds.")
@@ -93,8 +102,9 @@ def main(verbose: int) -> None:
               help="Override the profile's fine-tuning batch size (frames per step; quick 8, full 32).")
 @click.option("--seg-head", type=click.Choice(["maskrcnn", "fpn"]), default=None,
               help="Override the segmentation head (full: maskrcnn, quick: fpn).")
-def sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, folds, seeds, device,
-          workers, threads, ablations, store, pretrain_args, resolution, epochs, max_frames, batch_size, seg_head):
+def sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, protocols, label_fraction,
+          pretrain_seed, folds, seeds, device, workers, threads, ablations, store, pretrain_args, resolution,
+          epochs, max_frames, batch_size, seg_head):
     """Fine-tune every backbone on every task and fold; write OUT/report.md.
 
     Exits with status 1 when any task or cell failed (the report says which and why); a rerun
@@ -109,6 +119,7 @@ def sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, f
     )
     from evaluate.parallel import worker_devices
     from evaluate.profiles import build_profile
+    from evaluate.protocols import parse_protocols
     from evaluate.sweep import SweepPlan, run_sweep
     from evaluate.tasks import resolve_tasks
     from maskgen.devices import resolve_device
@@ -117,6 +128,8 @@ def sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, f
     try:
         profile = build_profile(profile_name, resolution=resolution, cls_epochs=epochs, seg_epochs=epochs,
                                 max_frames=max_frames, batch_size=batch_size, seg_head=seg_head,
+                                protocols=parse_protocols(protocols) if protocols else None,
+                                label_fraction=label_fraction,
                                 pretrain_args=tuple(shlex.split(pretrain_args)) if pretrain_args else None)
         task_specs = resolve_tasks(tasks)
         named = [parse_checkpoint_option(c) for c in checkpoints]
@@ -142,14 +155,19 @@ def sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, f
     ablation_names: tuple[str, ...] = ()
     if ablations:
         try:
-            exported = ensure_ablations(store, out_dir, profile.pretrain_args, seed=0, device=device,
+            exported = ensure_ablations(store, out_dir, profile.pretrain_args, seed=pretrain_seed, device=device,
                                         skip=tuple(n for n, _ in named), workers=workers,
                                         devices=worker_devices(torch_device, workers), threads=threads)
             backbones += [load_backbone(n, p, arch) for n, p in exported.items()]
         except (PretrainError, CheckpointError) as err:
             raise click.ClickException(str(err)) from err
         ablation_names = tuple(n for n in ABLATIONS if n != FULL_METHOD)
-    reference = random_backbone(arch or (backbones[0].arch if backbones else "resnet18"))
+    widths = [b.fpn_channels for b in backbones if b.fpn is not None]
+    try:
+        reference = random_backbone(arch or (backbones[0].arch if backbones else "resnet18"), pretrain_seed,
+                                    widths[0] if widths else profile.seg_fpn_channels)
+    except CheckpointError as err:
+        raise click.UsageError(str(err)) from err
     backbones = [reference, *backbones]
     roots = {t.dataset: (root / t.dataset if root else None) for t in task_specs}
     roots.update({k: Path(v) for k, v in pairs.items()})
@@ -160,7 +178,7 @@ def sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, f
                      ablations=tuple(a for a in ablation_names if a in names))
     click.echo(f"evaluate sweep: {len(task_specs)} tasks x {len(names)} methods ({', '.join(names)}) "
                f"x {len(plan.seeds)} seeds x {folds} folds, profile {profile.name}, device {torch_device}, "
-               f"{workers} worker(s) x {threads} thread(s)")
+               f"{workers} worker(s) x {threads} thread(s); protocols {', '.join(profile.protocols)}")
     report = run_sweep(out_dir, task_specs, backbones, plan, roots, torch_device, workers=workers,
                        threads=threads)
     failed = _failed_tasks(out_dir, plan.tasks)

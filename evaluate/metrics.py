@@ -32,6 +32,11 @@ def classification_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, floa
 
 def segmentation_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
     """pred, true: (N, H, W) binary masks -> per-frame mean {"ppv", "sensitivity", "dice"}."""
+    return {k: float(v.mean()) for k, v in per_frame_segmentation(pred, true).items()}
+
+
+def per_frame_segmentation(pred: np.ndarray, true: np.ndarray) -> dict[str, np.ndarray]:
+    """pred, true: (N, H, W) binary masks -> {"ppv", "sensitivity", "dice"}: (N,) per frame."""
     pred, true = np.asarray(pred).astype(bool), np.asarray(true).astype(bool)
     if pred.shape != true.shape or pred.ndim != 3 or not len(pred):
         raise ValueError(f"need equal (N, H, W) masks, got {pred.shape} and {true.shape}")
@@ -42,7 +47,7 @@ def segmentation_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]
     sens = np.divide(tp, tp + fn, out=np.ones_like(tp), where=(tp + fn) > 0)
     denom = 2 * tp + fp + fn
     dice = np.divide(2 * tp, denom, out=np.ones_like(tp), where=denom > 0)
-    return {"ppv": float(ppv.mean()), "sensitivity": float(sens.mean()), "dice": float(dice.mean())}
+    return {"ppv": ppv, "sensitivity": sens, "dice": dice}
 
 
 def metrics_for(kind: str) -> tuple[str, ...]:

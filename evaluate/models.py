@@ -2,7 +2,7 @@
 
 - ``Classifier``: ResNet (only the last ``trainable_stages`` trained) + linear head.
 - ``FPNSegmenter``: ResNet + FPN + a light semantic head (sum of upsampled pyramid levels,
-  two convolutions), one foreground logit per pixel: the CPU-budget segmentation head.
+  1x1 reduction, two convolutions), one foreground logit per pixel: the CPU-budget head.
 - ``build_maskrcnn``: torchvision Mask R-CNN on ResNet + FPN (the paper's protocol).
 Frames enter as uint8 (B, S, S) grayscale; ``to_input`` replicates them to three channels
 and applies the ImageNet normalisation every torchvision/timm ResNet expects.
@@ -63,28 +63,68 @@ class Classifier(nn.Module):
         return self.resnet(to_input(images))
 
 
-class FPNSegmenter(nn.Module):
-    """ResNet + FPN + light semantic head; ``forward`` (B,S,S) uint8 -> (B,S,S) foreground logits."""
+def load_fpn(fpn_module: nn.Module, fpn: dict[str, torch.Tensor] | None) -> None:
+    """Copy a torchvision ``FeaturePyramidNetwork`` state (strict: keys and shapes must match)."""
+    if fpn is None:
+        return
+    own = fpn_module.state_dict()
+    bad = [k for k in own if k in fpn and tuple(fpn[k].shape) != tuple(own[k].shape)]
+    if set(own) != set(fpn) or bad:
+        raise ValueError(f"FPN state does not fit this FPN: keys differ by "
+                         f"{sorted(set(own) ^ set(fpn))[:4]}, shapes differ for {bad[:4]}")
+    fpn_module.load_state_dict({k: v.to(own[k].dtype) for k, v in fpn.items()}, strict=True)
 
-    def __init__(self, resnet: nn.Module, trainable_layers: int = 5, channels: int = 64):
+
+class FPNSegmenter(nn.Module):
+    """ResNet + FPN + light semantic head; ``forward`` (B,S,S) uint8 -> (B,S,S) foreground logits.
+
+    ``features`` (B,S,S) uint8 -> (B, fpn_channels, S/4, S/4): the sum of the FPN levels
+    upsampled to stride 4; ``decode`` maps it to logits through a 1x1 reduction to
+    ``head_channels`` and two convolutions (the reduction keeps a 256-channel pre-trained FPN
+    cheap on CPUs). ``fpn`` (torchvision FPN keys) is loaded into the pyramid when given, else it
+    keeps torchvision's default initialisation. ``frozen``: backbone and FPN are not trained (and
+    keep their BatchNorm statistics); only the reduction and the head learn.
+    """
+
+    def __init__(self, resnet: nn.Module, trainable_layers: int = 5, fpn_channels: int = 256,
+                 head_channels: int = 64, fpn: dict[str, torch.Tensor] | None = None, frozen: bool = False):
         super().__init__()
         if trainable_layers < 5:
             freeze_stages(resnet, trainable_layers)
         widths = [resnet.fc.in_features // 8 * 2 ** i for i in range(4)]  # layer1..layer4 outputs
-        # a narrow pyramid (``channels`` wide, not Mask R-CNN's 256) keeps CPU budgets small
-        self.body = BackboneWithFPN(resnet, {f"layer{i}": str(i - 1) for i in range(1, 5)}, widths, channels)
+        self.body = BackboneWithFPN(resnet, {f"layer{i}": str(i - 1) for i in range(1, 5)}, widths, fpn_channels)
+        load_fpn(self.body.fpn, fpn)
+        self.frozen = frozen
+        if frozen:
+            self.body.requires_grad_(False)
+        # normalised at once: the sum of four 256-channel levels is far larger than the narrow
+        # pyramid's, and SGD at the head's learning rate collapsed to empty masks without it
+        self.reduce = nn.Sequential(nn.Conv2d(fpn_channels, head_channels, 1), nn.GroupNorm(8, head_channels),
+                                    nn.ReLU(inplace=True))
         self.head = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, padding=1), nn.GroupNorm(8, channels), nn.ReLU(inplace=True),
-            nn.Conv2d(channels, 1, 1),
+            nn.Conv2d(head_channels, head_channels, 3, padding=1), nn.GroupNorm(8, head_channels),
+            nn.ReLU(inplace=True), nn.Conv2d(head_channels, 1, 1),
         )
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.frozen:
+            self.body.eval()
+        return self
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
         features = self.body(to_input(images))
         levels = [v for k, v in features.items() if k != "pool"]
         size = levels[0].shape[-2:]  # stride 4
-        fused = sum(F.interpolate(v, size=size, mode="bilinear", align_corners=False) for v in levels)
-        logits = self.head(fused)
-        return F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+        return sum(F.interpolate(v, size=size, mode="bilinear", align_corners=False) for v in levels)
+
+    def decode(self, fused: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """(B, fpn_channels, h, w) -> (B, *size) logits."""
+        logits = self.head(self.reduce(fused))
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)[:, 0]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.features(images), tuple(images.shape[-2:]))
 
 
 def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -97,12 +137,15 @@ def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor
     return bce + dice.mean()
 
 
-def build_maskrcnn(resnet: nn.Module, resolution: int, trainable_layers: int = 5) -> MaskRCNN:
+def build_maskrcnn(resnet: nn.Module, resolution: int, trainable_layers: int = 5,
+                   fpn: dict[str, torch.Tensor] | None = None) -> MaskRCNN:
     """torchvision Mask R-CNN (2 classes: background, lesion/wall) on ResNet + FPN.
 
     Inputs are kept at ``resolution`` (min_size = max_size) and normalised like ``to_input``.
+    ``fpn`` (256-channel torchvision FPN keys, e.g. our pre-trained one) replaces the new FPN.
     """
     body = _resnet_fpn_extractor(resnet, trainable_layers, norm_layer=None)
+    load_fpn(body.fpn, fpn)
     return MaskRCNN(body, num_classes=2, min_size=resolution, max_size=resolution,
                     image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD))
 

@@ -28,6 +28,15 @@ class Profile:
         seg_trainable_layers: ResNet stages trained for segmentation (5 = all).
         val_fraction: share of the training folds' groups held out for epoch selection.
         overlay_frames: test frames of fold 0 kept for the qualitative overlays.
+        seg_fpn_channels / seg_head_channels: width of the light head's FPN (256, that of the
+            pre-trained FPN and Mask R-CNN's; a backbone without an FPN gets a new one this wide)
+            and of its head after a 1x1 reduction.
+        protocols: which protocols the sweep runs (``evaluate.protocols.PROTOCOLS``); a task runs
+            those that apply to its kind.
+        label_fraction: share of the training folds' groups kept by the ``low-label`` protocol.
+        linear_epochs / linear_lr / linear_weight_decay: the linear probe's full-batch Adam on
+            frozen, standardised features (the best epoch on validation is kept).
+        frozen_epochs: epochs of the head in frozen-backbone segmentation (cached features).
         pretrain_args: extra ``pretrain run`` options used when ``--ablations`` trains backbones.
     """
 
@@ -46,6 +55,14 @@ class Profile:
     seg_trainable_layers: int = 5
     val_fraction: float = 0.2
     overlay_frames: int = 3
+    seg_fpn_channels: int = 256
+    seg_head_channels: int = 64
+    protocols: tuple[str, ...] = ("finetune", "linear", "frozen", "low-label")
+    label_fraction: float = 0.1
+    linear_epochs: int = 100
+    linear_lr: float = 0.01
+    linear_weight_decay: float = 1e-4
+    frozen_epochs: int = 30
     pretrain_args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -57,29 +74,51 @@ class Profile:
             raise ValueError("trainable stages must lie in 1..5 (classification), 0..5 (segmentation)")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction {self.val_fraction} must lie strictly between 0 and 1")
-        for field in ("max_frames", "cls_epochs", "seg_epochs", "batch_size", "overlay_frames"):
+        from evaluate.protocols import PROTOCOLS
+
+        unknown = [p for p in self.protocols if p not in PROTOCOLS]
+        if unknown or not self.protocols:
+            raise ValueError(f"protocols {list(self.protocols)}: choose from {', '.join(PROTOCOLS)}")
+        if self.seg_head_channels % 8:
+            raise ValueError(f"seg_head_channels {self.seg_head_channels} must be a multiple of 8 (GroupNorm)")
+        if not 0.0 < self.label_fraction < 1.0:
+            raise ValueError(f"label_fraction {self.label_fraction} must lie strictly between 0 and 1")
+        for field in ("max_frames", "cls_epochs", "seg_epochs", "batch_size", "overlay_frames",
+                      "linear_epochs", "frozen_epochs", "seg_fpn_channels", "seg_head_channels"):
             value = getattr(self, field)
-            if value < 0 or (value == 0 and field in ("cls_epochs", "seg_epochs", "batch_size")):
+            if value < 0 or (value == 0 and field not in ("max_frames", "overlay_frames")):
                 raise ValueError(f"{field} = {value} is out of range")
 
     def protocol(self) -> dict:
         """The fields that change results (a finished cell is reused only if these match)."""
         fields = dataclasses.asdict(self)
-        fields.pop("name")
-        fields.pop("pretrain_args")
+        for name in ("name", "pretrain_args", "protocols"):  # which cells run, not how
+            fields.pop(name)
         return fields
 
 
 SEG_HEADS = ("maskrcnn", "fpn")
 
+QUICK_PRETRAIN = ("--epochs", "8", "--batch-size", "16", "--resolution", "96", "--warmup-epochs", "1")  # as make demo
+# the study's longer pre-training (scripts/study.sh's budget, without its probe options, which
+# name the demo's folders); the pre-training side owns this budget
+STUDY_PRETRAIN = ("--epochs", "30", "--batch-size", "16", "--resolution", "96", "--warmup-epochs", "2")
+
+# 2 CPU cores (2 workers x 1 thread), six phantom tasks, five methods (random + anaus + three
+# controls), five folds, four protocols: about 16 minutes, extrapolated from measured cell costs
+# (docs/evaluate.md). Fewer frames and epochs than before the protocols and the 256-channel
+# pre-trained FPN (which doubles a segmentation step's cost) were added. Adam at the paper's 0.01 diverges in so few steps:
+# 0.001 (the full profile keeps 0.01).
+QUICK = Profile(
+    name="quick", resolution=96, max_frames=50, cls_epochs=6, seg_epochs=6, batch_size=8,
+    cls_lr=0.001, seg_head="fpn", seg_lr=0.05, overlay_frames=3, pretrain_args=QUICK_PRETRAIN,
+)
+
 PROFILES: dict[str, Profile] = {
-    # 2 CPU cores, six phantom tasks, three methods, five folds: about 20 minutes.
-    # Adam at the paper's 0.01 diverges in so few steps: 0.001 (the full profile keeps 0.01).
-    "quick": Profile(
-        name="quick", resolution=96, max_frames=100, cls_epochs=8, seg_epochs=12, batch_size=8,
-        cls_lr=0.001, seg_head="fpn", seg_lr=0.05, overlay_frames=3,
-        pretrain_args=("--epochs", "3", "--batch-size", "16", "--resolution", "96", "--warmup-epochs", "1"),
-    ),
+    "quick": QUICK,
+    # quick's downstream protocol with a longer pre-training for --ablations (about 2 hours on
+    # 2 cores in all)
+    "study": dataclasses.replace(QUICK, name="study", pretrain_args=STUDY_PRETRAIN),
     # The paper's protocol: 224 px, 30 epochs, Mask R-CNN, every frame.
     "full": Profile(
         name="full", resolution=224, max_frames=0, cls_epochs=30, seg_epochs=30, batch_size=32,

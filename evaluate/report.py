@@ -17,13 +17,15 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from evaluate.cells import CellKey, read_cell, read_overlay
-from evaluate.figures import bar_chart, overlay_grid
-from evaluate.metrics import metrics_for
+from evaluate.figures import bar_chart, overlay_grid, summary_figure
+from evaluate.metrics import SELECTION_METRIC, metrics_for
+from evaluate.protocols import TITLES, applies
 from evaluate.stats import paired_tests, summary
 from maskgen.provenance import atomic_path, atomic_write_text
 
-COLUMNS = ("task", "fold", "method", "seed", "metric", "value", "best_epoch", "n_train", "n_val",
-           "n_test", "seconds")
+COLUMNS = ("task", "protocol", "fold", "method", "seed", "metric", "value", "best_epoch", "n_train",
+           "n_val", "n_test", "seconds")
+FIRST_EXTRA = COLUMNS.index("best_epoch")
 
 
 def load_plan(out_dir: Path) -> dict:
@@ -34,29 +36,35 @@ def load_plan(out_dir: Path) -> dict:
     return {**info["config"]["plan"], "_info": info}
 
 
+def plan_protocols(plan: dict) -> tuple[str, ...]:
+    """The plan's protocols (a sweep from before protocols existed ran fine-tuning only)."""
+    return tuple(plan["profile"].get("protocols", ("finetune",)))
+
+
 def collect(out_dir: Path, plan: dict) -> tuple[list[dict], list[dict]]:
-    """(rows, failures): one row per finished (task, fold, method, seed, metric)."""
+    """(rows, failures): one row per finished (task, protocol, fold, method, seed, metric)."""
     rows, failures = [], []
     for task in plan["tasks"]:
-        for method in plan["methods"]:
-            for seed in plan["seeds"]:
-                for fold in range(plan["folds"]):
-                    record = read_cell(CellKey(task, fold, method, seed), out_dir)
-                    if record is None:
-                        continue
-                    if record.get("status") != "ok":
-                        failures.append(record)
-                        continue
-                    for metric, value in record["metrics"].items():
-                        rows.append({"task": task, "fold": fold, "method": method, "seed": seed,
-                                     "metric": metric, "value": float(value),
-                                     **{c: record.get(c) for c in COLUMNS[6:]}})
+        for protocol in plan_protocols(plan):
+            for method in plan["methods"]:
+                for seed in plan["seeds"]:
+                    for fold in range(plan["folds"]):
+                        record = read_cell(CellKey(task, fold, method, seed, protocol), out_dir)
+                        if record is None:
+                            continue
+                        if record.get("status") != "ok":
+                            failures.append({**record, "protocol_name": protocol})
+                            continue
+                        for metric, value in record["metrics"].items():
+                            rows.append({"task": task, "protocol": protocol, "fold": fold, "method": method,
+                                         "seed": seed, "metric": metric, "value": float(value),
+                                         **{c: record.get(c) for c in COLUMNS[FIRST_EXTRA:]}})
     return rows, failures
 
 
 def write_results(out_dir: Path, rows: list[dict]) -> None:
     table = pa.Table.from_pylist(rows, schema=pa.schema([
-        ("task", pa.string()), ("fold", pa.int64()), ("method", pa.string()), ("seed", pa.int64()),
+        ("task", pa.string()), ("protocol", pa.string()), ("fold", pa.int64()), ("method", pa.string()), ("seed", pa.int64()),
         ("metric", pa.string()), ("value", pa.float64()), ("best_epoch", pa.int64()),
         ("n_train", pa.int64()), ("n_val", pa.int64()), ("n_test", pa.int64()), ("seconds", pa.float64())]))
     with atomic_path(out_dir / "results.parquet") as tmp:
@@ -65,11 +73,13 @@ def write_results(out_dir: Path, rows: list[dict]) -> None:
         pacsv.write_csv(table, tmp)
 
 
-def fold_values(rows: list[dict], task: str, method: str, metric: str) -> dict[int, float]:
+def fold_values(rows: list[dict], task: str, method: str, metric: str,
+                protocol: str = "finetune") -> dict[int, float]:
     """fold -> value averaged over seeds."""
     acc = defaultdict(list)
     for r in rows:
-        if r["task"] == task and r["method"] == method and r["metric"] == metric:
+        if (r["task"] == task and r["method"] == method and r["metric"] == metric
+                and r.get("protocol", "finetune") == protocol):
             acc[r["fold"]].append(r["value"])
     return {f: float(np.mean(v)) for f, v in sorted(acc.items())}
 
@@ -84,6 +94,14 @@ def comparisons(plan: dict) -> list[tuple[str, str]]:
     return pairs
 
 
+def display_order(plan: dict) -> list[str]:
+    """Methods side by side: the reference, the ablations, the full method, then the others."""
+    methods = list(plan["methods"])
+    first = [plan["reference"], *plan.get("ablations", ()), plan.get("full_method")]
+    ordered = [m for m in first if m in methods]
+    return ordered + [m for m in methods if m not in ordered]
+
+
 def _fmt(s: dict) -> str:
     if not s["n"]:
         return "—"
@@ -96,37 +114,74 @@ def _p(p: float) -> str:
     return "—" if p is None or math.isnan(p) else f"{p:.3g}"
 
 
-def task_section(out_dir: Path, plan: dict, info: dict, rows: list[dict], tests: list[dict]) -> list[str]:
+def task_section(out_dir: Path, plan: dict, info: dict, rows: list[dict], tests: list[dict],
+                 protocol: str = "finetune") -> list[str]:
+    """One task's table under one protocol (+ bars and overlays for fine-tuning); appends the
+    paired tests to ``tests``."""
     task, kind = info["task"], info["kind"]
-    metrics = list(metrics_for(kind))
     lines = [f"### {task} ({kind}, {info['dataset']})", ""]
     if info.get("status") != "ok":
         return lines + [f"Not evaluated: {info.get('error')}", ""]
-    summaries = {(m, k): summary(list(fold_values(rows, task, m, k).values()))
-                 for m in plan["methods"] for k in metrics}
-    lines += ["| method | " + " | ".join(metrics) + " | folds | chosen epochs |",
-              "|---" * (len(metrics) + 3) + "|"]
-    for m in plan["methods"]:
-        epochs = sorted({r["best_epoch"] for r in rows if r["task"] == task and r["method"] == m})
+    metrics = list(metrics_for(kind))
+    methods = display_order(plan)
+    summaries = {(m, k): summary(list(fold_values(rows, task, m, k, protocol).values()))
+                 for m in methods for k in metrics}
+    fpn = _fpn_by_method(rows, task, protocol) if kind == "segmentation" else {}
+    lines += ["| method | " + " | ".join(metrics) + " | folds | chosen epochs |" + (" FPN |" if fpn else ""),
+              "|---" * (len(metrics) + 3 + bool(fpn)) + "|"]
+    for m in methods:
+        epochs = sorted({r["best_epoch"] for r in rows
+                         if r["task"] == task and r["method"] == m and r["protocol"] == protocol})
         n = summaries[(m, metrics[0])]["n"]
         lines.append(f"| {m} | " + " | ".join(_fmt(summaries[(m, k)]) for k in metrics)
-                     + f" | {n} | {', '.join(map(str, epochs)) or '—'} |")
+                     + f" | {n} | {', '.join(map(str, epochs)) or '—'} |" + (f" {fpn.get(m, '—')} |" if fpn else ""))
     lines.append("")
+    suffix = "" if protocol == "finetune" else f"-{protocol}"
     if any(s["n"] for s in summaries.values()):
-        bar_chart(out_dir / "figures" / f"{task}.png", task, metrics, list(plan["methods"]), summaries)
-        lines += [f"![{task} bars](figures/{task}.png)", ""]
-    overlays = {m: o for m in plan["methods"]
-                if (o := read_overlay(CellKey(task, 0, m, plan["seeds"][0]), out_dir)) is not None}
-    if overlays and len({len(o["images"]) for o in overlays.values()}) == 1:
-        overlay_grid(out_dir / "overlays" / f"{task}.png", task, kind, info.get("class_names") or [], overlays)
-        lines += [f"![{task} overlays](overlays/{task}.png)", ""]
+        bar_chart(out_dir / "figures" / f"{task}{suffix}.png", f"{task} ({protocol})", metrics, methods, summaries)
+        lines += [f"![{task} bars](figures/{task}{suffix}.png)", ""]
+    if protocol == "finetune":
+        overlays = {m: o for m in methods
+                    if (o := read_overlay(CellKey(task, 0, m, plan["seeds"][0]), out_dir)) is not None}
+        if overlays and len({len(o["images"]) for o in overlays.values()}) == 1:
+            overlay_grid(out_dir / "overlays" / f"{task}.png", task, kind, info.get("class_names") or [], overlays)
+            what = ("best, median and worst fold-0 test frames of each method by Dice"
+                    if kind == "segmentation" else "first fold-0 test frames")
+            lines += [f"![{task} overlays](overlays/{task}.png)", "", f"Overlays: {what}.", ""]
     for method, base in comparisons(plan):
         for k in metrics:
-            a, b = fold_values(rows, task, method, k), fold_values(rows, task, base, k)
+            a, b = fold_values(rows, task, method, k, protocol), fold_values(rows, task, base, k, protocol)
             common = sorted(set(a) & set(b))
             t = paired_tests([a[f] for f in common], [b[f] for f in common])
-            tests.append({"task": task, "metric": k, "method": method, "baseline": base, **t})
+            tests.append({"protocol": protocol, "task": task, "metric": k, "method": method, "baseline": base, **t})
     return lines
+
+
+def _fpn_by_method(rows: list[dict], task: str, protocol: str) -> dict[str, str]:
+    """method -> the FPN its cells of this task used (from the cell records)."""
+    seen = defaultdict(set)
+    for r in rows:
+        if r["task"] == task and r["protocol"] == protocol and r.get("fpn"):
+            seen[r["method"]].add(r["fpn"])
+    return {m: "/".join(sorted(v)) for m, v in seen.items()}
+
+
+def label_efficiency_table(plan: dict, infos: list[dict], rows: list[dict], fraction: float) -> list[str]:
+    """Main metric with a fraction of the labels next to all labels, per task and method."""
+    methods = display_order(plan)
+    lines = [f"| task | metric | method | {100 * fraction:g}% labels | 100% labels | retained |",
+             "|---|---|---|---|---|---|"]
+    for info in infos:
+        if info.get("status") != "ok":
+            continue
+        metric = SELECTION_METRIC[info["kind"]]
+        for m in methods:
+            low = summary(list(fold_values(rows, info["task"], m, metric, "low-label").values()))
+            full = summary(list(fold_values(rows, info["task"], m, metric, "finetune").values()))
+            kept = (f"{100 * low['mean'] / full['mean']:.0f}%" if low["n"] and full["n"] and full["mean"] > 0
+                    else "—")
+            lines.append(f"| {info['task']} | {metric} | {m} | {_fmt(low)} | {_fmt(full)} | {kept} |")
+    return lines + [""]
 
 
 def tasks_table(infos: list[dict]) -> list[str]:
@@ -146,15 +201,22 @@ def tasks_table(infos: list[dict]) -> list[str]:
 
 
 def tests_table(tests: list[dict]) -> list[str]:
+    """The selection metric's tests (macro F1 / Dice); every metric's are in tests.csv."""
+    tests = [t for t in tests if t["metric"] in SELECTION_METRIC.values()]
     if not tests:
         return ["No comparison: only the reference method was evaluated.", ""]
-    lines = ["| task | metric | method | vs | n | mean diff (points) | paired t p | Wilcoxon p |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| protocol | task | metric | method | vs | n | mean diff (points) | paired t p | Wilcoxon p |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for t in tests:
         diff = "—" if math.isnan(t["mean_diff"]) else f"{100 * t['mean_diff']:+.1f}"
-        lines.append(f"| {t['task']} | {t['metric']} | {t['method']} | {t['baseline']} | {t['n']} | "
+        lines.append(f"| {t['protocol']} | {t['task']} | {t['metric']} | {t['method']} | {t['baseline']} | {t['n']} | "
                      f"{diff} | {_p(t['t_p'])} | {_p(t['wilcoxon_p'])} |")
     return lines + [""]
+
+
+FPN_TEXT = {"pre-trained": "pre-trained (the export's FILE.fpn.safetensors)",
+            "step-0": "step-0 FPN of pre-training (the reference's initial FPN)",
+            "new": "new (torchvision default initialisation; the file has no FPN)"}
 
 
 def provenance_section(out_dir: Path) -> list[str]:
@@ -162,8 +224,9 @@ def provenance_section(out_dir: Path) -> list[str]:
     backbones = json.loads(path.read_text()) if path.is_file() else []
     lines = []
     for b in backbones:
-        lines += [f"- **{b['name']}**: {b['arch']}, "
-                  + (f"`{b['path']}` (sha256 `{b['sha256'][:16]}…`)" if b["path"] else "random initialisation")]
+        source = (f"`{b['path']}` (sha256 `{b['sha256'][:16]}…`)" if b["path"]
+                  else f"step-0 weights of pre-training, seed {(b.get('provenance') or {}).get('seed')}")
+        lines += [f"- **{b['name']}**: {b['arch']}, {source}"]
         prov = b.get("provenance") or {}
         if prov:
             text = json.dumps(prov, sort_keys=True, default=str)
@@ -173,20 +236,59 @@ def provenance_section(out_dir: Path) -> list[str]:
     return lines + [""]
 
 
+def reference_section(out_dir: Path, plan: dict) -> list[str]:
+    """The reference's initialisation recipe and the FPN every method's segmentation used."""
+    path = out_dir / "backbones.json"
+    backbones = {b["name"]: b for b in (json.loads(path.read_text()) if path.is_file() else [])}
+    ref = backbones.get(plan["reference"], {})
+    prov = ref.get("provenance") or {}
+    lines = [f"The reference **{plan['reference']}** is the pre-training model's starting point: "
+             f"{prov.get('init', 'unknown recipe')}; seed {prov.get('seed')} (the pre-training seed), "
+             f"built by `{prov.get('source', '?')}`. Every \"vs {plan['reference']}\" difference therefore "
+             "measures pre-training, not a different initialisation.", "",
+             "| method | backbone | FPN in segmentation | FPN channels |", "|---|---|---|---|"]
+    for name in display_order(plan):
+        b = backbones.get(name)
+        if b is None:
+            continue
+        what = "step-0 init" if not b.get("path") else f"`{Path(b['path']).name}`"
+        lines.append(f"| {name} | {what} | {FPN_TEXT.get(b.get('fpn') or 'new', b.get('fpn'))} | "
+                     f"{b.get('fpn_channels') or plan['profile'].get('seg_fpn_channels', 256)} |")
+    return lines + [""]
+
+
 def _profile_lines(plan: dict) -> list[str]:
     p = plan["profile"]
-    seg = ("torchvision Mask R-CNN on ResNet + FPN" if p["seg_head"] == "maskrcnn"
-           else "ResNet + FPN + light semantic head (BCE + Dice)")
+    light = (f"ResNet + FPN ({p.get('seg_fpn_channels', 64)} channels) + light semantic head "
+             f"(1x1 reduction to {p.get('seg_head_channels', 64)}, two convolutions; BCE + Dice)")
+    seg = "torchvision Mask R-CNN on ResNet + FPN (256 channels)" if p["seg_head"] == "maskrcnn" else light
     frames = "all frames" if not p["max_frames"] else \
         f"at most {p['max_frames']} frames per task (fixed random subset)"
-    return [
-        f"- Profile **{p['name']}**: {p['resolution']} px letter-boxed grayscale frames, "
-        f"{frames}, "
-        f"batch {p['batch_size']}.",
-        f"- Classification: last {p['cls_trainable_stages']} backbone stages fine-tuned + linear head, "
-        f"Adam lr {p['cls_lr']}, {p['cls_epochs']} epochs; accuracy and macro F1.",
-        f"- Segmentation: {seg}; SGD lr {p['seg_lr']} (momentum {p['seg_momentum']}, weight decay "
-        f"{p['seg_weight_decay']}, warm-up + cosine), {p['seg_epochs']} epochs; per-frame PPV, sensitivity, Dice.",
+    protocols = plan_protocols(plan)
+    lines = [
+        f"- Profile **{p['name']}**: {p['resolution']} px letter-boxed grayscale frames, {frames}, "
+        f"batch {p['batch_size']}; protocols {', '.join(protocols)}.",
+        f"- Fine-tuning, classification: last {p['cls_trainable_stages']} backbone stages fine-tuned + linear "
+        f"head, Adam lr {p['cls_lr']}, {p['cls_epochs']} epochs; accuracy and macro F1.",
+        f"- Fine-tuning, segmentation: {seg}; SGD lr {p['seg_lr']} (momentum {p['seg_momentum']}, weight decay "
+        f"{p['seg_weight_decay']}, warm-up + cosine), {p['seg_epochs']} epochs; per-frame PPV, sensitivity, "
+        "Dice. Our backbones bring their pre-trained FPN, the reference its step-0 FPN; other files get a "
+        "new FPN (see the table below).",
+    ]
+    if "linear" in protocols:
+        lines.append(f"- Linear probe (classification): frozen backbone (BatchNorm statistics frozen), "
+                     f"global-average-pooled layer4 features computed once and standardised with the training "
+                     f"frames' statistics; a linear softmax head, full-batch Adam lr {p.get('linear_lr')}, "
+                     f"weight decay {p.get('linear_weight_decay')}, {p.get('linear_epochs')} epochs.")
+    if "frozen" in protocols:
+        lines.append(f"- Frozen-backbone segmentation: backbone and FPN frozen, the fused stride-4 FPN features "
+                     f"computed once; only the light head is trained (SGD as above, {p.get('frozen_epochs')} "
+                     "epochs, no augmentation).")
+    if "low-label" in protocols:
+        lines.append(f"- Label efficiency: fine-tuning as above on {100 * p.get('label_fraction', 0.1):g}% of "
+                     "the training folds' groups (maskgen.folds.grouped_split, stratified for classification, "
+                     "drawn per fold and seed), same validation and test frames as the 100% cells.")
+    lines += [
         f"- {plan['folds']}-fold grouped cross-validation (maskgen.folds; stratified by class for "
         f"classification; fold files in `folds/`), seeds {list(plan['seeds'])}. In every cell the epoch "
         f"is chosen on a validation split ({int(100 * p['val_fraction'])}% of the training folds' groups); "
@@ -194,6 +296,7 @@ def _profile_lines(plan: dict) -> list[str]:
         "- Tables: mean ± sample std over folds [95% t interval], in percent; seeds are averaged "
         "within a fold first. Intervals over CV folds are optimistic (folds share training data).",
     ]
+    return lines
 
 
 def build_report(out_dir: str | Path) -> Path:
@@ -208,41 +311,67 @@ def build_report(out_dir: str | Path) -> Path:
         path = out_dir / "tasks" / f"{task}.json"
         infos.append(json.loads(path.read_text()) if path.is_file() else
                      {"task": task, "dataset": "?", "kind": "?", "status": "failed", "error": "not run yet"})
+    protocols = plan_protocols(plan)
     tests: list[dict] = []
-    body = []
-    for i in infos:
-        body += task_section(out_dir, plan, i, rows, tests)
+    body, panels = [], []
+    for protocol in protocols:
+        section = [i for i in infos if i.get("status") != "ok" or applies(protocol, i["kind"])]
+        if not section:
+            continue
+        body += [f"## {TITLES[protocol]}", ""]
+        if protocol == "low-label":
+            fraction = plan["profile"].get("label_fraction", 0.1)
+            body += [f"Main metric with {100 * fraction:g}% and 100% of the training folds' labels "
+                     "(same folds; 'retained' = ratio of the means).", "",
+                     *label_efficiency_table(plan, section, rows, fraction),
+                     f"Full tables with {100 * fraction:g}% of the labels:", ""]
+        for i in section:
+            body += task_section(out_dir, plan, i, rows, tests, protocol)
+        panels.append((TITLES[protocol].split(" (")[0], {
+            i["task"]: {m: list(fold_values(rows, i["task"], m, SELECTION_METRIC[i["kind"]], protocol).values())
+                        for m in display_order(plan)}
+            for i in section if i.get("status") == "ok"}))
     if tests:
         table = pa.Table.from_pylist(tests)
         with atomic_path(out_dir / "tests.csv") as tmp:
             pacsv.write_csv(table, tmp)
-    done = len({(r["task"], r["fold"], r["method"], r["seed"]) for r in rows})
-    planned = len(plan["tasks"]) * len(plan["methods"]) * len(plan["seeds"]) * plan["folds"]
+    summary_lines = []
+    if rows:
+        summary_figure(out_dir / "figures" / "summary.png", panels, display_order(plan))
+        summary_lines = ["![summary](figures/summary.png)", "",
+                         "[Summary figure](figures/summary.png): the main metric (classification macro F1, "
+                         "segmentation Dice) of every task and protocol; dots = folds, bars = 95% t intervals.", ""]
+    done = len({(r["task"], r["protocol"], r["fold"], r["method"], r["seed"]) for r in rows})
+    planned = sum(sum(applies(p, i["kind"]) for p in protocols) if i.get("status") == "ok" else 0
+                  for i in infos) * len(plan["methods"]) * len(plan["seeds"]) * plan["folds"]
     lines = [
         "# ANAUS downstream benchmark", "",
-        f"Methods: {', '.join(plan['methods'])} (reference: {plan['reference']}). "
+        f"Methods: {', '.join(display_order(plan))} (reference: {plan['reference']}). "
         f"Cells finished: {done} of {planned}; failed: {len(failures)}.",
         f"Code revision `{info.get('code_revision')}`, created {info.get('created')}, "
         f"device {info['config'].get('device')}.", f"Command: `{info.get('command')}`", "",
         "Numbers are reported as measured. On the phantom they test the pipeline, "
         "not the method's value on real ultrasound.", "",
         "## Protocol", *_profile_lines(plan), "",
+        "## Reference and FPNs", "", *reference_section(out_dir, plan),
         "## Tasks", *tasks_table(infos),
-        "## Results", *body,
+        "## Summary", "", *summary_lines,
+        *body,
         "## Paired tests", "",
-        "Each method against random initialisation, and the full method against each ablation, "
-        f"on the same folds (n = folds; seeds averaged per fold). With n = {plan['folds']} the "
+        "Each method against the reference, and the full method against each ablation, under every "
+        f"protocol on the same folds (n = folds; seeds averaged per fold). With n = {plan['folds']} the "
         f"two-sided Wilcoxon signed-rank p cannot fall below {2 / 2 ** plan['folds']:.3g}; read the "
         "t-test p with the caveat that CV folds are not independent. No correction for multiple "
-        "comparisons is applied.", "",
+        "comparisons is applied. Shown: the main metric (macro F1 / Dice); every metric is in `tests.csv`.", "",
         *tests_table(tests),
         "## Backbones and provenance", *provenance_section(out_dir),
     ]
     if failures:
         lines += ["## Failed cells", ""] + [
-            f"- {f['task']} / {f['method']} / seed {f['seed']} / fold {f['fold']}: {f.get('error')}"
-            for f in failures] + [""]
-    lines += ["## Files", "- `results.parquet`, `results.csv`: one row per task, fold, method, seed, metric.",
+            f"- {f['task']} / {f.get('protocol_name', 'finetune')} / {f['method']} / seed {f['seed']} / "
+            f"fold {f['fold']}: {f.get('error')}" for f in failures] + [""]
+    lines += ["## Files", "- `results.parquet`, `results.csv`: one row per task, protocol, fold, method, seed, "
+              "metric.",
               "- `tests.csv`: paired tests; `folds/`: fold assignments; `cells/`: one file per cell;",
               "  `tasks/`: what each dataset yielded; `figures/`, `overlays/`: the images above.", ""]
     report = out_dir / "report.md"

@@ -1,4 +1,4 @@
-"""The sweep: every (task, fold, method, seed) cell, resumable, then the report.
+"""The sweep: every (task, fold, method, seed, protocol) cell, resumable, then the report.
 
 ``run_sweep`` loads each task once, writes its grouped folds (``OUT/folds/<task>.json``),
 runs the missing cells (a failing cell is recorded with its reason and the sweep goes on)
@@ -30,6 +30,7 @@ from evaluate.cells import (
 )
 from evaluate.parallel import CellPool
 from evaluate.profiles import Profile
+from evaluate.protocols import applies
 from evaluate.tasks import TaskData, TaskSpec, load_task
 from maskgen.provenance import atomic_write_json, write_run_info
 
@@ -102,18 +103,20 @@ def run_task_cells(data: TaskData, folds: np.ndarray, backbones: list[Backbone],
     counts = {"done": 0, "reused": 0, "failed": 0}
     folds_sha = fold_digest(folds, data.frame_ids)
     jobs = []
-    for backbone in backbones:
-        for seed in plan.seeds:
-            for fold in range(plan.folds):
-                key = CellKey(data.task.name, fold, backbone.name, seed)
-                protocol = cell_protocol(plan.profile, backbone, folds_sha)
-                previous = read_cell(key, out_dir)
-                if is_finished(previous, protocol):
-                    counts["reused"] += 1
-                    continue
-                if previous is not None and previous.get("status") == "ok":
-                    log.warning("%s: protocol changed since it was computed; recomputing", key)
-                jobs.append((key, backbone, protocol))
+    protocols = [p for p in plan.profile.protocols if applies(p, data.task.kind)]
+    for name in protocols:
+        for backbone in backbones:
+            for seed in plan.seeds:
+                for fold in range(plan.folds):
+                    key = CellKey(data.task.name, fold, backbone.name, seed, name)
+                    protocol = cell_protocol(plan.profile, backbone, folds_sha, name)
+                    previous = read_cell(key, out_dir)
+                    if is_finished(previous, protocol):
+                        counts["reused"] += 1
+                        continue
+                    if previous is not None and previous.get("status") == "ok":
+                        log.warning("%s: protocol changed since it was computed; recomputing", key)
+                    jobs.append((key, backbone, protocol))
     bar = tqdm(total=len(jobs), desc=data.task.name, disable=not progress or not jobs)
 
     def finish(key: CellKey, protocol: dict, compute: Callable[[], tuple[dict, dict | None]]) -> None:
@@ -128,7 +131,7 @@ def run_task_cells(data: TaskData, folds: np.ndarray, backbones: list[Backbone],
                                "traceback": traceback.format_exc()[-4000:], "protocol": protocol}, None
             counts["failed"] += 1
         write_cell(key, out_dir, record, overlay)
-        bar.set_postfix_str(f"{key.method} seed {key.seed} fold {key.fold}")
+        bar.set_postfix_str(f"{key.protocol} {key.method} seed {key.seed} fold {key.fold}")
         bar.update(1)
 
     def on_epoch(key: CellKey, epoch: int, epochs: int) -> None:  # progress inside a cell
@@ -166,7 +169,8 @@ def run_sweep(out_dir: str | Path, tasks: list[TaskSpec], backbones: list[Backbo
     write_run_info(out_dir, {"plan": asdict(plan), "roots": {k: str(v) for k, v in roots.items()},
                              "device": str(device)}, seed=list(plan.seeds), name="sweep.json")
     atomic_write_json(out_dir / "backbones.json", [
-        {"name": b.name, "arch": b.arch, "path": b.path, "sha256": b.sha256, "provenance": b.provenance}
+        {"name": b.name, "arch": b.arch, "path": b.path, "sha256": b.sha256, "provenance": b.provenance,
+         "fpn": b.fpn_source, "fpn_sha256": b.fpn_sha256, "fpn_channels": b.fpn_channels}
         for b in backbones])
     for task in tasks:
         try:

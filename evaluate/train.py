@@ -100,11 +100,16 @@ class ClassificationHead(Head):
 class SegmentationHead(Head):
     kind = "segmentation"
 
-    def build(self, backbone: Backbone) -> nn.Module:
+    def build(self, backbone: Backbone, frozen: bool = False) -> nn.Module:
+        """Mask R-CNN or the light FPN head; the backbone's FPN (pre-trained, or the reference's
+        step-0 FPN) is loaded when it has one, else the FPN is new. ``frozen``: light head with
+        backbone + FPN frozen."""
         p = self.profile
-        if p.seg_head == "maskrcnn":
-            return build_maskrcnn(backbone.build(), p.resolution, p.seg_trainable_layers)
-        return FPNSegmenter(backbone.build(), p.seg_trainable_layers)
+        if p.seg_head == "maskrcnn" and not frozen:
+            return build_maskrcnn(backbone.build(), p.resolution, p.seg_trainable_layers, backbone.fpn)
+        channels = backbone.fpn_channels or p.seg_fpn_channels
+        return FPNSegmenter(backbone.build(), p.seg_trainable_layers, channels, p.seg_head_channels,
+                            backbone.fpn, frozen=frozen)
 
     def optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         p = self.profile
@@ -160,6 +165,40 @@ def predict(head: Head, model: nn.Module, images: torch.Tensor, device: torch.de
     return torch.cat(out).numpy()
 
 
+def train_and_select(model: nn.Module, optimizer: torch.optim.Optimizer, n_train: int, batch: int, epochs: int,
+                     step_loss, lr_fn, val_scores, selection: str, generator: torch.Generator,
+                     progress=None) -> FitResult:
+    """The epoch loop shared by every protocol: shuffled batches of ``batch`` training indices
+    (the ragged last batch dropped, for BatchNorm), ``step_loss(index) -> loss``, the rate
+    ``lr_fn(step, total)``; after each epoch ``val_scores(model)`` and the best epoch by
+    ``selection`` kept (ties keep the earliest) and restored."""
+    steps_per_epoch = max(1, n_train // batch)
+    total, step = epochs * steps_per_epoch, 0
+    best, best_state, best_epoch, history = -math.inf, None, 0, []
+    for epoch in range(1, epochs + 1):
+        model.train()
+        order = torch.randperm(n_train, generator=generator)
+        losses = []
+        for i in range(steps_per_epoch):
+            for group in optimizer.param_groups:
+                group["lr"] = lr_fn(step, total)
+            loss = step_loss(order[i * batch:(i + 1) * batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+            step += 1
+        scores = val_scores(model)
+        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), **{f"val_{k}": v for k, v in scores.items()}})
+        if best_state is None or scores[selection] > best:  # ties keep the earliest epoch
+            best, best_state = scores[selection], copy.deepcopy(model.state_dict())
+            best_epoch = epoch
+        if progress is not None:
+            progress(epoch, history[-1])
+    model.load_state_dict(best_state)
+    return FitResult(model, best_epoch, history)
+
+
 def fit(head: Head, backbone: Backbone, train: Split, val: Split, epochs: int,
         device: torch.device, seed: int, progress=None) -> FitResult:
     """Fine-tune on ``train``; keep the epoch whose ``val`` selection metric is best.
@@ -173,34 +212,15 @@ def fit(head: Head, backbone: Backbone, train: Split, val: Split, epochs: int,
     model = head.build(backbone).to(device)
     optimizer = head.optimizer(model)
     batch = head.profile.batch_size
-    steps_per_epoch = max(1, len(train) // batch)  # drop the ragged last batch (BatchNorm)
-    total, step = epochs * steps_per_epoch, 0
     dtype = autocast_dtype(device)
-    selection = SELECTION_METRIC[head.kind]
-    best, best_state, best_epoch, history = -math.inf, None, 0, []
-    for epoch in range(1, epochs + 1):
-        model.train()
-        order = torch.randperm(len(train), generator=generator)
-        losses = []
-        for i in range(steps_per_epoch):
-            index = order[i * batch:(i + 1) * batch]
-            images, targets = _flip(train.images[index], train.targets[index], generator,
-                                    head.kind == "segmentation")
-            for group in optimizer.param_groups:
-                group["lr"] = head.lr(step, total)
-            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                loss = head.loss(model, images.to(device), targets.to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.detach()))
-            step += 1
-        scores = head.metrics(predict(head, model, val.images, device, batch), val.targets.numpy())
-        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), **{f"val_{k}": v for k, v in scores.items()}})
-        if best_state is None or scores[selection] > best:  # ties keep the earliest epoch
-            best, best_state = scores[selection], copy.deepcopy(model.state_dict())
-            best_epoch = epoch
-        if progress is not None:
-            progress(epoch, history[-1])
-    model.load_state_dict(best_state)
-    return FitResult(model, best_epoch, history)
+
+    def step_loss(index: torch.Tensor) -> torch.Tensor:
+        images, targets = _flip(train.images[index], train.targets[index], generator, head.kind == "segmentation")
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            return head.loss(model, images.to(device), targets.to(device))
+
+    def val_scores(m: nn.Module) -> dict[str, float]:
+        return head.metrics(predict(head, m, val.images, device, batch), val.targets.numpy())
+
+    return train_and_select(model, optimizer, len(train), batch, epochs, step_loss, head.lr, val_scores,
+                            SELECTION_METRIC[head.kind], generator, progress)

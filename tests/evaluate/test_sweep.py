@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pyarrow.parquet as pq
@@ -41,13 +42,31 @@ def test_sweep_end_to_end_and_resume(tmp_path, fake_opener, tiny_profile, checkp
     text = report.read_text()
     assert report == out / "report.md"
     for needle in ("pocus-cls", "udiat-seg", "macro_f1", "dice", "Paired tests", "feedbeef",
-                   "overlays/udiat-seg.png", "figures/pocus-cls.png", "**none** (one frame per group)"):
+                   "overlays/udiat-seg.png", "figures/pocus-cls.png", "**none** (one frame per group)",
+                   "## Fine-tuning", "## Linear probe", "## Frozen-backbone segmentation", "## Label efficiency",
+                   "figures/summary.png", "figures/pocus-cls-linear.png", "figures/udiat-seg-frozen.png",
+                   "zero_init_last", "| random | step-0 init | step-0 FPN", "| anaus | `anaus.safetensors` | new",
+                   "| low-label | udiat-seg | dice | anaus | random | 3 |", "best, median and worst"):
         assert needle in text, needle
-    assert "Cells finished: 12 of 12; failed: 0" in text
+    # per task: 3 protocols (cls: finetune, linear, low-label; seg: finetune, frozen, low-label)
+    assert "Cells finished: 36 of 36; failed: 0" in text
     assert "Datasets without a group key (folds group by source file only): udiat." in text
     table = pq.read_table(out / "results.parquet").to_pylist()
-    assert len(table) == 3 * 2 * 2 + 3 * 2 * 3  # folds x methods x metrics, per task
+    assert len(table) == 3 * (3 * 2 * 2 + 3 * 2 * 3)  # protocols x folds x methods x metrics, per task
     assert {r["metric"] for r in table} == {"accuracy", "macro_f1", "ppv", "sensitivity", "dice"}
+    assert {(r["task"], r["protocol"]) for r in table} == {
+        ("pocus-cls", "finetune"), ("pocus-cls", "linear"), ("pocus-cls", "low-label"),
+        ("udiat-seg", "finetune"), ("udiat-seg", "frozen"), ("udiat-seg", "low-label")}
+    low = [r for r in table if r["protocol"] == "low-label" and r["metric"] == "dice"]
+    full = {(r["fold"], r["method"]): r for r in table if r["protocol"] == "finetune" and r["metric"] == "dice"}
+    for r in low:  # fewer training frames, the same validation and test frames
+        same = full[(r["fold"], r["method"])]
+        assert r["n_train"] < same["n_train"] and (r["n_val"], r["n_test"]) == (same["n_val"], same["n_test"])
+    overlay = cells.read_overlay(cells.CellKey("udiat-seg", 0, "anaus", 0), out)
+    assert list(overlay["rank"]) == ["best", "median", "worst"]
+    assert overlay["dice"][0] >= overlay["dice"][1] >= overlay["dice"][2]
+    record = json.loads(cells.CellKey("udiat-seg", 1, "random", 0, "frozen").path(out).read_text())
+    assert record["fpn"] == "step-0" and record["protocol"]["protocol"] == "frozen"
     assert (out / "results.csv").read_text().count("\n") == len(table) + 1
     assert (out / "folds" / "pocus-cls.parquet").is_file() and (out / "tests.csv").is_file()
     for name in ("figures/udiat-seg.png", "overlays/udiat-seg.png", "overlays/pocus-cls.png"):
@@ -72,7 +91,7 @@ def test_two_workers_equal_one_and_record_remote_failures(tmp_path, fake_opener,
     broken = Backbone("broken", "resnet18", state={"not.a.resnet.key": torch.zeros(1)})
     backbones = [random_backbone(), load_backbone("anaus", checkpoint), broken]
     plan = SweepPlan(tasks=tuple(t.name for t in tasks), methods=tuple(b.name for b in backbones),
-                     seeds=(0,), folds=2, profile=tiny_profile)
+                     seeds=(0,), folds=2, profile=dataclasses.replace(tiny_profile, protocols=("finetune",)))
     runs = {}
     for workers in (1, 2):
         out = tmp_path / f"workers{workers}"
@@ -94,7 +113,8 @@ def test_two_workers_equal_one_and_record_remote_failures(tmp_path, fake_opener,
 def test_failed_cell_is_recorded_and_retried(tmp_path, fake_opener, tiny_profile, monkeypatch):
     out = tmp_path / "eval"
     tasks = resolve_tasks("udiat-seg")
-    plan = SweepPlan(tasks=("udiat-seg",), methods=("random",), seeds=(0,), folds=2, profile=tiny_profile)
+    plan = SweepPlan(tasks=("udiat-seg",), methods=("random",), seeds=(0,), folds=2,
+                     profile=dataclasses.replace(tiny_profile, protocols=("finetune",)))
     calls = []
 
     def flaky(key, *args, **kwargs):
@@ -115,11 +135,15 @@ def test_cli_sweep_last_line_names_report(tmp_path, fake_opener, monkeypatch, ch
     out = tmp_path / "cli"
     args = ["sweep", "--out", str(out), "--tasks", "pocus", "--checkpoint", f"anaus={checkpoint}",
             "--folds", "2", "--resolution", "32", "--epochs", "1", "--max-frames", "20",
-            "--batch-size", "8"]
+            "--batch-size", "8", "--protocols", "finetune,linear"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert result.stdout.strip().splitlines()[-1] == f"report: {out / 'report.md'}"
     assert fake_opener.readers["pocus"].loads == 20
+    assert sorted(p.name for p in (out / "cells" / "pocus-cls" / "anaus").glob("*.json")) == [
+        "linear-seed0-fold0.json", "linear-seed0-fold1.json", "seed0-fold0.json", "seed0-fold1.json"]
+    unknown = CliRunner().invoke(main, [*args[:-1], "finetune,probe"])
+    assert unknown.exit_code == 2 and "probe" in unknown.output
     def must_not_run(*args, **kwargs):
         raise AssertionError("a finished cell was recomputed")
 
@@ -151,13 +175,13 @@ def test_cli_ablations_are_compared_with_the_full_method(tmp_path, fake_opener, 
     store.mkdir()
     result = CliRunner().invoke(main, [
         "sweep", "--out", str(out), "--tasks", "pocus-cls", "--folds", "2", "--resolution", "32",
-        "--epochs", "1", "--max-frames", "16", "--batch-size", "8", "--ablations",
+        "--epochs", "1", "--max-frames", "16", "--batch-size", "8", "--ablations", "--protocols", "finetune",
         "--store", str(store), "--pretrain-args", "--epochs 3 --batch-size 4"])
     assert result.exit_code == 0, result.output
     assert asked["args"] == ("--epochs", "3", "--batch-size", "4") and asked["skip"] == ()
     text = (out / "tests.csv").read_text()
     for method, baseline in (("anaus", "random"), ("anaus", "anaus-grid"), ("anaus", "anaus-noctx"),
-                             ("anaus-grid", "random")):
+                             ("anaus", "anaus-whole"), ("anaus-grid", "random")):
         assert f'"{method}","{baseline}"' in text, (method, baseline)
     missing_store = CliRunner().invoke(main, ["sweep", "--out", str(out), "--ablations"])
     assert missing_store.exit_code != 0 and "--store" in missing_store.output
