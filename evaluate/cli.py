@@ -207,9 +207,9 @@ def _failed_cells(out_dir: Path, plan, skip: tuple[str, ...]) -> int:
     """Cells of the plan (tasks not in ``skip``) whose record says they failed."""
     from evaluate.cells import CellKey, read_cell
 
-    return sum((read_cell(CellKey(t, f, m, s), out_dir) or {}).get("status") == "failed"
-               for t in plan.tasks if t not in skip for m in plan.methods for s in plan.seeds
-               for f in range(plan.folds))
+    return sum((read_cell(CellKey(t, f, m, s, p), out_dir) or {}).get("status") == "failed"
+               for t in plan.tasks if t not in skip for p in plan.profile.protocols for m in plan.methods
+               for s in plan.seeds for f in range(plan.folds))
 
 
 def check_ablation_args(store: Path, pretrain_args: tuple[str, ...]) -> None:

@@ -87,9 +87,9 @@ def test_sweep_exits_non_zero_when_cells_failed(tmp_path, fake_opener, monkeypat
     out = tmp_path / "eval"
     result = CliRunner().invoke(main, ["sweep", "--out", str(out), "--tasks", "pocus", "--folds", "2",
                                        "--resolution", "32", "--epochs", "1", "--max-frames", "20",
-                                       "--batch-size", "8"])
+                                       "--batch-size", "8", "--protocols", "finetune,linear"])
     assert result.exit_code == 1
-    assert "0 of 1 task(s) not evaluated, 2 cell(s) failed" in result.stderr
+    assert "0 of 1 task(s) not evaluated, 4 cell(s) failed" in result.stderr  # 2 folds x 2 protocols
     assert (out / "report.md").is_file()  # the report still says which cells and why
 
 
