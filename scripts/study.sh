@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The longer study behind the README's "does anatomy help?" tables (about 75-90 min on 2 CPU cores
-# after `make demo`; minutes on a GPU). Reuses the demo's phantom, LP-SAM and mask store.
+# The longer study behind the README's "does anatomy help?" question (projected at about 2 hours
+# on 2 CPU cores after `make demo`; minutes on a GPU). Reuses the demo's phantom, LP-SAM and mask store.
 # Usage: bash scripts/study.sh [DEMO_DIR] [OUT_DIR]     (make study calls it)
 # Same fairness as the demo: the full method and its controls (no prediction, grid masks, whole
 # frame) share the step-0 weights, seed, data, budget and downstream heads; the random reference
@@ -28,7 +28,7 @@ resume=(); [ -f "$OUT/pretrain/checkpoint.pt" ] && resume=(--resume)
 "$BIN/pretrain" export "$OUT/pretrain" --out "$OUT/pretrain/backbone.safetensors"
 
 step "2/2 evaluate: controls at the same budget, seeds $SEEDS -> $OUT/eval"
-"$BIN/evaluate" sweep --root "$DEMO/phantom" --out "$OUT/eval" --profile quick --seeds "$SEEDS" \
+"$BIN/evaluate" sweep --root "$DEMO/phantom" --out "$OUT/eval" --profile study --seeds "$SEEDS" \
   --workers "$WORKERS" --threads 1 \
   --checkpoint anaus="$OUT/pretrain/backbone.safetensors" --ablations --store "$DEMO/store" \
   --pretrain-args "${PRETRAIN_ARGS[*]}"
