@@ -175,7 +175,7 @@ def load_task(task: TaskSpec, reader, resolution: int, max_frames: int = 0, seed
         try:
             frame = reader.load(ref)
         except CorruptFrameError as err:
-            problems.append((ref.frame_id, f"{err.path}: {err.reason}"))
+            problems.append((ref.frame_id, str(err.reason)))
             continue
         except Exception as err:  # noqa: BLE001 - per-frame failure policy: record and go on
             problems.append((ref.frame_id, f"unreadable: {type(err).__name__}: {err}"))

@@ -34,6 +34,10 @@ from maskgen.devices import autocast_dtype
 log = logging.getLogger(__name__)
 
 
+class NonFiniteLossError(RuntimeError):
+    """A fine-tuning loss became NaN/inf: the cell fails with this reason."""
+
+
 @dataclass
 class Split:
     """Frames of one split: images (N,S,S) uint8, targets (N,) int64 labels or (N,S,S) uint8 masks."""
@@ -190,6 +194,9 @@ def fit(head: Head, backbone: Backbone, train: Split, val: Split, epochs: int,
                 group["lr"] = head.lr(step, total)
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 loss = head.loss(model, images.to(device), targets.to(device))
+            if not torch.isfinite(loss.detach()):  # the cell fails with this reason; the sweep goes on
+                raise NonFiniteLossError(f"fine-tuning loss is {float(loss)} at epoch {epoch}, step {step + 1} "
+                                         f"of {total}; the cell is not scored")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -146,7 +146,7 @@ def load_pairs(sources: Sequence[tuple[str, str | None]], size: int, held_out_fr
                 frame = reader.load(ref)
             except CorruptFrameError as err:
                 log.warning("skipping %s: %s", ref.frame_id, err.reason)
-                problems.append((ref.frame_id, f"{err.path}: {err.reason}"))
+                problems.append((ref.frame_id, str(err.reason)))
                 continue
             if frame.mask is None:
                 problems.append((ref.frame_id, "listed with a mask but loaded without one"))
