@@ -195,7 +195,7 @@ def fit(head: Head, backbone: Backbone, train: Split, val: Split, epochs: int,
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 loss = head.loss(model, images.to(device), targets.to(device))
             if not torch.isfinite(loss.detach()):  # the cell fails with this reason; the sweep goes on
-                raise NonFiniteLossError(f"fine-tuning loss is {float(loss)} at epoch {epoch}, step {step + 1} "
+                raise NonFiniteLossError(f"fine-tuning loss is {float(loss.detach())} at epoch {epoch}, step {step + 1} "
                                          f"of {total}; the cell is not scored")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -230,8 +230,10 @@ def read_rows(path: str | os.PathLike, group: zarr.Group, name: str, start: int,
                               "rebuilds it") from err
 
 
-def missing_chunks(path: str | os.PathLike, group: zarr.Group, manifest: pa.Table | None) -> list[str]:
-    """Chunk files that should hold data but are absent (a deleted chunk reads as zeros).
+def missing_chunks(path: str | os.PathLike, group: zarr.Group, manifest: pa.Table | None
+                   ) -> list[tuple[str, int, int, str]]:
+    """(array, first row, end row, key) of chunk files that should hold data but are absent
+    (a deleted chunk reads as zeros).
 
     Stores marked ``every_chunk_written`` need every chunk file; older ones need those whose rows
     hold data by the manifest (an ok frame for images, a mask for the other arrays).
@@ -254,7 +256,7 @@ def missing_chunks(path: str | os.PathLike, group: zarr.Group, manifest: pa.Tabl
                 holds = status if name == "images" else count
                 if holds is None or not holds[start:stop].any():
                     continue
-            out.append(f"{name}/{key} (rows {start}..{stop - 1})")
+            out.append((name, start, stop, key))
     return out
 
 
@@ -275,6 +277,6 @@ def open_store(path: str | os.PathLike, check_chunks: bool = True) -> MaskStore:
     manifest = read_manifest(path)
     if check_chunks and (missing := missing_chunks(path, group, manifest)):
         raise StoreChunkError(f"{path}: {len(missing)} chunk file(s) of {ZARR_NAME} are missing (first: "
-                              f"{', '.join(missing[:3])}); they would read as zeros. Run `maskgen verify {path}` "
+                              f"{', '.join(f'{a}/{k}' for a, _, _, k in missing[:3])}); they would read as zeros. Run `maskgen verify {path}` "
                               "and rebuild the store with `maskgen run --overwrite`")
     return MaskStore(path=path, group=group, manifest=manifest)

@@ -176,8 +176,9 @@ def verify_store(path: str | Path, max_problems: int = 50, quick: int | None = N
     problems += _check_manifest(manifest, n)
     if manifest.schema.names != MANIFEST_SCHEMA.names:
         return problems
-    problems += [f"chunk file missing: {path / ZARR_NAME}/{m}; it reads as zeros"
-                 for m in missing_chunks(path, group, manifest)]
+    missing = missing_chunks(path, group, manifest)
+    problems += [f"chunk file missing: {path / ZARR_NAME / name / key} (rows {a}..{b - 1}); it reads as zeros"
+                 for name, a, b, key in missing]
     by_row = {r["row"]: r for r in
               manifest.select(["row", "frame_id", "status", "mask_count", "mean_score"]).to_pylist()}
     for start, stop in _regions(group, quick):
@@ -186,6 +187,7 @@ def verify_store(path: str | Path, max_problems: int = 50, quick: int | None = N
             break
         data, unreadable = _read_region(path, group, start, stop)
         problems += unreadable
-        if not unreadable:
+        lost = any(a < stop and b > start for _, a, b, _ in missing)
+        if not unreadable and not lost:  # rows of a lost chunk would only repeat its problem
             problems += _check_chunk(data, start, by_row, k)
     return problems
