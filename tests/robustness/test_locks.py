@@ -43,9 +43,8 @@ def test_live_holder_refuses_and_touches_nothing(tmp_path, live_process):
     (out / "metrics.jsonl").write_text('{"step": 1}\n')
     (out / ".checkpoint.pt.abcd1234.tmp").write_bytes(b"half")  # not even stale temps are tidied
     before = tree(out)
-    with pytest.raises(OutputLockedError, match=f"pid {live_process.pid}"):
-        with output_lock(out, "pretrain run"):
-            pass
+    with pytest.raises(OutputLockedError, match=f"pid {live_process.pid}"), output_lock(out, "pretrain run"):
+        pass
     assert tree(out) == before
 
 
