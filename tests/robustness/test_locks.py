@@ -200,3 +200,30 @@ def test_two_concurrent_pretrain_runs_on_one_out(tmp_path):
     steps = [json.loads(ln)["step"] for ln in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 7))  # one run's 3 epochs x 2 steps, nothing of the second
     assert (out / "backbone.safetensors").exists() and not (out / LOCK_NAME).exists()
+
+
+def test_a_killed_run_leaves_a_stale_lock_that_the_rerun_takes_over(tmp_path):
+    """SIGKILL leaves the lock file of a dead process; the next run takes it over and finishes."""
+    import signal
+
+    from pretrain.synthetic import make_synthetic_store
+
+    store = tmp_path / "store"
+    make_synthetic_store(store, n=24, size=32, k=4, chunk=5, failed=(3, 11))
+    out, go = tmp_path / "run", tmp_path / "go"
+    args = ["run", "--store", str(store), "--out", str(out), "--epochs", "3", "--batch-size", "8",
+            "--resolution", "32", "--scales", "2", "--k-samples", "4", "--device", "cpu", "--threads", "1",
+            "--cache", "ram", "--warmup-epochs", "0.5"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    killed = subprocess.Popen([sys.executable, "-c", HELD_RUN, str(go), *args], stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 180
+    while not (out / "run.json").exists():
+        assert killed.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+    assert json.loads((out / LOCK_NAME).read_text())["pid"] == killed.pid  # left behind
+    rerun = subprocess.run([sys.executable, "-m", "pretrain.cli", *args], capture_output=True, text=True,
+                           env=env, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "taking over the stale lock" in rerun.stderr and not (out / LOCK_NAME).exists()
