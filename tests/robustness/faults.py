@@ -8,6 +8,9 @@ import zlib
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parents[1]
+# `pretrain run` options of a tiny CPU run: 3 epochs of 2 steps on the `tiny_store` fixture
+TINY_RUN = ["--epochs", "3", "--batch-size", "8", "--resolution", "32", "--scales", "2", "--k-samples", "4",
+            "--device", "cpu", "--threads", "1", "--cache", "ram", "--warmup-epochs", "0.5"]
 
 
 def tree(folder: Path) -> dict[str, bytes]:

@@ -11,19 +11,15 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from faults import huge_png
+from faults import TINY_RUN, huge_png
 from PIL import Image
 
 from maskgen.cli import main as maskgen_main
 from maskgen.readers.audit import odd_entries
 from pretrain.cli import main as pretrain_main
-from pretrain.synthetic import make_synthetic_store
 
 lpsam_testing = pytest.importorskip("maskgen.lpsam.testing")
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-TINY_RUN = ["--epochs", "3", "--batch-size", "8", "--resolution", "32", "--scales", "2", "--k-samples", "4",
-            "--device", "cpu", "--threads", "1", "--cache", "ram", "--warmup-epochs", "0.5"]
 
 
 class Evil:
@@ -159,22 +155,16 @@ def test_evaluate_one_line_for_corrupt_or_pickled_weights(tmp_path):
     assert not marker.exists() and not (tmp_path / "e").exists()
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    path = tmp_path_factory.mktemp("store")
-    make_synthetic_store(path, n=24, size=32, k=4, chunk=5, failed=(3, 11))
-    return path
 
-
-def test_torn_metrics_line_does_not_block_resume(store, tmp_path):
+def test_torn_metrics_line_does_not_block_resume(tiny_store, tmp_path):
     """Issue: a partial last line (a real disk-full) blocked --resume naming no file."""
     out = tmp_path / "run"
-    first = CliRunner().invoke(pretrain_main, ["run", "--store", str(store), "--out", str(out), *TINY_RUN,
+    first = CliRunner().invoke(pretrain_main, ["run", "--store", str(tiny_store), "--out", str(out), *TINY_RUN,
                                                "--max-steps", "2"])
     assert first.exit_code == 0, first.output
     metrics = out / "metrics.jsonl"
     metrics.write_text(metrics.read_text() + '{"step": 3, "epoch": 1, "loss": 4.1, "lr": 0.0')  # torn
-    resumed = CliRunner().invoke(pretrain_main, ["run", "--store", str(store), "--out", str(out), *TINY_RUN,
+    resumed = CliRunner().invoke(pretrain_main, ["run", "--store", str(tiny_store), "--out", str(out), *TINY_RUN,
                                                  "--resume"])
     assert resumed.exit_code == 0, resumed.output
     assert [json.loads(ln)["step"] for ln in metrics.read_text().splitlines()] == [1, 2, 3, 4, 5, 6]
@@ -189,7 +179,7 @@ def test_damaged_metrics_line_is_named(tmp_path):
         read_records(path)
 
 
-def test_full_disk_and_unwritable_out_are_one_line(store, tmp_path, monkeypatch):
+def test_full_disk_and_unwritable_out_are_one_line(tiny_store, tmp_path, monkeypatch):
     """Issue: a full disk read as "inline_container.cc:672 unexpected pos"."""
     import pretrain.checkpoint as checkpoint
 
@@ -199,7 +189,7 @@ def test_full_disk_and_unwritable_out_are_one_line(store, tmp_path, monkeypatch)
     monkeypatch.setattr(checkpoint.torch, "save", full)
     monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(100, 100, 0))
     out = tmp_path / "run"
-    result = CliRunner().invoke(pretrain_main, ["run", "--store", str(store), "--out", str(out), *TINY_RUN])
+    result = CliRunner().invoke(pretrain_main, ["run", "--store", str(tiny_store), "--out", str(out), *TINY_RUN])
     assert result.exit_code == 1 and "Traceback" not in result.output
     last = result.output.strip().splitlines()[-1].split("]")[-1]  # after the progress bar's last frame
     assert last == f"Error: cannot write {out / 'checkpoint.pt'}: no space left on device (free some space or " \
@@ -208,7 +198,7 @@ def test_full_disk_and_unwritable_out_are_one_line(store, tmp_path, monkeypatch)
     monkeypatch.undo()
     blocker = tmp_path / "file"
     blocker.write_text("a file, not a folder")
-    for main, args in ((pretrain_main, ["run", "--store", str(store), "--out", str(blocker / "run"), *TINY_RUN]),):
+    for main, args in ((pretrain_main, ["run", "--store", str(tiny_store), "--out", str(blocker / "run"), *TINY_RUN]),):
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 1 and "Traceback" not in result.output
         assert result.output.strip() == f"Error: cannot write {blocker / 'run'}: Not a directory"

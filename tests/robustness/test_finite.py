@@ -7,25 +7,16 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
+from faults import TINY_RUN
 from safetensors.torch import save_file
 from torch import nn
 
 from evaluate.backbones import CheckpointError, load_backbone
 from pretrain.checkpoint import NonFiniteStateError, load_checkpoint, save_checkpoint
 from pretrain.cli import main as pretrain_main
-from pretrain.synthetic import make_synthetic_store
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY_RUN = ["--epochs", "3", "--batch-size", "8", "--resolution", "32", "--scales", "2", "--k-samples", "4",
-            "--device", "cpu", "--threads", "1", "--cache", "ram", "--warmup-epochs", "0.5"]
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    path = tmp_path_factory.mktemp("store")
-    make_synthetic_store(path, n=24, size=32, k=4, chunk=5, failed=(3, 11))
-    return path
 
 
 def _resnet18_state(nan_key: str | None = None) -> dict[str, torch.Tensor]:
@@ -81,11 +72,11 @@ def test_resume_refuses_a_non_finite_checkpoint(tmp_path):
         load_checkpoint(tmp_path / "checkpoint.pt", online=online, target=target, optimizer=opt)
 
 
-def test_runaway_lr_warns_and_stops_before_saving_inf(store, tmp_path, caplog):
+def test_runaway_lr_warns_and_stops_before_saving_inf(tiny_store, tmp_path, caplog):
     """--lr 1e8: weights grew to 6e25 without a word; now a warning, and no inf is saved."""
     out = tmp_path / "run"
     with caplog.at_level("WARNING"):
-        result = CliRunner().invoke(pretrain_main, ["run", "--store", str(store), "--out", str(out),
+        result = CliRunner().invoke(pretrain_main, ["run", "--store", str(tiny_store), "--out", str(out),
                                                     *TINY_RUN, "--lr", "1e8", "--checkpoint-every", "1"])
     assert "weights have grown" in caplog.text and "learning rate is likely too high" in caplog.text
     if result.exit_code:  # BatchNorm statistics overflowed: named, and the last good one kept
@@ -94,7 +85,7 @@ def test_runaway_lr_warns_and_stops_before_saving_inf(store, tmp_path, caplog):
         assert all(torch.isfinite(v).all() for v in state["online"].values() if v.is_floating_point())
 
 
-def test_nan_stop_names_the_good_checkpoint_and_resume_lowers_lr(store, tmp_path, monkeypatch):
+def test_nan_stop_names_the_good_checkpoint_and_resume_lowers_lr(tiny_store, tmp_path, monkeypatch):
     """A NaN loss at step 3: the message names checkpoint.pt (step 2); --resume --lr X continues
     with the lower rate, recorded in run.json; a higher --lr on resume is refused."""
     import pretrain.train as train
@@ -109,15 +100,15 @@ def test_nan_stop_names_the_good_checkpoint_and_resume_lowers_lr(store, tmp_path
         return (loss * float("nan"), parts) if calls["n"] == 3 else (loss, parts)
 
     monkeypatch.setattr(train, "compute_loss", nan_at_third)
-    first = CliRunner().invoke(pretrain_main, ["run", "--store", str(store), "--out", str(out), *TINY_RUN,
+    first = CliRunner().invoke(pretrain_main, ["run", "--store", str(tiny_store), "--out", str(out), *TINY_RUN,
                                                "--checkpoint-every", "2"])
     assert first.exit_code == 1 and "loss is nan at step 2" in first.output
     assert "Last good checkpoint: " in first.output and "checkpoint.pt (step 2)" in first.output
     monkeypatch.setattr(train, "compute_loss", real)
-    higher = CliRunner().invoke(pretrain_main, ["run", "--store", str(store), "--out", str(out), *TINY_RUN,
+    higher = CliRunner().invoke(pretrain_main, ["run", "--store", str(tiny_store), "--out", str(out), *TINY_RUN,
                                                 "--resume", "--lr", "1.0"])
     assert higher.exit_code == 1 and "may only lower the learning rate" in higher.output
-    lower = CliRunner().invoke(pretrain_main, ["run", "--store", str(store), "--out", str(out), *TINY_RUN,
+    lower = CliRunner().invoke(pretrain_main, ["run", "--store", str(tiny_store), "--out", str(out), *TINY_RUN,
                                                "--resume", "--lr", "0.03"])
     assert lower.exit_code == 0, lower.output
     info = json.loads((out / "run.json").read_text())

@@ -11,7 +11,7 @@ import time
 
 import pytest
 from click.testing import CliRunner
-from faults import tree
+from faults import TINY_RUN, tree
 
 from maskgen import locks
 from maskgen.cli import EXIT_BUSY
@@ -162,21 +162,20 @@ main(sys.argv[2:])
 """
 
 
-def test_two_concurrent_pretrain_runs_on_one_out(tmp_path):
+def _tiny_pretrain(store, tmp_path):
+    """RUN_DIR, the go-file of HELD_RUN, `pretrain run` arguments of a tiny run, its environment."""
+    out, go = tmp_path / "run", tmp_path / "go"
+    args = ["run", "--store", str(store), "--out", str(out), *TINY_RUN]
+    return out, go, args, {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def test_two_concurrent_pretrain_runs_on_one_out(tiny_store, tmp_path):
     """Must show: seeds 0 and 1 started on one --out; the second is refused, the first intact.
 
     The first run is held after its first step until the second has been refused, so the two
     overlap on any machine, however loaded.
     """
-    from pretrain.synthetic import make_synthetic_store
-
-    store = tmp_path / "store"
-    make_synthetic_store(store, n=24, size=32, k=4, chunk=5, failed=(3, 11))
-    out, go = tmp_path / "run", tmp_path / "go"
-    args = ["run", "--store", str(store), "--out", str(out), "--epochs", "3", "--batch-size", "8",
-            "--resolution", "32", "--scales", "2", "--k-samples", "4", "--device", "cpu", "--threads", "1",
-            "--cache", "ram", "--warmup-epochs", "0.5"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out, go, args, env = _tiny_pretrain(tiny_store, tmp_path)
     first = subprocess.Popen([sys.executable, "-c", HELD_RUN, str(go), *args, "--seed", "0"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:
@@ -202,19 +201,11 @@ def test_two_concurrent_pretrain_runs_on_one_out(tmp_path):
     assert (out / "backbone.safetensors").exists() and not (out / LOCK_NAME).exists()
 
 
-def test_a_killed_run_leaves_a_stale_lock_that_the_rerun_takes_over(tmp_path):
+def test_a_killed_run_leaves_a_stale_lock_that_the_rerun_takes_over(tiny_store, tmp_path):
     """SIGKILL leaves the lock file of a dead process; the next run takes it over and finishes."""
     import signal
 
-    from pretrain.synthetic import make_synthetic_store
-
-    store = tmp_path / "store"
-    make_synthetic_store(store, n=24, size=32, k=4, chunk=5, failed=(3, 11))
-    out, go = tmp_path / "run", tmp_path / "go"
-    args = ["run", "--store", str(store), "--out", str(out), "--epochs", "3", "--batch-size", "8",
-            "--resolution", "32", "--scales", "2", "--k-samples", "4", "--device", "cpu", "--threads", "1",
-            "--cache", "ram", "--warmup-epochs", "0.5"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out, go, args, env = _tiny_pretrain(tiny_store, tmp_path)
     killed = subprocess.Popen([sys.executable, "-c", HELD_RUN, str(go), *args], stderr=subprocess.PIPE, env=env)
     deadline = time.monotonic() + 180
     while not (out / "run.json").exists():

@@ -13,16 +13,13 @@ from click.testing import CliRunner
 from maskgen.cli import main as maskgen_main
 from maskgen.store import ARRAY_NAMES, ZARR_NAME, StoreChunkError, chunk_files, open_store
 from maskgen.verify import verify_store
-from pretrain.synthetic import make_synthetic_store
 
 
-@pytest.fixture(scope="module")
-def good_store(tmp_path_factory):
-    """24 frames of 32 x 32, K = 4, chunks of 5 (5 chunk files per array), rows 3, 11 failed."""
-    path = tmp_path_factory.mktemp("good") / "store"
-    make_synthetic_store(path, n=24, size=32, k=4, chunk=5, failed=(3, 11))
-    assert verify_store(path) == []
-    return path
+@pytest.fixture
+def good_store(tiny_store):
+    """The tiny store (5 chunk files per array), consistent before any damage."""
+    assert verify_store(tiny_store) == []
+    return tiny_store
 
 
 def damaged_copy(good_store, tmp_path, array, how, index=1):
