@@ -48,7 +48,8 @@ def main(verbose: int) -> None:
                    "benchmarks/bench_recipe.py), auto (paper from a global batch of 128 up). "
                    "--optimizer/--lr/--trust-coefficient/--weight-decay override it.")
 @click.option("--optimizer", default=None, type=click.Choice(["lars", "adamw"]), help="Override the recipe's optimiser.")
-@click.option("--lr", default=None, type=float, help="Base LR, scaled by global batch / 256 (recipe: 0.3).")
+@click.option("--lr", default=None, type=float, help="Base LR, scaled by global batch / 256 (recipe: 0.3). With --resume: a lower "
+              "value than the checkpoint's continues with it (recorded in run.json).")
 @click.option("--trust-coefficient", default=None, type=float, help="LARS trust coefficient (paper 1e-3).")
 @click.option("--warmup-epochs", default=3.0, show_default=True, type=float, help="Linear warm-up, then cosine decay.")
 @click.option("--weight-decay", default=None, type=float, help="Weight decay of weights, not biases/norms (recipe: 1e-6).")

@@ -33,7 +33,7 @@ class Evil:
 
 
 def evil_pickle(path, marker):
-    path.write_bytes(pickle.dumps({"model": Evil(marker)}))
+    path.write_bytes(pickle.dumps({"model": Evil(marker)}, protocol=2))
     return path
 
 
