@@ -101,7 +101,7 @@ def test_nan_stop_names_the_good_checkpoint_and_resume_lowers_lr(tiny_store, tmp
 
     monkeypatch.setattr(train, "compute_loss", nan_at_third)
     first = CliRunner().invoke(pretrain_main, ["run", "--store", str(tiny_store), "--out", str(out), *TINY_RUN,
-                                               "--checkpoint-every", "2"])
+                                               "--checkpoint-every", "2", "--lr", "0.3"])
     assert first.exit_code == 1 and "loss is nan at step 2" in first.output
     assert "Last good checkpoint: " in first.output and "checkpoint.pt (step 2)" in first.output
     monkeypatch.setattr(train, "compute_loss", real)
