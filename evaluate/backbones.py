@@ -87,17 +87,17 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
     A ``.pth`` holding ``{"state_dict": ...}`` or ``{"model": ...}`` is unwrapped.
     """
+    from maskgen.weightfiles import WeightsFileError, read_safetensors, read_torch_weights
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} is not a file")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling refusal is reported the same way
-        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read with weights_only=True: {err}") from err
+        if path.suffix == ".safetensors":
+            return read_safetensors(path, "checkpoint")
+        obj = read_torch_weights(path, "checkpoint")
+    except WeightsFileError as err:
+        raise CheckpointError(str(err)) from err
     for key in ("state_dict", "model", "backbone"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -172,8 +172,14 @@ def load_backbone(name: str, path: str | Path, arch: str | None = None) -> Backb
     Raises:
         CheckpointError: unreadable file, non-ResNet keys, or a key/shape mismatch with ``arch``.
     """
+    from maskgen.weightfiles import NonFiniteWeightsError, check_finite
+
     path = Path(path)
     state = canonical_keys(read_state_dict(path))
+    try:
+        check_finite(state, f"checkpoint {path}")  # NaN weights would give NaN losses in every cell
+    except NonFiniteWeightsError as err:
+        raise CheckpointError(str(err)) from err
     inferred = infer_arch(state)
     if arch is not None and arch != inferred:
         raise CheckpointError(f"--arch {arch} given, but {path} holds a {inferred}")

@@ -108,8 +108,23 @@ def sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, p
     """Fine-tune every backbone on every task and fold; write OUT/report.md.
 
     Exits with status 1 when any task or cell failed (the report says which and why); a rerun
-    retries them. Writes OUT/config.toml (replay it with --config OUT/config.toml).
+    retries them. Writes OUT/config.toml (replay it with --config OUT/config.toml). One sweep
+    writes OUT at a time (a second one is refused, exit 75).
     """
+    from maskgen.cli import describe_os_error, locked_output
+
+    with locked_output(out_dir, "evaluate sweep"):
+        try:
+            _sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, protocols, label_fraction,
+                   pretrain_seed, folds, seeds, device, workers, threads, ablations, store, pretrain_args,
+                   resolution, epochs, max_frames, batch_size, seg_head)
+        except OSError as err:
+            raise click.ClickException(describe_os_error(err, str(out_dir))) from err
+
+
+def _sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, protocols, label_fraction,
+           pretrain_seed, folds, seeds, device, workers, threads, ablations, store, pretrain_args, resolution,
+           epochs, max_frames, batch_size, seg_head):
     from evaluate.ablations import ABLATIONS, FULL_METHOD, PretrainError, ensure_ablations
     from evaluate.backbones import (
         CheckpointError,

@@ -11,8 +11,10 @@ not depend on which worker ran it (a test compares 2 workers with 1).
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 
@@ -35,7 +37,27 @@ def worker_devices(device: torch.device, workers: int) -> list[str]:
     return [f"{device.type}:{(first + i) % count}" for i in range(workers)]
 
 
+def die_with_parent(poll_s: float = 1.0) -> threading.Thread:
+    """Exit this process as soon as its parent is gone (killed, even with SIGKILL).
+
+    A worker blocked on its task queue would otherwise live on, holding its copy of the task's
+    frames (about 1 GB each), when ``evaluate sweep`` is killed. A daemon thread polls the
+    parent pid: when the parent dies the worker is re-parented and the pid changes.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    thread = threading.Thread(target=watch, name="die-with-parent", daemon=True)
+    thread.start()
+    return thread
+
+
 def _start_worker(data, folds, backbones, profile, threads, devices, epochs) -> None:
+    die_with_parent()
     torch.set_num_threads(threads)
     _WORKER.update(data=data, folds=folds, backbones=backbones, profile=profile,
                    device=torch.device(devices.get()), epochs=epochs)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
+from maskgen.framecheck import frame_problem
 from maskgen.frames import CorruptFrameError
 from maskgen.imaging import letterbox
 
@@ -156,7 +157,8 @@ def load_task(task: TaskSpec, reader, resolution: int, max_frames: int = 0, seed
               progress: bool = True) -> TaskData:
     """Read a task's usable frames through ``reader`` (a registry ``DatasetReader``).
 
-    Frames that fail to decode are recorded in ``problems`` and skipped; segmentation frames
+    Frames that fail to decode or fail ``maskgen.framecheck.frame_problem`` (oversized, tiny,
+    blank) are recorded in ``problems`` with their reason and skipped; segmentation frames
     whose mask is empty (e.g. BUSI ``normal``) are excluded and counted.
 
     Raises:
@@ -174,6 +176,12 @@ def load_task(task: TaskSpec, reader, resolution: int, max_frames: int = 0, seed
             frame = reader.load(ref)
         except CorruptFrameError as err:
             problems.append((ref.frame_id, str(err.reason)))
+            continue
+        except Exception as err:  # noqa: BLE001 - per-frame failure policy: record and go on
+            problems.append((ref.frame_id, f"unreadable: {type(err).__name__}: {err}"))
+            continue
+        if reason := frame_problem(frame.image):  # the policy of `maskgen run` (tiny, blank, ...)
+            problems.append((ref.frame_id, reason))
             continue
         image, _ = letterbox(np.ascontiguousarray(frame.image, dtype=np.uint8), resolution)
         if task.kind == SEGMENTATION:

@@ -34,6 +34,10 @@ from maskgen.devices import autocast_dtype
 log = logging.getLogger(__name__)
 
 
+class NonFiniteLossError(RuntimeError):
+    """A fine-tuning loss became NaN/inf: the cell fails with this reason."""
+
+
 @dataclass
 class Split:
     """Frames of one split: images (N,S,S) uint8, targets (N,) int64 labels or (N,S,S) uint8 masks."""
@@ -183,6 +187,9 @@ def train_and_select(model: nn.Module, optimizer: torch.optim.Optimizer, n_train
             for group in optimizer.param_groups:
                 group["lr"] = lr_fn(step, total)
             loss = step_loss(order[i * batch:(i + 1) * batch])
+            if not torch.isfinite(loss.detach()):  # the cell fails with this reason; the sweep goes on
+                raise NonFiniteLossError(f"training loss is {float(loss.detach())} at epoch {epoch}, step {step + 1} "
+                                         f"of {total}; the cell is not scored")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -5,8 +5,11 @@ Subcommands are imported lazily, so ``maskgen datasets`` does not pay for torch 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import importlib
 import logging
+import os
 
 import click
 
@@ -40,6 +43,47 @@ class LazyGroup(StrictGroup):
             module, attr = self.lazy_commands[name].split(":")
             return getattr(importlib.import_module(module), attr)
         return super().get_command(ctx, name)
+
+
+EXIT_BUSY = 75  # EX_TEMPFAIL: the output folder is in use; try again later
+
+
+class OutputBusyError(click.ClickException):
+    """Another writer holds the output folder (``maskgen.locks``); exit code ``EXIT_BUSY``."""
+
+    exit_code = EXIT_BUSY
+
+
+def describe_os_error(err: OSError, what: str = "") -> str:
+    """One line for an I/O failure: which file, why, and what would help."""
+    where = err.filename or what or "the output folder"
+    reason = err.strerror or str(err)
+    hint = {errno.ENOSPC: "free some space or choose another output folder",
+            errno.EDQUOT: "free some space or choose another output folder",
+            errno.EROFS: "the file system is read-only; choose another output folder",
+            errno.EACCES: "no permission to write there; choose another output folder",
+            errno.EPERM: "no permission to write there; choose another output folder"}.get(err.errno)
+    return f"cannot write {os.fspath(where)}: {reason}" + (f" ({hint})" if hint else "")
+
+
+@contextlib.contextmanager
+def locked_output(folder, command: str):
+    """Hold ``folder``'s writer lock for the block, with its failures as one-line click errors.
+
+    A live holder gives ``OutputBusyError`` (exit 75); a folder that cannot be created or
+    written gives one line naming it. Nothing in the folder is touched in either case.
+    """
+    from maskgen.cliutils import CONFIG_NAME
+    from maskgen.locks import OutputLockedError, output_lock
+
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(output_lock(folder, command, disposable=(CONFIG_NAME,)))
+        except OutputLockedError as err:
+            raise OutputBusyError(str(err)) from err
+        except OSError as err:
+            raise click.ClickException(describe_os_error(err, str(folder))) from err
+        yield
 
 
 def setup_logging(verbose: int) -> None:

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zarr
 
+from maskgen.framecheck import MAX_ASPECT, MIN_SIDE
 from maskgen.maskworker import PARTS_DIR, WorkUnit, part_path
 from maskgen.postprocess import PostprocessConfig
 from maskgen.provenance import atomic_write_json, sha256_file, write_run_info
@@ -47,6 +48,7 @@ from maskgen.store import (
 
 log = logging.getLogger(__name__)
 JOB_MARKER = "job.json"
+RUN_INFO = "run.json"
 
 
 class StoreMismatchError(StoreError, ValueError):
@@ -113,8 +115,8 @@ class MaskJob:
     batch_size: int = 8
     device: str = "auto"
     limit: int | None = None
-    min_side: int = 16
-    max_aspect: float = 8.0
+    min_side: int = MIN_SIDE
+    max_aspect: float = MAX_ASPECT
 
     def __post_init__(self):
         for name in ("size", "chunk", "batch_size", "min_side"):
@@ -162,6 +164,7 @@ class JobSummary:
     seconds: float
     failures: list[tuple[str, str]]
     masks_per_frame: dict[int, int]
+    reader_problems: list[tuple[str, str]] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         per_ok = self.masks / self.ok if self.ok else 0.0
@@ -250,13 +253,14 @@ def assemble_manifest(out: Path, n: int) -> pa.Table:
     return table
 
 
-def summarise(table: pa.Table, units_run: int, units_skipped: int, seconds: float) -> JobSummary:
+def summarise(table: pa.Table, units_run: int, units_skipped: int, seconds: float,
+              reader_problems: list | None = None) -> JobSummary:
     rows = table.to_pylist()
     failures = [(r["frame_id"], r["reason"]) for r in rows if r["status"] == STATUS_FAILED]
     counts = Counter(r["mask_count"] for r in rows if r["status"] != STATUS_FAILED)
     return JobSummary(len(rows), len(rows) - len(failures), len(failures),
                       sum(r["mask_count"] for r in rows), units_run, units_skipped, seconds,
-                      failures, dict(counts))
+                      failures, dict(counts), list(reader_problems or []))
 
 
 def run_mask_job(job: MaskJob, workers: int = 1, scheduler: str | None = None,
@@ -284,22 +288,40 @@ def run_mask_job(job: MaskJob, workers: int = 1, scheduler: str | None = None,
     if on_start is not None:
         on_start()
     units = plan_units(refs, job.unit_rows)
+    problems = [(str(p), str(r)) for p, r in getattr(reader, "problems", [])]
+    run_json = (job, workers, scheduler, threads, sha, settings, problems)
     if state == "complete":
         log.info("%s is already complete; nothing to do", out)
         if (out / PARTS_DIR).exists():  # killed between writing the manifest and tidying up
             shutil.rmtree(out / PARTS_DIR)
         from maskgen.store import read_manifest
 
-        return summarise(read_manifest(out), 0, len(units), time.perf_counter() - t0)
+        summary = summarise(read_manifest(out), 0, len(units), time.perf_counter() - t0, problems)
+        if not (out / RUN_INFO).exists():  # killed between the manifest and run.json
+            _write_run_json(out, summary, *run_json)
+        return summary
     pending = [u for u in units if not part_path(out, u.index).exists()]
     log.info("%s: %d frames, %d units (%d already done)", out, len(refs), len(units),
              len(units) - len(pending))
-    run_units(pending, job, sha, workers=workers, scheduler=scheduler, progress=progress,
-              local_reader=reader, threads=threads)
+    try:
+        run_units(pending, job, sha, workers=workers, scheduler=scheduler, progress=progress,
+                  local_reader=reader, threads=threads)
+    except BaseException:
+        if state == "created" and not any((out / PARTS_DIR).glob("unit-*.parquet")):
+            # nothing was finished (e.g. the model did not load): leave no empty store behind
+            # that would refuse the corrected rerun
+            _clear(out)
+        raise
     table = assemble_manifest(out, len(refs))
-    summary = summarise(table, len(pending), len(units) - len(pending), time.perf_counter() - t0)
+    summary = summarise(table, len(pending), len(units) - len(pending), time.perf_counter() - t0, problems)
+    _write_run_json(out, summary, *run_json)
+    return summary
+
+
+def _write_run_json(out: Path, summary: JobSummary, job: MaskJob, workers, scheduler, threads, sha: str,
+                    settings: dict, problems: list) -> None:
     config = {**asdict(job), "reader": repr(job.reader), "predictor": repr(job.predictor),
               "workers": workers, "scheduler": scheduler, "threads": threads}
     write_run_info(out, config, seed=None, lpsam_checkpoint_sha256=sha, settings=settings,
-                   summary={k: v for k, v in asdict(summary).items() if k != "failures"})
-    return summary
+                   summary={k: v for k, v in asdict(summary).items() if k not in ("failures", "reader_problems")},
+                   reader_problems=problems)

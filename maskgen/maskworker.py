@@ -21,11 +21,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zarr
 
+from maskgen.framecheck import frame_problem
 from maskgen.frames import FrameRef
 from maskgen.inference import pick_device, predict_batch
 from maskgen.postprocess import postprocess_batch
 from maskgen.provenance import atomic_path
-from maskgen.store import MANIFEST_SCHEMA, STATUS_FAILED, STATUS_OK, ZARR_NAME, pack_masks
+from maskgen.store import (
+    EVERY_CHUNK_WRITTEN,
+    MANIFEST_SCHEMA,
+    STATUS_FAILED,
+    STATUS_OK,
+    ZARR_NAME,
+    pack_masks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,28 +64,8 @@ def part_path(out: str | Path, index: int) -> Path:
 
 
 def check_frame(image, min_side: int, max_aspect: float) -> str | None:
-    """Why a decoded frame cannot go into the store, or None when it can.
-
-    Args:
-        image: what the reader returned as ``Frame.image``; (H, W) uint8 is expected.
-    """
-    if not isinstance(image, np.ndarray):
-        return f"reader returned {type(image).__name__}, not an array"
-    if image.ndim != 2:
-        return f"odd shape {tuple(image.shape)}: expected an (H, W) grayscale frame"
-    h, w = image.shape
-    if h == 0 or w == 0:
-        return f"empty frame ({h}x{w} pixels)"
-    if image.dtype != np.uint8:
-        return f"dtype {image.dtype}, expected uint8"
-    if min(h, w) < min_side:
-        return f"frame too small ({h}x{w}); needs at least {min_side} pixels per side"
-    if max(h, w) / min(h, w) > max_aspect:
-        return f"odd aspect ratio ({h}x{w}); at most {max_aspect:g}:1 is accepted"
-    lo, hi = int(image.min()), int(image.max())
-    if lo == hi:
-        return f"blank frame (every pixel is {lo})"
-    return None
+    """Why a decoded frame cannot go into the store (``maskgen.framecheck.frame_problem``)."""
+    return frame_problem(image, min_side, max_aspect)
 
 
 def _cached(key, make):
@@ -149,8 +137,9 @@ def process_unit(unit: WorkUnit, job, checkpoint_sha256: str) -> UnitResult:
             rows[i]["mean_score"] = float(np.mean(sc, dtype=np.float64)) if len(m) else math.nan
     group = zarr.open_group(Path(job.out) / ZARR_NAME, mode="r+")
     region = slice(unit.start, unit.stop)
-    for name, data in (("images", images), ("masks", masks), ("scores", scores), ("counts", counts)):
-        group[name][region] = data
+    with zarr.config.set(EVERY_CHUNK_WRITTEN):  # a missing chunk file then always means damage
+        for name, data in (("images", images), ("masks", masks), ("scores", scores), ("counts", counts)):
+            group[name][region] = data
     with atomic_path(part_path(job.out, unit.index)) as tmp:  # last: proves the region is done
         pq.write_table(pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), tmp)
     failed = sum(r["status"] == STATUS_FAILED for r in rows)

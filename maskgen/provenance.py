@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -41,6 +42,31 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+# the names ``atomic_path`` gives its temporary files (tempfile.mkstemp: 8 random characters)
+_TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+
+
+def remove_stale_temps(folder: str | os.PathLike, lock_name: str = ".anaus.lock") -> list[Path]:
+    """Delete the temporary files that interrupted ``atomic_path`` writes left under ``folder``.
+
+    Call it only while holding ``folder``'s lock (``maskgen.locks``), when no write can be in
+    flight. Subfolders holding their own lock (``lock_name``) belong to another writer and are
+    not entered. Returns the removed paths.
+    """
+    removed = []
+    for parent, dirs, files in os.walk(folder):
+        if parent != str(folder) and lock_name in files:
+            dirs[:] = []
+            continue
+        for name in files:
+            if _TEMP_NAME.match(name):
+                path = Path(parent) / name
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    removed.append(path)
+    return removed
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -6,10 +6,12 @@ import os
 
 import click
 
+from maskgen.cli import describe_os_error, locked_output
 from maskgen.cliutils import StrictCommand, config_option, write_config
 from maskgen.frames import DatasetError
-from maskgen.maskjob import MaskJob, PredictorSpec, ReaderSpec, StoreMismatchError, run_mask_job
+from maskgen.maskjob import MaskJob, PredictorSpec, ReaderSpec, run_mask_job
 from maskgen.postprocess import PostprocessConfig
+from maskgen.store import StoreError
 
 PROPOSAL_CHOICES = ("latent", "grid", "both")
 
@@ -84,11 +86,23 @@ def run(dataset, root, adapt_dir, out, k, batch_size, device, workers, scheduler
                       predictor=PredictorSpec(os.path.abspath(adapt_dir), candidates),
                       post=post, size=size, chunk=chunk, shard=shard, batch_size=batch_size,
                       device=device, limit=limit)
-        summary = run_mask_job(job, workers=workers, scheduler=scheduler, overwrite=overwrite,
-                               progress=not no_progress, threads=threads,
-                               on_start=lambda: write_config(out, ctx, exclude=("overwrite", "no_progress")))
-    except (ValueError, FileNotFoundError, DatasetError, StoreMismatchError) as err:
+        with locked_output(job.out, "maskgen run"):
+            summary = run_mask_job(job, workers=workers, scheduler=scheduler, overwrite=overwrite,
+                                   progress=not no_progress, threads=threads,
+                                   on_start=lambda: write_config(out, ctx, exclude=("overwrite", "no_progress")))
+    except (ValueError, FileNotFoundError, DatasetError, StoreError) as err:
         raise click.ClickException(str(err)) from err
+    except OSError as err:
+        raise click.ClickException(describe_os_error(err, out)) from err
+    except KeyError as err:  # LP-SAM weights whose keys do not fit (lpsam.checkpoint.CheckpointKeyError)
+        from maskgen.lpsam.checkpoint import CheckpointKeyError
+
+        if not isinstance(err, CheckpointKeyError):
+            raise
+        raise click.ClickException(f"--checkpoint {adapt_dir}: {err.args[0]}") from err
+    if summary.reader_problems:
+        click.echo(f"{len(summary.reader_problems)} file(s) under --root are not frames (recorded in run.json), "
+                   f"first: {summary.reader_problems[0][0]}: {summary.reader_problems[0][1]}")
     for line in summary.lines():
         click.echo(line)
     click.echo(f"store: {out}  (check it with `maskgen verify {out}`, look at it with `maskgen inspect {out}`)")

@@ -1,7 +1,9 @@
 """``maskgen verify``: the manifest, the arrays and the attributes of a store agree.
 
 Every check adds a precise message to the list of problems; an empty list means the store is
-consistent. Arrays are streamed chunk by chunk, so stores larger than memory are fine.
+consistent. Every chunk of every array is read (streamed chunk by chunk, so stores larger than
+memory are fine): a missing chunk file or one that does not decode is named, and every
+counted mask slot must hold a mask.
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ from maskgen.store import (
     STATUS_FAILED,
     STATUS_OK,
     ZARR_NAME,
+    StoreChunkError,
+    chunk_files,
+    missing_chunks,
     read_manifest,
+    read_rows,
 )
 
 ARRAYS = {"images": "uint8", "masks": "uint8", "scores": "float32", "counts": "uint8"}
@@ -108,6 +114,12 @@ def _check_chunk(data, start: int, by_row: dict, k: int) -> list[str]:
             problems.append(f"{name}: scores of empty slots {count}..{k - 1} are not all NaN")
         if data["masks"][j, count:].any():
             problems.append(f"{name}: empty mask slots {count}..{k - 1} hold non-zero pixels")
+        empty = [slot for slot in range(count) if not data["masks"][j, slot].any()]
+        if empty:
+            problems.append(f"{name}: counted mask slots {empty} are empty (counts says {count} masks)")
+        if entry and entry["status"] == STATUS_OK and data["images"][j].min() == data["images"][j].max():
+            problems.append(f"{name}: status ok but its stored image is blank (every pixel "
+                            f"{int(data['images'][j].min())})")
         if entry:
             want = float(np.mean(sc[:count], dtype=np.float64)) if count else np.nan
             got = entry["mean_score"]
@@ -116,8 +128,33 @@ def _check_chunk(data, start: int, by_row: dict, k: int) -> list[str]:
     return problems
 
 
-def verify_store(path: str | Path, max_problems: int = 50) -> list[str]:
-    """Check STORE at ``path``; returns the problems found (empty when consistent)."""
+def _regions(group, quick: int | None) -> list[tuple[int, int]]:
+    """Row ranges of the stored objects (chunks or shards), all of them or a spread-out sample."""
+    regions = [(a, b) for a, b, _ in chunk_files(group["images"])]
+    if quick and len(regions) > quick:
+        pick = np.unique(np.linspace(0, len(regions) - 1, quick).round().astype(int))
+        regions = [regions[i] for i in pick]
+    return regions
+
+
+def _read_region(path: Path, group, start: int, stop: int) -> tuple[dict, list[str]]:
+    """Every array's rows [start, stop); a chunk that does not decode becomes a problem naming it."""
+    data, problems = {}, []
+    for name in ARRAYS:
+        try:
+            data[name] = read_rows(path, group, name, start, stop)
+        except StoreChunkError as err:
+            problems.append(str(err).split("; the store is damaged")[0])
+    return data, problems
+
+
+def verify_store(path: str | Path, max_problems: int = 50, quick: int | None = None) -> list[str]:
+    """Check STORE at ``path``; returns the problems found (empty when consistent).
+
+    Every chunk file of every array must exist (``maskgen.store.missing_chunks``) and decode;
+    ``quick``: decode only about that many chunks, spread over the store (the file check still
+    covers all of them).
+    """
     path = Path(path)
     if not (path / ZARR_NAME).exists():
         return [f"no {ZARR_NAME} in {path}"]
@@ -125,7 +162,10 @@ def verify_store(path: str | Path, max_problems: int = 50) -> list[str]:
         manifest = read_manifest(path)
     except Exception as err:  # noqa: BLE001 -- report, don't crash
         return [f"manifest unreadable: {err}"]
-    group = zarr.open_group(path / ZARR_NAME, mode="r")
+    try:
+        group = zarr.open_group(path / ZARR_NAME, mode="r")
+    except Exception as err:  # noqa: BLE001 -- report, don't crash
+        return [f"{path / ZARR_NAME} cannot be opened: {type(err).__name__}: {err}"]
     problems, k, size = _check_attributes(group)
     if k is None or size is None:
         return problems
@@ -136,13 +176,18 @@ def verify_store(path: str | Path, max_problems: int = 50) -> list[str]:
     problems += _check_manifest(manifest, n)
     if manifest.schema.names != MANIFEST_SCHEMA.names:
         return problems
-    by_row = {r["row"]: r for r in manifest.select(["row", "frame_id", "mask_count", "mean_score"]).to_pylist()}
-    step = group["images"].chunks[0]
-    for start in range(0, n, step):
+    missing = missing_chunks(path, group, manifest)
+    problems += [f"chunk file missing: {path / ZARR_NAME / name / key} (rows {a}..{b - 1}); it reads as zeros"
+                 for name, a, b, key in missing]
+    by_row = {r["row"]: r for r in
+              manifest.select(["row", "frame_id", "status", "mask_count", "mean_score"]).to_pylist()}
+    for start, stop in _regions(group, quick):
         if len(problems) >= max_problems:
             problems.append(f"... stopped after {max_problems} problems")
             break
-        stop = min(start + step, n)
-        data = {name: group[name][start:stop] for name in ("masks", "scores", "counts")}
-        problems += _check_chunk(data, start, by_row, k)
+        data, unreadable = _read_region(path, group, start, stop)
+        problems += unreadable
+        lost = any(a < stop and b > start for _, a, b, _ in missing)
+        if not unreadable and not lost:  # rows of a lost chunk would only repeat its problem
+            problems += _check_chunk(data, start, by_row, k)
     return problems

@@ -5,6 +5,7 @@ Options are converted to the frozen configs at this one boundary.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import click
@@ -47,7 +48,8 @@ def main(verbose: int) -> None:
                    "benchmarks/bench_recipe.py), auto (paper from a global batch of 128 up). "
                    "--optimizer/--lr/--trust-coefficient/--weight-decay override it.")
 @click.option("--optimizer", default=None, type=click.Choice(["lars", "adamw"]), help="Override the recipe's optimiser.")
-@click.option("--lr", default=None, type=float, help="Base LR, scaled by global batch / 256 (recipe: 0.3).")
+@click.option("--lr", default=None, type=float, help="Base LR, scaled by global batch / 256 (recipe: 0.3). With --resume: a lower "
+              "value than the checkpoint's continues with it (recorded in run.json).")
 @click.option("--trust-coefficient", default=None, type=float, help="LARS trust coefficient (paper 1e-3).")
 @click.option("--warmup-epochs", default=3.0, show_default=True, type=float, help="Linear warm-up, then cosine decay.")
 @click.option("--weight-decay", default=None, type=float, help="Weight decay of weights, not biases/norms (recipe: 1e-6).")
@@ -85,8 +87,14 @@ def run(store, out, threads, resume, seed, **options):
     """Pre-train a ResNet + FPN on STORE's frames and anatomy masks.
 
     Writes RUN_DIR/config.toml (replay it with --config RUN_DIR/config.toml --out NEW_DIR).
+    One run writes RUN_DIR at a time (a second one is refused, exit 75). With --resume, an
+    explicit --lr lower than the checkpoint's continues with that rate (recorded in run.json),
+    e.g. after a NaN stop.
     """
+    from maskgen.cli import describe_os_error, locked_output
+    from maskgen.store import StoreError
     from pretrain import distributed as dist
+    from pretrain.checkpoint import NonFiniteStateError
     from pretrain.train import NonFiniteLossError
     from pretrain.train import run as run_training
 
@@ -107,12 +115,17 @@ def run(store, out, threads, resume, seed, **options):
                    f"(replay: pretrain run --config {os.path.join(out, 'config.toml')})", err=True)
 
     try:
-        out_dir = run_training(store, out, cfg, seed=seed, resume=resume, on_start=started if main_rank else None)
+        # rank 0 holds RUN_DIR's lock (under torchrun the other ranks write nothing there)
+        with locked_output(out, "pretrain run") if main_rank else contextlib.nullcontext():
+            out_dir = run_training(store, out, cfg, seed=seed, resume=resume, on_start=started if main_rank else None,
+                                   lower_lr=resume and options.get("lr") is not None)
         dist.cleanup()  # under torchrun: leave the process group together
-    except NonFiniteLossError as err:
+    except (NonFiniteLossError, NonFiniteStateError, StoreError) as err:
         raise click.ClickException(str(err)) from err
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         raise click.ClickException(str(err)) from err
+    except OSError as err:
+        raise click.ClickException(describe_os_error(err, out)) from err
     if main_rank:
         click.echo(f"pre-trained backbone: {out_dir / 'backbone.safetensors'}")
 

@@ -35,7 +35,10 @@ def make_synthetic_store(path: str | os.PathLike, n: int = 32, size: int = 64, k
                          chunk: int = 8, seed: int = 0, failed: tuple[int, ...] = (),
                          lpsam_sha256: str = "0" * 64) -> None:
     """Write STORE at ``path`` with n frames; rows in ``failed`` get status failed, no mask."""
+    import zarr
+
     from maskgen.store import (
+        EVERY_CHUNK_WRITTEN,
         STATUS_FAILED,
         STATUS_OK,
         create_store,
@@ -50,11 +53,12 @@ def make_synthetic_store(path: str | os.PathLike, n: int = 32, size: int = 64, k
         counts[r] = 0
     root = create_store(path, n, size, k, store_attributes(k, size, lpsam_sha256, {"synthetic": True}),
                         chunk=chunk)
-    root["images"][:] = images
-    root["masks"][:] = pack_masks(masks)
     scores = np.where(np.arange(k)[None] < counts[:, None], 0.9, np.nan).astype(np.float32)
-    root["scores"][:] = scores
-    root["counts"][:] = counts
+    with zarr.config.set(EVERY_CHUNK_WRITTEN):
+        root["images"][:] = images
+        root["masks"][:] = pack_masks(masks)
+        root["scores"][:] = scores
+        root["counts"][:] = counts
     rows = [{
         "frame_id": f"synthetic/frame{i:05d}.png#0", "row": i, "dataset": "synthetic",
         "source": f"frame{i:05d}.png", "group": f"g{i // 4}", "frame_index": 0,

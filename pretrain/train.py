@@ -25,9 +25,16 @@ from maskgen.devices import autocast_dtype, resolve_device, syncs_batchnorm
 from maskgen.provenance import sha256_file, write_run_info
 from maskgen.store import MANIFEST_NAME, open_store, unpack_masks_torch
 from pretrain import distributed as dist
-from pretrain.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from pretrain.checkpoint import (
+    CHECKPOINT_NAME,
+    describe_checkpoint,
+    load_checkpoint,
+    resume_changes,
+    save_checkpoint,
+)
 from pretrain.export import write_backbone
 from pretrain.figures import CURVES_NAME, VIEW_PAIR_NAME, draw_curves, draw_view_pair
+from pretrain.jsonl import keep_until
 from pretrain.loader import FrameStream, LoaderConfig
 from pretrain.model import (
     ModelConfig,
@@ -101,11 +108,12 @@ def plan_epochs(stream: FrameStream, epochs: int) -> list[int]:
 
 
 def run(store_path: str | Path, out_dir: str | Path, cfg: RunConfig, seed: int = 0, resume: bool = False,
-        on_step: Callable[[int], None] | None = None, on_start: Callable[[torch.device], None] | None = None
-        ) -> Path:
+        on_step: Callable[[int], None] | None = None, on_start: Callable[[torch.device], None] | None = None,
+        lower_lr: bool = False) -> Path:
     """Pre-train on STORE, writing OUT_DIR/{run.json, checkpoint.pt, metrics.jsonl,
     backbone.safetensors(+.json)}. Returns OUT_DIR. ``on_step(step)`` runs after each step;
-    ``on_start(device)`` once on the main rank, when the inputs are checked and OUT_DIR exists."""
+    ``on_start(device)`` once on the main rank, when the inputs are checked and OUT_DIR exists.
+    ``lower_lr``: a resume may lower ``cfg.optim.base_lr`` (``--lr`` given on ``--resume``)."""
     out_dir = Path(out_dir)
     device = resolve_device(cfg.device)
     dist.init_from_env(device.type)
@@ -133,12 +141,13 @@ def run(store_path: str | Path, out_dir: str | Path, cfg: RunConfig, seed: int =
     optimizer = build_optimizer(online, cfg.optim, base_lr)
     config = dataclasses.asdict(cfg)
     ckpt_path = out_dir / CHECKPOINT_NAME
-    start = 0
+    start, resumed = 0, {}
     if resume:
         state = load_checkpoint(ckpt_path, online=online, target=target, optimizer=optimizer)
-        _check_same_run(state["config"], config)
+        saved, resumed["changes"] = resume_changes(state["config"], config, lower_lr)  # e.g. a lower --lr
+        _check_same_run(saved, config)
         _check_same_world(state["world_size"], world)
-        start = state["step"]
+        start = resumed["from_step"] = state["step"]
         log.info("resumed from %s at step %d", ckpt_path, start)
     elif ckpt_path.exists():
         raise FileExistsError(f"{ckpt_path} exists: pass --resume to continue it, or choose a new --out")
@@ -146,7 +155,8 @@ def run(store_path: str | Path, out_dir: str | Path, cfg: RunConfig, seed: int =
         out_dir.mkdir(parents=True, exist_ok=True)
         write_run_info(out_dir, config, seed, store=store_identity(store),
                        lpsam_checkpoint_sha256=store.attrs.get("lpsam_checkpoint_sha256"),
-                       steps=total, steps_per_epoch=steps_per_epoch, world_size=world, device=str(device))
+                       steps=total, steps_per_epoch=steps_per_epoch, world_size=world, device=str(device),
+                       resumed=resumed or None)
         if on_start is not None:
             on_start(device)
     model = online
@@ -187,8 +197,8 @@ def run(store_path: str | Path, out_dir: str | Path, cfg: RunConfig, seed: int =
             if not np.isfinite(value):
                 raise NonFiniteLossError(
                     f"loss is {value} at step {step} (epoch {epoch}); stopped without saving. "
-                    f"Last good checkpoint: {ckpt_path if ckpt_path.exists() else 'none yet'}. "
-                    "Lower --lr or check the store (maskgen verify).")
+                    f"Last good checkpoint: {describe_checkpoint(ckpt_path)}. "
+                    "Resume it with a lower --lr (--resume --lr X) or check the store (maskgen verify).")
             step, batch_no = step + 1, batch_no + 1
             bar.update(1)
             bar.set_postfix(loss=f"{value:.3f}", epoch=epoch)
@@ -324,8 +334,7 @@ class MetricsWriter:
     def __init__(self, path: Path, start: int):
         self.path = path
         if path.exists():
-            kept = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= start]
-            path.write_text("".join(ln + "\n" for ln in kept))
+            keep_until(path, start)  # a torn last line (killed, disk full) is dropped
         try:
             from torch.utils.tensorboard import SummaryWriter
 

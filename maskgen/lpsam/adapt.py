@@ -34,7 +34,6 @@ def adapt(out: Path, pairs: PairSet, config: LPSAMConfig, phase1: PhaseSettings,
 
     Returns the report dict (also written to out/report.json and out/report.md).
     """
-    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     model = build_lpsam(config, len(pairs.classes))
     base = None
@@ -44,6 +43,7 @@ def adapt(out: Path, pairs: PairSet, config: LPSAMConfig, phase1: PhaseSettings,
     elif config.sam_variant is not None:
         log.warning("no --sam-checkpoint: training %s from random initialisation (slow; meant for tests)",
                     config.name)
+    out.mkdir(parents=True, exist_ok=True)  # after the weights loaded: a failed load leaves no folder
     train_base = base is None
     counts = parameter_counts(model)
     log.info("LP-SAM %s parameters:\n%s", config.name, format_counts(counts))

@@ -80,7 +80,10 @@ def load_adapt_dir(adapt_dir: str | os.PathLike, sam_checkpoint: str | os.PathLi
     meta = read_meta(adapt_dir)
     config = LPSAMConfig.from_dict(meta["model"])
     model = build_lpsam(config, len(meta["classes"]))
-    weights = load_file(Path(adapt_dir) / WEIGHTS, device="cpu")
+    from maskgen.weightfiles import check_finite, read_safetensors
+
+    weights = read_safetensors(Path(adapt_dir) / WEIGHTS, "LP-SAM weights")
+    check_finite(weights, f"LP-SAM weights {Path(adapt_dir) / WEIGHTS}")
     base = meta.get("base_checkpoint")
     if base is None:
         load_partial(model, weights, ("",))

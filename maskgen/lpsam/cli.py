@@ -154,11 +154,20 @@ def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model
     resolved = {"out": out, "sources": sources, "model": config.to_dict(), "sam_checkpoint": sam_checkpoint,
                 "device": str(dev), "phase1": asdict(phase1), "phase2": asdict(phase2), "held_out": held_out,
                 "max_frames": max_frames}
-    write_config(out, exclude=("print_params",))
-    report = run_adapt(Path(out), pairs, config, phase1, phase2, dev,
-                       Path(sam_checkpoint) if sam_checkpoint else None, seed)
-    write_run_info(out, resolved, seed, data=pairs.summary(), weights_sha256=report["weights_sha256"],
-                   base_checkpoint=report["base_checkpoint"])
+    from maskgen.cli import describe_os_error, locked_output
+    from maskgen.lpsam.checkpoint import CheckpointKeyError
+
+    try:
+        with locked_output(out, "maskgen adapt"):
+            write_config(out, exclude=("print_params",))
+            report = run_adapt(Path(out), pairs, config, phase1, phase2, dev,
+                               Path(sam_checkpoint) if sam_checkpoint else None, seed)
+            write_run_info(out, resolved, seed, data=pairs.summary(), weights_sha256=report["weights_sha256"],
+                           base_checkpoint=report["base_checkpoint"])
+    except (ValueError, CheckpointKeyError) as err:  # bad SAM weights (maskgen.weightfiles), key mismatches
+        raise click.ClickException(err.args[0] if isinstance(err, KeyError) else str(err)) from err
+    except OSError as err:
+        raise click.ClickException(describe_os_error(err, out)) from err
     p = report["params"]
     click.echo(f"trainable parameters: phase 1 {report['phases']['phase1']['trainable_params']:,} "
                f"(adapter + conv branch {p['phase1_adapter']:,}), phase 2 LPE {p['phase2_lpe']:,}")

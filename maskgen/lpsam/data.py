@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from maskgen.framecheck import frame_problem
 from maskgen.frames import CorruptFrameError, Frame
 from maskgen.imaging import letterbox
 
@@ -134,8 +135,8 @@ def load_pairs(sources: Sequence[tuple[str, str | None]], size: int, held_out_fr
     images, masks, ds_index, held, ids, problems = [], [], [], [], [], []
     for i, (name, root) in enumerate(sources):
         reader = open_dataset(name, root)
-        problems += [(f"{name}/{p}", r) for p, r in reader.problems]
         refs = [r for r in reader.refs() if r.has_mask]
+        problems += [(f"{name}/{p}", r) for p, r in reader.problems]  # listed by refs()
         if not refs:
             raise ValueError(f"dataset {name!r} at {reader.root} has no frames with masks to adapt on")
         refs = [refs[j] for j in _subsample(len(refs), max_frames, seed)]
@@ -145,10 +146,13 @@ def load_pairs(sources: Sequence[tuple[str, str | None]], size: int, held_out_fr
                 frame = reader.load(ref)
             except CorruptFrameError as err:
                 log.warning("skipping %s: %s", ref.frame_id, err.reason)
-                problems.append((ref.frame_id, err.reason))
+                problems.append((ref.frame_id, str(err.reason)))
                 continue
             if frame.mask is None:
                 problems.append((ref.frame_id, "listed with a mask but loaded without one"))
+                continue
+            if reason := frame_problem(frame.image):  # the policy of `maskgen run`
+                problems.append((ref.frame_id, reason))
                 continue
             img, msk = frames_to_pairs([frame], size)
             images.append(img[0])

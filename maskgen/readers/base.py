@@ -57,6 +57,7 @@ class DatasetReader(abc.ABC):
         with self._listing:
             if self._refs is None:
                 self._refs = list(self._list())
+                self._record_odd_entries()
                 log.info("%s: %d frames listed under %s (layout %s)", self.name, len(self._refs),
                          self.root, self.layout)
                 if self.problems:
@@ -64,6 +65,15 @@ class DatasetReader(abc.ABC):
                                 "see reader.problems (first: %s: %s)", self.name, len(self.problems),
                                 *self.problems[0])
         return list(self._refs)
+
+    def _record_odd_entries(self) -> None:
+        """Record what no reader can read (symlink loops, FIFOs, ...; ``readers.audit``)."""
+        from maskgen.readers.audit import odd_entries
+
+        known = {path for path, _ in self.problems}
+        for path, reason in odd_entries(self.root):
+            if self.relative(path) not in known:
+                self.problem(path, reason)
 
     def load(self, ref: FrameRef) -> Frame:
         """Decode one frame: image (H, W) uint8; mask (H, W) uint8 label map or None.
@@ -78,7 +88,7 @@ class DatasetReader(abc.ABC):
             frame = self._load(ref)
         except CorruptFrameError:
             raise
-        except (OSError, ValueError, KeyError, IndexError, EOFError) as err:
+        except (OSError, ValueError, KeyError, IndexError, EOFError, MemoryError) as err:
             raise CorruptFrameError(str(self.root / ref.source), f"{type(err).__name__}: {err}") from err
         self._check(frame)
         return frame

@@ -103,7 +103,8 @@ class DdtiReader(DatasetReader):
                 continue
             frames.setdefault(m["case"], []).append((int(m["k"]), path))
         refs = []
-        for xml in sorted(self.base.glob("*.xml"), key=lambda p: natural_key(p.name)):
+        # regular files only: a FIFO would block the parser (readers.audit records it)
+        for xml in sorted((p for p in self.base.glob("*.xml") if p.is_file()), key=lambda p: natural_key(p.name)):
             marks = self._marks(xml)
             case_frames = sorted(frames.pop(xml.stem, []))
             if not case_frames:

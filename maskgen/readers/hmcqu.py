@@ -83,8 +83,8 @@ class HmcquReader(DatasetReader):
         cycles = self._cycles()
         self.cycle_of: dict[str, tuple[int, int]] = {}
         self.mask_path: dict[str, Path] = {}
-        videos = sorted((p for p in (self.base / "A4C").iterdir()
-                         if p.suffix.lower() in VIDEO_SUFFIXES), key=lambda p: natural_key(p.name))
+        videos = sorted((p for p in (self.base / "A4C").iterdir()  # a FIFO would block the decoder
+                         if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()), key=lambda p: natural_key(p.name))
         refs = []
         for video in videos:
             try:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from maskgen.framecheck import oversized
 from maskgen.frames import CorruptFrameError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
@@ -74,14 +75,21 @@ def to_gray(arr: np.ndarray) -> np.ndarray:
 def read_gray(path: Path) -> np.ndarray:
     """Decode a still image to (H, W) uint8 grayscale; RGB/RGBA/palette -> luminance.
 
-    Raises CorruptFrameError naming ``path`` if it cannot be decoded.
+    Raises CorruptFrameError naming ``path`` if it cannot be decoded or is oversized
+    (``maskgen.framecheck.MAX_PIXELS``, checked from the header before decoding).
     """
     try:
         with Image.open(path) as img:
+            if reason := oversized(img.height, img.width):
+                raise CorruptFrameError(str(path), reason)
             img.load()
             if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
                 return _to_uint8(np.asarray(img))
             return np.asarray(img.convert("L"), dtype=np.uint8)
+    except CorruptFrameError:
+        raise
+    except Image.DecompressionBombError as err:
+        raise CorruptFrameError(str(path), f"oversized frame: {err}") from err
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise CorruptFrameError(str(path), f"cannot decode image: {err}") from err
 
@@ -104,8 +112,14 @@ def read_binary_mask(path: Path) -> np.ndarray:
     """Decode a binary mask file to uint8 {0, 1} (threshold > 127; see ``binarize``)."""
     try:
         with Image.open(path) as img:
+            if reason := oversized(img.height, img.width):
+                raise CorruptFrameError(str(path), reason)
             img.load()
             arr = np.asarray(img.convert("L") if img.mode in ("P", "RGB", "RGBA", "LA") else img)
+    except CorruptFrameError:
+        raise
+    except Image.DecompressionBombError as err:
+        raise CorruptFrameError(str(path), f"oversized frame: {err}") from err
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise CorruptFrameError(str(path), f"cannot decode mask: {err}") from err
     return binarize(arr)
