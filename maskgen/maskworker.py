@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import zarr
 
 from maskgen.frames import FrameRef
-from maskgen.inference import pick_device, predict_batch
+from maskgen.inference import predict_batch, worker_device
 from maskgen.postprocess import postprocess_batch
 from maskgen.provenance import atomic_path
 from maskgen.store import MANIFEST_SCHEMA, STATUS_FAILED, STATUS_OK, ZARR_NAME, pack_masks
@@ -127,7 +127,7 @@ def process_unit(unit: WorkUnit, job, checkpoint_sha256: str) -> UnitResult:
         checkpoint_sha256: the sha256 recorded in the store; the loaded predictor must match.
     """
     reader = _cached(("reader", job.reader), job.reader.open)
-    device = pick_device(job.device)
+    device = worker_device(job.device)
     predictor = _cached(("predictor", job.predictor, str(device)), lambda: job.predictor.load(device))
     if getattr(predictor, "sha256", checkpoint_sha256) != checkpoint_sha256:
         raise RuntimeError(f"predictor sha256 {predictor.sha256} differs from the store's "

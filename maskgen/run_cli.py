@@ -8,7 +8,7 @@ import click
 
 from maskgen.cliutils import StrictCommand, config_option, write_config
 from maskgen.frames import DatasetError
-from maskgen.maskjob import MaskJob, PredictorSpec, ReaderSpec, StoreMismatchError, run_mask_job
+from maskgen.maskjob import MaskJob, PredictorSpec, StoreMismatchError, reader_spec, run_mask_job
 from maskgen.postprocess import PostprocessConfig
 
 PROPOSAL_CHOICES = ("latent", "grid", "both")
@@ -16,10 +16,12 @@ PROPOSAL_CHOICES = ("latent", "grid", "both")
 
 @click.command("run", cls=StrictCommand)
 @config_option
-@click.option("--dataset", required=True, help="Registry name of the frames (e.g. butus; see `maskgen datasets`).")
-@click.option("--root", type=click.Path(file_okay=False), default=None,
-              help="Root of this one dataset, the folder its owners ship (default: the dataset's "
-                   "environment variable, see `maskgen datasets`).")
+@click.option("--dataset", "datasets", required=True, multiple=True,
+              help="Registry name of the frames (e.g. butus; see `maskgen datasets`). Repeat it to put "
+                   "several datasets into one store (e.g. --dataset butus --root A --dataset camus --root B).")
+@click.option("--root", "roots", type=click.Path(file_okay=False), multiple=True,
+              help="Dataset root, the folder its owners ship; one per --dataset in the same order "
+                   "(default: each dataset's environment variable, see `maskgen datasets`).")
 @click.option("--checkpoint", "--lpsam", "adapt_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="LP-SAM adaptation folder written by `maskgen adapt --out` (a folder, not a weight file).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="STORE folder to write (or resume).")
@@ -58,7 +60,7 @@ PROPOSAL_CHOICES = ("latent", "grid", "both")
 @click.option("--limit", default=None, type=int, help="Only the first N frames (quick runs).")
 @click.option("--overwrite", is_flag=True, help="Replace a store made with other settings.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def run(dataset, root, adapt_dir, out, k, batch_size, device, workers, scheduler, threads, size, chunk, shard,
+def run(datasets, roots, adapt_dir, out, k, batch_size, device, workers, scheduler, threads, size, chunk, shard,
         mask_threshold, min_score, min_area, dedup_iou, coherent, smooth, min_area_frac, proposals,
         points_per_side, proposal_min_iou, proposal_min_stability, limit, overwrite, no_progress):
     """Generate up to K anatomy masks per frame with LP-SAM and write the mask store.
@@ -80,7 +82,8 @@ def run(dataset, root, adapt_dir, out, k, batch_size, device, workers, scheduler
         candidates = ProposalConfig(mode=proposals, points_per_side=points_per_side,
                                     min_iou=proposal_min_iou, min_stability=proposal_min_stability)
         # absolute paths: dask workers (possibly on other machines) resolve them the same way
-        job = MaskJob(out=os.path.abspath(out), reader=ReaderSpec(dataset, root and os.path.abspath(root)),
+        job = MaskJob(out=os.path.abspath(out),
+                      reader=reader_spec(list(datasets), [os.path.abspath(r) for r in roots]),
                       predictor=PredictorSpec(os.path.abspath(adapt_dir), candidates),
                       post=post, size=size, chunk=chunk, shard=shard, batch_size=batch_size,
                       device=device, limit=limit)

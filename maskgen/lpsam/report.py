@@ -43,6 +43,22 @@ def quality_table(per_class: dict) -> list[str]:
     return lines
 
 
+def score_section(quality: dict | None) -> list[str]:
+    """Predicted score vs true IoU on the held-out pairs (``maskgen.lpsam.score_quality``)."""
+    if not quality:
+        return []
+    rho = "n/a" if quality["spearman"] is None else f"{quality['spearman']:.3f}"
+    lines = ["## Do the scores rank the masks? Predicted score vs true IoU", "",
+             f"Spearman rank correlation between the predicted score (the store's per-mask score) and "
+             f"the mask's true IoU, over {quality['pairs']} held-out (frame, class) pairs: **{rho}** "
+             f"(mean score {quality['mean_score']}, mean IoU {quality['mean_iou']}).", "",
+             "| anatomy class | pairs | Spearman | mean score | mean IoU |", "|---|---:|---:|---:|---:|"]
+    for name, r in quality["per_class"].items():
+        class_rho = "n/a" if r["spearman"] is None else f"{r['spearman']:.3f}"
+        lines.append(f"| {name} | {r['pairs']} | {class_rho} | {r['mean_score']} | {r['mean_iou']} |")
+    return [*lines, "", f"![predicted score vs true IoU]({quality['figure']})", ""]
+
+
 def render_markdown(report: dict) -> str:
     p = report["params"]
     ph = report["phases"]
@@ -60,6 +76,7 @@ def render_markdown(report: dict) -> str:
         "## For reference: ground-truth box prompts (phase-1 model, upper bound)", "",
         *quality_table(report["heldout"]["box"]), "",
         *figures_markdown(report.get("figures", {})),
+        *score_section(report.get("score_quality")),
         "## Parameters", "",
         f"SAM {p['sam'] / 1e6:.2f} M; phase 1 adapter + conv branch {p['phase1_adapter'] / 1e6:.2f} M; "
         f"phase 2 latent prompt engine {p['phase2_lpe'] / 1e6:.2f} M.",
