@@ -57,7 +57,8 @@ PROPOSAL_CHOICES = ("latent", "grid", "both")
               help="Drop point-grid proposals with a lower predicted IoU.")
 @click.option("--proposal-min-stability", default=0.85, show_default=True,
               help="Drop point-grid proposals with a lower stability score (SAM's, logit offset 1).")
-@click.option("--limit", default=None, type=int, help="Only the first N frames (quick runs).")
+@click.option("--limit", default=None, type=int,
+              help="Only the first N frames (quick runs; of several datasets, in --dataset order).")
 @click.option("--overwrite", is_flag=True, help="Replace a store made with other settings.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def run(datasets, roots, adapt_dir, out, k, batch_size, device, workers, scheduler, threads, size, chunk, shard,

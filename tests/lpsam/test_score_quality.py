@@ -40,7 +40,7 @@ def test_pairs_report_figure(tmp_path):
     scores, ious, classes = score_iou_pairs(model, pairs, torch.device("cpu"), batch_size=3)
     _, valid = pairs.targets(pairs.indices(held_out=True))
     assert len(scores) == len(ious) == len(classes) == int(valid.sum())  # every valid (frame, class)
-    assert ((0 <= scores) & (scores <= 1) & (0 <= ious) & (ious <= 1)).all()
+    assert ((scores >= 0) & (scores <= 1) & (ious >= 0) & (ious <= 1)).all()
     report = evaluate_scores(model, pairs, torch.device("cpu"), tmp_path)
     assert report["pairs"] == len(scores) and set(report["per_class"]) == {c.name for c in pairs.classes}
     assert (tmp_path / "score_vs_iou.png").stat().st_size > 1000
