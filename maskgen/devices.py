@@ -4,9 +4,11 @@ One rule for every stage (pre-training ranks under torchrun, ``maskgen run`` das
 ``evaluate sweep`` workers): slot i (the torchrun ``LOCAL_RANK``, or the worker's number)
 gets accelerator ``first + i``, where ``first`` is the index in ``--device cuda:N`` (0 for
 ``auto`` / ``cuda``). Each slot therefore has a GPU of its own; asking for more slots than
-there are GPUs from ``first`` on is an error, never a silent sharing of one GPU. The CPU (and
-``mps``, a single device) is shared by every slot. ``cuda:N`` is checked against the devices
-present when it is resolved, which every command does before it writes anything.
+there are GPUs from ``first`` on is an error, never a silent sharing of one GPU. Sharing is
+only ever explicit: with ``per_device`` = m (``maskgen run --workers-per-gpu m``, whose
+workers leave the GPU idle while they post-process on the CPU) slot i gets ``first + i // m``.
+The CPU (and ``mps``, a single device) is shared by every slot. ``cuda:N`` is checked against
+the devices present when it is resolved, which every command does before it writes anything.
 
 No device literal anywhere else in the code: everything resolves through here.
 """
@@ -63,46 +65,50 @@ def resolve_device(name: str = "auto"):
     return torch.device(device.type, index)
 
 
-def check_slots(name: str, slots: int, what: str = "workers"):
-    """The device of slot 0 after checking that ``slots`` slots each get their own accelerator.
+def check_slots(name: str, slots: int, what: str = "workers", per_device: int = 1):
+    """The device of slot 0 after checking that ``slots`` slots each get their own accelerator
+    (or a ``per_device`` share of one).
 
     Args:
         slots: how many ranks or workers will run on this machine.
         what: their name in the error (``workers``, ``ranks``).
+        per_device: slots that may share one accelerator (1: none share).
     Raises:
         ValueError: ``--device`` is unknown or absent, or there are fewer accelerators from
-            its index on than ``slots``.
+            its index on than ``slots`` need.
     """
     device = resolve_device(name)
-    if slots < 1:
-        raise ValueError(f"{slots} {what}: need at least 1")
+    if slots < 1 or per_device < 1:
+        raise ValueError(f"{slots} {what}, {per_device} per device: need at least 1 of each")
     if _indexed(device):
         count, first = accelerator_count(device.type), device.index or 0
-        if first + slots > count:
-            raise ValueError(f"{slots} {what} need one {device.type} device each from {device} on, but torch "
-                             f"sees {count} ({device.type}:0..{device.type}:{count - 1}); run at most "
-                             f"{count - first} {what}, or use --device cpu")
+        needed = -(-slots // per_device)
+        if first + needed > count:
+            share = "" if per_device == 1 else f" (at most {per_device} per device)"
+            raise ValueError(f"{slots} {what} need {needed} {device.type} device(s){share} from {device} on, "
+                             f"but torch sees {count} ({device.type}:0..{device.type}:{count - 1}); run at most "
+                             f"{(count - first) * per_device} {what}, or use --device cpu")
     return device
 
 
-def slot_device(name: str, slot: int, slots: int | None = None, what: str = "workers"):
+def slot_device(name: str, slot: int, slots: int | None = None, what: str = "workers", per_device: int = 1):
     """The device of rank or worker ``slot`` (0-based) under ``--device name``: accelerator
-    ``first + slot`` (see the module docstring), or the shared CPU.
+    ``first + slot // per_device`` (see the module docstring), or the shared CPU.
 
     Raises:
         ValueError: as ``check_slots`` for ``max(slots, slot + 1)`` slots.
     """
     import torch
 
-    device = check_slots(name, max(slots or 1, slot + 1), what)
+    device = check_slots(name, max(slots or 1, slot + 1), what, per_device)
     if not _indexed(device):
         return device
-    return torch.device(device.type, (device.index or 0) + slot)
+    return torch.device(device.type, (device.index or 0) + slot // per_device)
 
 
-def slot_devices(name: str, slots: int, what: str = "workers") -> list[str]:
+def slot_devices(name: str, slots: int, what: str = "workers", per_device: int = 1) -> list[str]:
     """``slot_device`` for slots 0..slots-1, as strings a child process can resolve again."""
-    return [str(slot_device(name, i, slots, what)) for i in range(slots)]
+    return [str(slot_device(name, i, slots, what, per_device)) for i in range(slots)]
 
 
 def claim_device(device):

@@ -25,11 +25,12 @@ def worker_slot() -> int:
         return 0
 
 
-def worker_device(name: str):
-    """The device of this worker under ``--device name`` (``maskgen.devices.slot_device``), claimed."""
+def worker_device(name: str, per_device: int = 1):
+    """The device of this worker under ``--device name`` (``maskgen.devices.slot_device``, with
+    ``per_device`` workers sharing one GPU), claimed."""
     from maskgen.devices import claim_device, slot_device
 
-    return claim_device(slot_device(name, worker_slot()))
+    return claim_device(slot_device(name, worker_slot(), per_device=per_device))
 
 
 def predict_batch(predictor, images: np.ndarray, device, size: int):

@@ -149,6 +149,7 @@ class MaskJob:
         out: STORE folder. reader / predictor: specs (see module docstring).
         size: store resolution S (multiple of 8). chunk: frames per chunk; shard: frames per
         shard or None. batch_size: frames per predictor call. limit: first N frames only.
+        device / workers_per_gpu: ``--device``, and how many workers share one GPU (1: none).
         min_side / max_aspect: frames smaller or more elongated than this fail.
     """
 
@@ -161,6 +162,7 @@ class MaskJob:
     shard: int | None = None
     batch_size: int = 8
     device: str = "auto"
+    workers_per_gpu: int = 1
     limit: int | None = None
     min_side: int = 16
     max_aspect: float = 8.0
@@ -324,7 +326,7 @@ def run_mask_job(job: MaskJob, workers: int = 1, scheduler: str | None = None,
 
     t0 = time.perf_counter()
     if scheduler is None:  # a joined cluster's workers see devices this process cannot
-        check_slots(job.device, workers, "--workers")  # before anything is written
+        check_slots(job.device, workers, "--workers", job.workers_per_gpu)  # before anything is written
     out = Path(job.out)
     reader = job.reader.open()
     refs = list(reader.refs())[: job.limit]

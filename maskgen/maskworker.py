@@ -127,7 +127,7 @@ def process_unit(unit: WorkUnit, job, checkpoint_sha256: str) -> UnitResult:
         checkpoint_sha256: the sha256 recorded in the store; the loaded predictor must match.
     """
     reader = _cached(("reader", job.reader), job.reader.open)
-    device = worker_device(job.device)
+    device = worker_device(job.device, job.workers_per_gpu)
     predictor = _cached(("predictor", job.predictor, str(device)), lambda: job.predictor.load(device))
     if getattr(predictor, "sha256", checkpoint_sha256) != checkpoint_sha256:
         raise RuntimeError(f"predictor sha256 {predictor.sha256} differs from the store's "

@@ -29,7 +29,10 @@ PROPOSAL_CHOICES = ("latent", "grid", "both")
 @click.option("--batch-size", default=8, show_default=True, help="Frames per predictor call.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
-              help="dask worker processes on this machine (one per GPU); 1 runs in this process.")
+              help="dask worker processes on this machine (one per GPU: worker i on GPU i); 1 runs in this process.")
+@click.option("--workers-per-gpu", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Workers sharing one GPU (worker i on GPU i // this); post-processing runs on the CPU, "
+                   "so a few workers keep one fast GPU busier. More workers than GPUs x this is refused.")
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="Join an existing dask cluster at this address instead (e.g. tcp://host:8786 from "
                    "dask-jobqueue on SLURM/PBS: examples/dask_jobqueue_maskgen.py).")
@@ -61,8 +64,8 @@ PROPOSAL_CHOICES = ("latent", "grid", "both")
               help="Only the first N frames (quick runs; of several datasets, in --dataset order).")
 @click.option("--overwrite", is_flag=True, help="Replace a store made with other settings.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def run(datasets, roots, adapt_dir, out, k, batch_size, device, workers, scheduler, threads, size, chunk, shard,
-        mask_threshold, min_score, min_area, dedup_iou, coherent, smooth, min_area_frac, proposals,
+def run(datasets, roots, adapt_dir, out, k, batch_size, device, workers, workers_per_gpu, scheduler, threads, size,
+        chunk, shard, mask_threshold, min_score, min_area, dedup_iou, coherent, smooth, min_area_frac, proposals,
         points_per_side, proposal_min_iou, proposal_min_stability, limit, overwrite, no_progress):
     """Generate up to K anatomy masks per frame with LP-SAM and write the mask store.
 
@@ -87,7 +90,7 @@ def run(datasets, roots, adapt_dir, out, k, batch_size, device, workers, schedul
                       reader=reader_spec(list(datasets), [os.path.abspath(r) for r in roots]),
                       predictor=PredictorSpec(os.path.abspath(adapt_dir), candidates),
                       post=post, size=size, chunk=chunk, shard=shard, batch_size=batch_size,
-                      device=device, limit=limit)
+                      device=device, workers_per_gpu=workers_per_gpu, limit=limit)
         summary = run_mask_job(job, workers=workers, scheduler=scheduler, overwrite=overwrite,
                                progress=not no_progress, threads=threads,
                                on_start=lambda: write_config(out, ctx, exclude=("overwrite", "no_progress")))

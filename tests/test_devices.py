@@ -42,12 +42,19 @@ def test_without_cuda_auto_is_the_cpu_and_cuda_is_refused(monkeypatch):
 def test_slot_i_gets_gpu_i_and_more_slots_than_gpus_is_an_error(two_gpus):
     assert devices.slot_devices("auto", 2) == ["cuda:0", "cuda:1"]
     assert devices.slot_device("cuda:1", 0) == torch.device("cuda", 1)  # the index is the first GPU
-    with pytest.raises(ValueError, match="3 --workers need one cuda device each.*sees 2.*at most 2 --workers"):
+    with pytest.raises(ValueError, match=r"3 --workers need 3 cuda device\(s\) from cuda:0 on.*sees 2.*at most 2 --workers"):
         devices.check_slots("auto", 3, "--workers")
     with pytest.raises(ValueError, match="at most 1"):
         devices.slot_devices("cuda:1", 2)
     with pytest.raises(ValueError, match="sees 2"):
         devices.slot_device("auto", 2)
+
+
+def test_sharing_a_gpu_is_only_ever_explicit(two_gpus):
+    assert devices.slot_devices("auto", 4, per_device=2) == ["cuda:0", "cuda:0", "cuda:1", "cuda:1"]
+    assert devices.slot_devices("cuda:1", 2, per_device=2) == ["cuda:1", "cuda:1"]
+    with pytest.raises(ValueError, match=r"5 --workers need 3 cuda device\(s\) \(at most 2 per device\)"):
+        devices.check_slots("auto", 5, "--workers", per_device=2)
 
 
 def test_torchrun_rank_1_lands_on_cuda_1_set_before_the_group(two_gpus, monkeypatch):
@@ -63,7 +70,7 @@ def test_more_ranks_than_gpus_fails_on_every_rank(two_gpus, monkeypatch):
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "3")
     for rank in ("0", "2"):  # rank 0 has a GPU, but would wait for rank 2 forever
         monkeypatch.setenv("LOCAL_RANK", rank)
-        with pytest.raises(ValueError, match="3 ranks per machine need one cuda device each"):
+        with pytest.raises(ValueError, match=r"3 ranks per machine need 3 cuda device\(s\)"):
             devices.rank_device("auto")
     assert two_gpus == []
 
@@ -112,6 +119,7 @@ def test_maskgen_worker_slot_gets_its_gpu(two_gpus, monkeypatch):
     monkeypatch.setattr(maskgen.inference, "worker_slot", lambda: 1)
     assert maskgen.inference.worker_device("auto") == torch.device("cuda", 1)
     assert two_gpus == [torch.device("cuda", 1)]
+    assert maskgen.inference.worker_device("auto", per_device=2) == torch.device("cuda", 0)
     monkeypatch.setattr(maskgen.inference, "worker_slot", lambda: 2)
     with pytest.raises(ValueError, match="sees 2"):
         maskgen.inference.worker_device("auto")
@@ -152,6 +160,8 @@ def test_commands_refuse_a_missing_gpu_before_writing(two_gpus, tmp_path):
                         "--out", str(tmp_path / "store"), "--device", "cuda:9"], "store"),
         (maskgen_main, ["run", "--dataset", "butus", "--root", str(tmp_path), "--checkpoint", str(adapt),
                         "--out", str(tmp_path / "store"), "--workers", "3"], "store"),
+        (maskgen_main, ["run", "--dataset", "butus", "--root", str(tmp_path), "--checkpoint", str(adapt),
+                        "--out", str(tmp_path / "store"), "--workers", "5", "--workers-per-gpu", "2"], "store"),
         (pretrain_main, ["run", "--store", str(tmp_path), "--out", str(tmp_path / "pre"), "--device", "cuda:9"],
          "pre"),
         (evaluate_main, ["sweep", "--root", str(tmp_path), "--out", str(tmp_path / "eval"), "--device", "cuda:2"],
