@@ -43,19 +43,25 @@ def quality_table(per_class: dict) -> list[str]:
     return lines
 
 
+def _rho(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def score_section(quality: dict | None) -> list[str]:
     """Predicted score vs true IoU on the held-out pairs (``maskgen.lpsam.score_quality``)."""
     if not quality:
         return []
-    rho = "n/a" if quality["spearman"] is None else f"{quality['spearman']:.3f}"
+    rho = _rho(quality["spearman"])
     lines = ["## Do the scores rank the masks? Predicted score vs true IoU", "",
              f"Spearman rank correlation between the predicted score (the store's per-mask score) and "
              f"the mask's true IoU, over {quality['pairs']} held-out (frame, class) pairs: **{rho}** "
-             f"(mean score {quality['mean_score']}, mean IoU {quality['mean_iou']}).", "",
-             "| anatomy class | pairs | Spearman | mean score | mean IoU |", "|---|---:|---:|---:|---:|"]
+             f"(mean score {quality['mean_score']}, mean IoU {quality['mean_iou']}); baseline without an IoU "
+             f"head ({quality.get('baseline', 'n/a')}): {_rho(quality.get('baseline_spearman'))}.", "",
+             "| anatomy class | pairs | Spearman | baseline Spearman | mean score | mean IoU |",
+             "|---|---:|---:|---:|---:|---:|"]
     for name, r in quality["per_class"].items():
-        class_rho = "n/a" if r["spearman"] is None else f"{r['spearman']:.3f}"
-        lines.append(f"| {name} | {r['pairs']} | {class_rho} | {r['mean_score']} | {r['mean_iou']} |")
+        lines.append(f"| {name} | {r['pairs']} | {_rho(r['spearman'])} | {_rho(r.get('baseline_spearman'))} | "
+                     f"{r['mean_score']} | {r['mean_iou']} |")
     return [*lines, "", f"![predicted score vs true IoU]({quality['figure']})", ""]
 
 

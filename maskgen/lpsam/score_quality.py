@@ -6,7 +6,8 @@ clamped to [0, 1]) as its score in the store, and ranks and filters masks by it.
 for the class's latent mask and the IoU of that mask (thresholded at probability 0.5) with the
 ground truth, exactly the quantity the IoU head is trained to predict (1 when both are empty,
 0 for a mask where the frame has none of the class). How well the scores *rank* the masks is
-Spearman's rank correlation; a scatter plot shows the pairs per class.
+Spearman's rank correlation; a scatter plot shows the pairs per class. Next to it, the simplest
+baseline that needs no IoU head: the mask's mean foreground probability (0 for an empty mask).
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ FIGURE_NAME = "score_vs_iou.png"
 
 
 @torch.inference_mode()
-def score_iou_pairs(model: LPSAM, pairs: PairSet, device: torch.device, batch_size: int = 16
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def score_iou_pairs(model: LPSAM, pairs: PairSet, device: torch.device, batch_size: int = 16,
+                    with_baseline: bool = False) -> tuple[np.ndarray, ...]:
     """Predicted scores (P,) float, true IoU (P,) float and class index (P,) int of every valid
-    (held-out frame, class) pair, in frame order."""
+    (held-out frame, class) pair, in frame order; with ``with_baseline`` also the baseline
+    score (P,) float: the mean probability inside the thresholded mask, 0 when it is empty."""
     idx = pairs.indices(held_out=True)
     dtype = autocast_dtype(device)
-    scores, ious, classes = [], [], []
+    scores, ious, classes, confidence = [], [], [], []
     for start in range(0, len(idx), batch_size):
         sel = idx[start:start + batch_size]
         target, valid = pairs.targets(sel)                                  # (B, T, S, S), (B, T)
@@ -45,9 +47,14 @@ def score_iou_pairs(model: LPSAM, pairs: PairSet, device: torch.device, batch_si
         scores.append(iou.float().clamp(0, 1).cpu()[b_idx, t_idx])
         ious.append(mask_iou(logits[b_idx, t_idx], target[b_idx, t_idx]))
         classes.append(t_idx)
+        picked = logits[b_idx, t_idx].flatten(1)
+        inside = (picked > 0).float()
+        confidence.append((torch.sigmoid(picked) * inside).sum(1) / inside.sum(1).clamp(min=1))
     if not scores:
-        return np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
-    return (torch.cat(scores).numpy(), torch.cat(ious).numpy().astype(np.float32), torch.cat(classes).numpy())
+        empty = (np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+        return (*empty, np.zeros(0, np.float32)) if with_baseline else empty
+    out = (torch.cat(scores).numpy(), torch.cat(ious).numpy().astype(np.float32), torch.cat(classes).numpy())
+    return (*out, torch.cat(confidence).numpy()) if with_baseline else out
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -60,15 +67,23 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float | None:
     return round(float(spearmanr(a, b).statistic), 4)
 
 
-def score_report(scores: np.ndarray, ious: np.ndarray, classes: np.ndarray, names: list[str]) -> dict:
-    """Spearman overall and per class, with pair counts and the mean score / IoU."""
+def score_report(scores: np.ndarray, ious: np.ndarray, classes: np.ndarray, names: list[str],
+                 baseline: np.ndarray | None = None) -> dict:
+    """Spearman overall and per class, with pair counts and the mean score / IoU (and the
+    baseline score's Spearman, ``baseline_spearman``, when given)."""
     per_class = {}
     for t, name in enumerate(names):
         sel = classes == t
         per_class[name] = {"pairs": int(sel.sum()), "spearman": spearman(scores[sel], ious[sel]),
                            "mean_score": _mean(scores[sel]), "mean_iou": _mean(ious[sel])}
-    return {"pairs": len(scores), "spearman": spearman(scores, ious), "mean_score": _mean(scores),
-            "mean_iou": _mean(ious), "per_class": per_class, "figure": FIGURE_NAME}
+        if baseline is not None:
+            per_class[name]["baseline_spearman"] = spearman(baseline[sel], ious[sel])
+    report = {"pairs": len(scores), "spearman": spearman(scores, ious), "mean_score": _mean(scores),
+              "mean_iou": _mean(ious), "per_class": per_class, "figure": FIGURE_NAME}
+    if baseline is not None:
+        report["baseline"] = "mean foreground probability of the mask"
+        report["baseline_spearman"] = spearman(baseline, ious)
+    return report
 
 
 def _mean(x: np.ndarray) -> float | None:
@@ -105,9 +120,10 @@ def plot_score_vs_iou(path: str | Path, scores: np.ndarray, ious: np.ndarray, cl
 
 
 def evaluate_scores(model: LPSAM, pairs: PairSet, device: torch.device, out: str | Path) -> dict:
-    """``score_report`` of the held-out pairs, with the scatter plot written to OUT/score_vs_iou.png."""
+    """``score_report`` of the held-out pairs (with the baseline), the scatter plot written to
+    OUT/score_vs_iou.png."""
     names = [c.name for c in pairs.classes]
-    scores, ious, classes = score_iou_pairs(model, pairs, device)
-    report = score_report(scores, ious, classes, names)
+    scores, ious, classes, baseline = score_iou_pairs(model, pairs, device, with_baseline=True)
+    report = score_report(scores, ious, classes, names, baseline)
     plot_score_vs_iou(Path(out) / FIGURE_NAME, scores, ious, classes, names, report["spearman"])
     return report

@@ -44,6 +44,7 @@ def test_pairs_report_figure(tmp_path):
     report = evaluate_scores(model, pairs, torch.device("cpu"), tmp_path)
     assert report["pairs"] == len(scores) and set(report["per_class"]) == {c.name for c in pairs.classes}
     assert (tmp_path / "score_vs_iou.png").stat().st_size > 1000
+    assert "baseline_spearman" in report and "baseline_spearman" in report["per_class"]["heart/cavity"]
     text = "\n".join(score_section(report))
     assert "Spearman" in text and "(score_vs_iou.png)" in text
 
@@ -54,3 +55,5 @@ def test_report_of_perfect_and_reversed_scores():
     assert score_report(ious, ious, classes, ["a", "b"])["spearman"] == 1.0
     reversed_ = score_report(1 - ious, ious, classes, ["a", "b"])
     assert reversed_["spearman"] == -1.0 and reversed_["per_class"]["a"]["pairs"] == 2
+    with_baseline = score_report(ious, ious, classes, ["a", "b"], baseline=1 - ious)
+    assert with_baseline["baseline_spearman"] == -1.0 and with_baseline["spearman"] == 1.0
