@@ -49,6 +49,10 @@ def test_two_datasets_one_store_resume_verify_folds(phantom, standins, tmp_path)
     assert datasets == ["butus"] * butus + ["camus"] * (len(rows) - butus) and len(rows) > butus > 0
     assert len({r["frame_id"] for r in rows}) == len(rows) == summary.frames
     assert store.attrs["generation"]["dataset"] == "butus+camus"
+    from maskgen.inspection import summarise_store
+
+    lines = summarise_store(store).lines(store.k, store.size)
+    assert f"datasets: butus {butus}, camus {len(rows) - butus}" in lines
 
     # killed mid-run (the predictor dies in unit 3), then resumed: equal to the clean store
     out = tmp_path / "resumed"
