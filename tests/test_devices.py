@@ -132,7 +132,7 @@ def test_evaluate_pool_hands_worker_i_gpu_i(two_gpus, monkeypatch):
 
     class FakeExecutor:
         def __init__(self, workers, mp_context, initializer, initargs):
-            queue = initargs[-1]
+            queue = initargs[5]  # (data, folds, backbones, profile, threads, devices, ...)
             handed.extend(queue.get(timeout=5) for _ in range(workers))
 
         def shutdown(self, **kwargs):
