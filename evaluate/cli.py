@@ -132,12 +132,11 @@ def _sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, 
         parse_checkpoint_option,
         random_backbone,
     )
-    from evaluate.parallel import worker_devices
     from evaluate.profiles import build_profile
     from evaluate.protocols import parse_protocols
     from evaluate.sweep import SweepPlan, run_sweep
     from evaluate.tasks import resolve_tasks
-    from maskgen.devices import resolve_device
+    from maskgen.devices import check_slots, slot_devices
 
     seed_list = _seeds(seeds)  # every option is checked before any training starts
     try:
@@ -148,7 +147,7 @@ def _sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, 
                                 pretrain_args=tuple(shlex.split(pretrain_args)) if pretrain_args else None)
         task_specs = resolve_tasks(tasks)
         named = [parse_checkpoint_option(c) for c in checkpoints]
-        torch_device = resolve_device(device)
+        torch_device = check_slots(device, workers, "--workers")  # before anything is written
     except ValueError as err:
         raise click.UsageError(str(err)) from err
     if len({n for n, _ in named}) != len(named):
@@ -172,7 +171,7 @@ def _sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, 
         try:
             exported = ensure_ablations(store, out_dir, profile.pretrain_args, seed=pretrain_seed, device=device,
                                         skip=tuple(n for n, _ in named), workers=workers,
-                                        devices=worker_devices(torch_device, workers), threads=threads)
+                                        devices=slot_devices(device, workers, "--workers"), threads=threads)
             backbones += [load_backbone(n, p, arch) for n, p in exported.items()]
         except (PretrainError, CheckpointError) as err:
             raise click.ClickException(str(err)) from err

@@ -1,8 +1,9 @@
 """Cells in parallel: ``evaluate sweep --workers N`` runs N cells at a time in spawned processes.
 
 Each worker receives the task's frames, folds, backbones and profile once (when it starts),
-sets its own torch thread count and takes one device: on CPU every worker uses the CPU, with
-accelerators worker i takes device i modulo their number (one worker per GPU). Workers only
+sets its own torch thread count and takes one device by ``maskgen.devices``' policy: on CPU
+every worker uses the CPU, with accelerators worker i takes GPU i (from --device's index on)
+and more workers than GPUs is refused before the sweep starts. Workers only
 compute; the parent writes every finished cell, so the cells on disk, resumability and the
 report are those of a sequential sweep. A cell is seeded by its key alone, so its result does
 not depend on which worker ran it (a test compares 2 workers with 1).
@@ -25,16 +26,9 @@ from evaluate.backbones import Backbone
 from evaluate.cells import CellKey, run_cell
 from evaluate.profiles import Profile
 from evaluate.tasks import TaskData
+from maskgen.devices import claim_device, slot_devices
 
 _WORKER: dict = {}  # this worker process's task, set once by _start_worker
-
-
-def worker_devices(device: torch.device, workers: int) -> list[str]:
-    """The device of each worker: the CPU for all, or accelerators shared round-robin."""
-    if device.type == "cpu" or workers == 1:
-        return [str(device)] * workers
-    count, first = max(torch.accelerator.device_count(), 1), device.index or 0
-    return [f"{device.type}:{(first + i) % count}" for i in range(workers)]
 
 
 def die_with_parent(poll_s: float = 1.0) -> threading.Thread:
@@ -60,7 +54,7 @@ def _start_worker(data, folds, backbones, profile, threads, devices, epochs) -> 
     die_with_parent()
     torch.set_num_threads(threads)
     _WORKER.update(data=data, folds=folds, backbones=backbones, profile=profile,
-                   device=torch.device(devices.get()), epochs=epochs)
+                   device=claim_device(torch.device(devices.get())), epochs=epochs)
 
 
 def _run(key: CellKey, backbone_index: int, protocol: dict) -> tuple[dict, dict | None]:
@@ -81,7 +75,7 @@ class CellPool:
                  on_epoch: Callable[[CellKey, int, int], None] | None = None):
         context = multiprocessing.get_context("spawn")  # no forked torch state or threads
         devices = context.Queue()
-        for name in worker_devices(device, workers):
+        for name in slot_devices(str(device), workers, "--workers"):
             devices.put(name)
         self.backbones, self.on_epoch, self.epochs = backbones, on_epoch, context.Queue()
         self.stop = threading.Event()

@@ -5,13 +5,14 @@ Kept apart from the job (no Zarr, no dask) so benchmarks and other callers can u
 
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
 
 
 def worker_slot() -> int:
-    """This process's worker number (dask LocalCluster names workers 0..N-1), else 0."""
+    """This process's slot in ``maskgen.devices``' policy: a dask worker named by an integer
+    (LocalCluster names its workers 0..N-1) is that slot; any other process, including a
+    worker of a cluster we did not start (expected to see its own GPU as device 0, as
+    dask-cuda and SLURM's per-task GPUs arrange), is slot 0."""
     try:
         from distributed import get_worker
 
@@ -21,21 +22,15 @@ def worker_slot() -> int:
     try:
         return int(name)
     except (TypeError, ValueError):
-        return zlib.crc32(str(name).encode())  # stable across processes, unlike hash()
+        return 0
 
 
-def pick_device(name: str):
-    """``resolve_device(name)``; with ``auto`` or ``cuda`` (no index) and several visible GPUs,
-    dask worker i pins GPU i mod count (an explicit ``cuda:N`` is kept as given)."""
-    import torch
+def worker_device(name: str, per_device: int = 1):
+    """The device of this worker under ``--device name`` (``maskgen.devices.slot_device``, with
+    ``per_device`` workers sharing one GPU), claimed."""
+    from maskgen.devices import claim_device, slot_device
 
-    from maskgen.devices import resolve_device
-
-    device = resolve_device(name)
-    if name in ("auto", "cuda") and device.type == "cuda" and torch.cuda.device_count() > 1:
-        device = torch.device(device.type, worker_slot() % torch.cuda.device_count())
-        torch.cuda.set_device(device)
-    return device
+    return claim_device(slot_device(name, worker_slot(), per_device=per_device))
 
 
 def predict_batch(predictor, images: np.ndarray, device, size: int):

@@ -32,12 +32,14 @@ class StoreSummary:
     coverage: list[np.ndarray] = field(default_factory=list)
     empty_masks: list[tuple[int, int]] = field(default_factory=list)       # (row, slot)
     degenerate_masks: list[tuple[int, int, float]] = field(default_factory=list)  # (row, slot, coverage)
+    datasets: Counter = field(default_factory=Counter)                     # frames per dataset
 
     def lines(self, k: int, size: int) -> list[str]:
         scores = np.concatenate(self.scores) if self.scores else np.zeros(0)
         cover = np.concatenate(self.coverage) if self.coverage else np.zeros(0)
         ok = self.frames - self.failed
         out = [f"frames: {self.frames} ({ok} ok, {self.failed} failed); K={k}, S={size}",
+               "datasets: " + ", ".join(f"{name} {n}" for name, n in self.datasets.items()),
                "masks per ok frame: " + ", ".join(f"{c}: {self.masks_per_frame[c]}" for c in range(k + 1)
                                                   if self.masks_per_frame[c]),
                f"masks: {scores.size}", _quantiles("score", scores), _quantiles("coverage", cover),
@@ -68,7 +70,8 @@ def _quantiles(name: str, values: np.ndarray) -> str:
 def summarise_store(store: MaskStore) -> StoreSummary:
     """Stream ``store`` and gather the inspection figures (see ``StoreSummary``)."""
     summary = StoreSummary(frames=store.manifest.num_rows)
-    for r in store.manifest.select(["frame_id", "status", "reason", "mask_count"]).to_pylist():
+    for r in store.manifest.select(["frame_id", "dataset", "status", "reason", "mask_count"]).to_pylist():
+        summary.datasets[r["dataset"]] += 1
         if r["status"] == STATUS_FAILED:
             summary.failed += 1
             summary.failures.append((r["frame_id"], r["reason"]))

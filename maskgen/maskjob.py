@@ -69,6 +69,55 @@ class ReaderSpec:
 
 
 @dataclass(frozen=True)
+class CorpusSpec:
+    """Several registry datasets read as one frame list, in the order given (e.g. Butterfly +
+    CAMUS, the paper's pre-training corpus). Frame ids and the manifest's ``dataset`` column
+    keep them apart; the store's ``dataset`` setting is their names joined by ``+``."""
+
+    parts: tuple[ReaderSpec, ...]
+
+    def __post_init__(self):
+        names = [p.dataset for p in self.parts]
+        if len(names) < 2:
+            raise ValueError("a corpus needs at least two datasets; use ReaderSpec for one")
+        if len(set(names)) != len(names):
+            raise ValueError(f"--dataset given twice in {' '.join(names)}: each dataset at most once")
+
+    @property
+    def dataset(self) -> str:
+        return "+".join(p.dataset for p in self.parts)
+
+    def open(self) -> CorpusReader:
+        return CorpusReader({p.dataset: p.open() for p in self.parts})
+
+
+class CorpusReader:
+    """``refs()`` of every reader one after the other; ``load(ref)`` by the reader of ``ref.dataset``."""
+
+    def __init__(self, readers: dict):
+        self.readers = readers
+
+    def refs(self) -> list:
+        return [ref for reader in self.readers.values() for ref in reader.refs()]
+
+    def load(self, ref):
+        return self.readers[ref.dataset].load(ref)
+
+
+def reader_spec(datasets: list[str], roots: list[str]) -> ReaderSpec | CorpusSpec:
+    """The reader of ``maskgen run --dataset A [--root X] [--dataset B --root Y ...]``: the i-th
+    ``--root`` goes with the i-th ``--dataset``; no ``--root`` at all takes every root from the
+    environment. Raises ValueError when the counts differ."""
+    if not datasets:
+        raise ValueError("--dataset is required (see `maskgen datasets`)")
+    if roots and len(roots) != len(datasets):
+        raise ValueError(f"{len(datasets)} --dataset but {len(roots)} --root: give one --root per --dataset, "
+                         "in the same order, or none (roots from the environment)")
+    specs = [ReaderSpec(d, r) for d, r in zip(datasets, roots or [None] * len(datasets), strict=True)]
+    return specs[0] if len(specs) == 1 else CorpusSpec(tuple(specs))
+
+
+@dataclass(frozen=True)
 class PredictorSpec:
     """Loads LP-SAM from an adaptation folder (``maskgen adapt --out``); ``proposals`` says
     which candidates it makes (a ``maskgen.lpsam.proposals.ProposalConfig``; None: latent)."""
@@ -102,6 +151,7 @@ class MaskJob:
         out: STORE folder. reader / predictor: specs (see module docstring).
         size: store resolution S (multiple of 8). chunk: frames per chunk; shard: frames per
         shard or None. batch_size: frames per predictor call. limit: first N frames only.
+        device / workers_per_gpu: ``--device``, and how many workers share one GPU (1: none).
         min_side / max_aspect: frames smaller or more elongated than this fail.
     """
 
@@ -114,6 +164,7 @@ class MaskJob:
     shard: int | None = None
     batch_size: int = 8
     device: str = "auto"
+    workers_per_gpu: int = 1
     limit: int | None = None
     min_side: int = MIN_SIDE
     max_aspect: float = MAX_ASPECT
@@ -274,9 +325,12 @@ def run_mask_job(job: MaskJob, workers: int = 1, scheduler: str | None = None,
     otherwise units run in this process. ``threads``: torch CPU threads per worker (see
     ``maskgen.maskcluster.run_units``).
     """
+    from maskgen.devices import check_slots
     from maskgen.maskcluster import run_units
 
     t0 = time.perf_counter()
+    if scheduler is None:  # a joined cluster's workers see devices this process cannot
+        check_slots(job.device, workers, "--workers", job.workers_per_gpu)  # before anything is written
     out = Path(job.out)
     reader = job.reader.open()
     refs = list(reader.refs())[: job.limit]

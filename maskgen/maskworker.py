@@ -23,7 +23,7 @@ import zarr
 
 from maskgen.framecheck import frame_problem
 from maskgen.frames import FrameRef
-from maskgen.inference import pick_device, predict_batch
+from maskgen.inference import predict_batch, worker_device
 from maskgen.postprocess import postprocess_batch
 from maskgen.provenance import atomic_path
 from maskgen.store import (
@@ -115,7 +115,7 @@ def process_unit(unit: WorkUnit, job, checkpoint_sha256: str) -> UnitResult:
         checkpoint_sha256: the sha256 recorded in the store; the loaded predictor must match.
     """
     reader = _cached(("reader", job.reader), job.reader.open)
-    device = pick_device(job.device)
+    device = worker_device(job.device, job.workers_per_gpu)
     predictor = _cached(("predictor", job.predictor, str(device)), lambda: job.predictor.load(device))
     if getattr(predictor, "sha256", checkpoint_sha256) != checkpoint_sha256:
         raise RuntimeError(f"predictor sha256 {predictor.sha256} differs from the store's "

@@ -9,7 +9,7 @@ import click
 from maskgen.cli import describe_os_error, locked_output
 from maskgen.cliutils import StrictCommand, config_option, write_config
 from maskgen.frames import DatasetError
-from maskgen.maskjob import MaskJob, PredictorSpec, ReaderSpec, run_mask_job
+from maskgen.maskjob import MaskJob, PredictorSpec, StoreMismatchError, reader_spec, run_mask_job
 from maskgen.postprocess import PostprocessConfig
 from maskgen.store import StoreError
 
@@ -18,10 +18,12 @@ PROPOSAL_CHOICES = ("latent", "grid", "both")
 
 @click.command("run", cls=StrictCommand)
 @config_option
-@click.option("--dataset", required=True, help="Registry name of the frames (e.g. butus; see `maskgen datasets`).")
-@click.option("--root", type=click.Path(file_okay=False), default=None,
-              help="Root of this one dataset, the folder its owners ship (default: the dataset's "
-                   "environment variable, see `maskgen datasets`).")
+@click.option("--dataset", "datasets", required=True, multiple=True,
+              help="Registry name of the frames (e.g. butus; see `maskgen datasets`). Repeat it to put "
+                   "several datasets into one store (e.g. --dataset butus --root A --dataset camus --root B).")
+@click.option("--root", "roots", type=click.Path(file_okay=False), multiple=True,
+              help="Dataset root, the folder its owners ship; one per --dataset in the same order "
+                   "(default: each dataset's environment variable, see `maskgen datasets`).")
 @click.option("--checkpoint", "--lpsam", "adapt_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="LP-SAM adaptation folder written by `maskgen adapt --out` (a folder, not a weight file).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="STORE folder to write (or resume).")
@@ -29,7 +31,10 @@ PROPOSAL_CHOICES = ("latent", "grid", "both")
 @click.option("--batch-size", default=8, show_default=True, help="Frames per predictor call.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
-              help="dask worker processes on this machine (one per GPU); 1 runs in this process.")
+              help="dask worker processes on this machine (one per GPU: worker i on GPU i); 1 runs in this process.")
+@click.option("--workers-per-gpu", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Workers sharing one GPU (worker i on GPU i // this); post-processing runs on the CPU, "
+                   "so a few workers keep one fast GPU busier. More workers than GPUs x this is refused.")
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="Join an existing dask cluster at this address instead (e.g. tcp://host:8786 from "
                    "dask-jobqueue on SLURM/PBS: examples/dask_jobqueue_maskgen.py).")
@@ -57,11 +62,12 @@ PROPOSAL_CHOICES = ("latent", "grid", "both")
               help="Drop point-grid proposals with a lower predicted IoU.")
 @click.option("--proposal-min-stability", default=0.85, show_default=True,
               help="Drop point-grid proposals with a lower stability score (SAM's, logit offset 1).")
-@click.option("--limit", default=None, type=int, help="Only the first N frames (quick runs).")
+@click.option("--limit", default=None, type=int,
+              help="Only the first N frames (quick runs; of several datasets, in --dataset order).")
 @click.option("--overwrite", is_flag=True, help="Replace a store made with other settings.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def run(dataset, root, adapt_dir, out, k, batch_size, device, workers, scheduler, threads, size, chunk, shard,
-        mask_threshold, min_score, min_area, dedup_iou, coherent, smooth, min_area_frac, proposals,
+def run(datasets, roots, adapt_dir, out, k, batch_size, device, workers, workers_per_gpu, scheduler, threads, size,
+        chunk, shard, mask_threshold, min_score, min_area, dedup_iou, coherent, smooth, min_area_frac, proposals,
         points_per_side, proposal_min_iou, proposal_min_stability, limit, overwrite, no_progress):
     """Generate up to K anatomy masks per frame with LP-SAM and write the mask store.
 
@@ -82,15 +88,16 @@ def run(dataset, root, adapt_dir, out, k, batch_size, device, workers, scheduler
         candidates = ProposalConfig(mode=proposals, points_per_side=points_per_side,
                                     min_iou=proposal_min_iou, min_stability=proposal_min_stability)
         # absolute paths: dask workers (possibly on other machines) resolve them the same way
-        job = MaskJob(out=os.path.abspath(out), reader=ReaderSpec(dataset, root and os.path.abspath(root)),
+        job = MaskJob(out=os.path.abspath(out),
+                      reader=reader_spec(list(datasets), [os.path.abspath(r) for r in roots]),
                       predictor=PredictorSpec(os.path.abspath(adapt_dir), candidates),
                       post=post, size=size, chunk=chunk, shard=shard, batch_size=batch_size,
-                      device=device, limit=limit)
+                      device=device, workers_per_gpu=workers_per_gpu, limit=limit)
         with locked_output(job.out, "maskgen run"):
             summary = run_mask_job(job, workers=workers, scheduler=scheduler, overwrite=overwrite,
                                    progress=not no_progress, threads=threads,
                                    on_start=lambda: write_config(out, ctx, exclude=("overwrite", "no_progress")))
-    except (ValueError, FileNotFoundError, DatasetError, StoreError) as err:
+    except (ValueError, FileNotFoundError, DatasetError, StoreError, StoreMismatchError) as err:
         raise click.ClickException(str(err)) from err
     except OSError as err:
         raise click.ClickException(describe_os_error(err, out)) from err

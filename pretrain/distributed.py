@@ -51,6 +51,14 @@ def init_from_env(device_type: str) -> bool:
     return True
 
 
+def wrap_ddp(model: torch.nn.Module, device: torch.device, find_unused_parameters: bool = False):
+    """``model`` under DistributedDataParallel on this rank's ``device`` (``device_ids`` follow
+    it on an accelerator; none on the CPU)."""
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.index is not None else None,
+        find_unused_parameters=find_unused_parameters)
+
+
 def all_gather_cat(x: torch.Tensor) -> torch.Tensor:
     """Concatenate ``x`` (N, ...) from every rank along dim 0 -> (world*N, ...).
 

@@ -59,9 +59,28 @@ class Encoder(nn.Module):
         return list(maps.values())[::-1][: self.scales]
 
 
+def valid_rows(matrix: torch.Tensor) -> torch.Tensor:
+    """Which draws found anatomy: pooling matrix (n, D, h*w) -> (n*D,) bool; a draw with no
+    cell (id -1, or an id absent at this scale) has an all-zero row."""
+    return (matrix.sum(-1) > 0).flatten()
+
+
+def through_valid_rows(module: nn.Module, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``module`` on the valid rows of x (N, C) only, zeros elsewhere -> (N, C_out).
+
+    Rows with no anatomy carry no loss weight, but inside a batch they would still shift the
+    BatchNorm statistics (and the running estimates) of every valid row; here they never
+    reach the module. With every row valid this is ``module(x)`` itself.
+    """
+    if bool(valid.all()):
+        return module(x)
+    y = module(x[valid])
+    return y.new_zeros((x.shape[0], y.shape[1])).masked_scatter(valid[:, None], y)
+
+
 class TargetNetwork(nn.Module):
     """Encoder + projector: x (n, 3, R, R), per-scale pooling matrices (n, D, h*w)
-    -> per-scale projections (n, D, proj_dim)."""
+    -> per-scale projections (n, D, proj_dim); draws with no anatomy project to zeros."""
 
     def __init__(self, encoder: Encoder, projector: nn.Module):
         super().__init__()
@@ -72,7 +91,7 @@ class TargetNetwork(nn.Module):
         for fmap, mat in zip(maps, matrices, strict=True):
             pooled = mask_pool(fmap, mat)                           # (n, D, C)
             n, d, c = pooled.shape
-            out.append(self.projector(pooled.reshape(n * d, c)).view(n, d, -1))
+            out.append(through_valid_rows(self.projector, pooled.reshape(n * d, c), valid_rows(mat)).view(n, d, -1))
         return out
 
     def forward(self, x: torch.Tensor, matrices: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -80,14 +99,16 @@ class TargetNetwork(nn.Module):
 
 
 class OnlineNetwork(TargetNetwork):
-    """Encoder + projector + predictor (same signature as the target, predictions out)."""
+    """Encoder + projector + predictor (same signature as the target, predictions out; zeros
+    for draws with no anatomy, which reach neither MLP)."""
 
     def __init__(self, encoder: Encoder, projector: nn.Module, predictor: nn.Module):
         super().__init__(encoder, projector)
         self.predictor = predictor
 
     def forward(self, x: torch.Tensor, matrices: list[torch.Tensor]) -> list[torch.Tensor]:
-        return [self.predictor(z.flatten(0, 1)).view_as(z) for z in super().forward(x, matrices)]
+        return [through_valid_rows(self.predictor, z.flatten(0, 1), valid_rows(mat)).view_as(z)
+                for z, mat in zip(super().forward(x, matrices), matrices, strict=True)]
 
 
 def build_online(cfg: ModelConfig, seed: int | None = None) -> OnlineNetwork:

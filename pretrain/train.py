@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from maskgen.devices import autocast_dtype, resolve_device, syncs_batchnorm
+from maskgen.devices import autocast_dtype, rank_device, syncs_batchnorm
 from maskgen.provenance import sha256_file, write_run_info
 from maskgen.store import MANIFEST_NAME, open_store, unpack_masks_torch
 from pretrain import distributed as dist
@@ -115,7 +115,7 @@ def run(store_path: str | Path, out_dir: str | Path, cfg: RunConfig, seed: int =
     ``on_start(device)`` once on the main rank, when the inputs are checked and OUT_DIR exists.
     ``lower_lr``: a resume may lower ``cfg.optim.base_lr`` (``--lr`` given on ``--resume``)."""
     out_dir = Path(out_dir)
-    device = resolve_device(cfg.device)
+    device = rank_device(cfg.device)  # LOCAL_RANK -> its own GPU, set before the process group
     dist.init_from_env(device.type)
     rank, world = dist.rank(), dist.world_size()
     store = open_store(store_path)
@@ -162,9 +162,7 @@ def run(store_path: str | Path, out_dir: str | Path, cfg: RunConfig, seed: int =
     model = online
     if dist.is_distributed():
         # with fewer than 4 scales the FPN's finest outputs get no gradient
-        model = torch.nn.parallel.DistributedDataParallel(
-            online, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=cfg.model.scales < 4)
+        model = dist.wrap_ddp(online, device, find_unused_parameters=cfg.model.scales < 4)
     if cfg.compile:
         model = torch.compile(model)
 

@@ -24,7 +24,8 @@ from pretrain.cli import run as pretrain_run
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs" / "real-data"
 SBATCH = REPO / "examples" / "slurm_pretrain_torchrun.sbatch"
-COMMANDS = {"adapt.toml": adapt, "run-butus.toml": maskgen_run, "pretrain.toml": pretrain_run,
+COMMANDS = {"adapt.toml": adapt, "run-butus.toml": maskgen_run, "run-corpus.toml": maskgen_run,
+            "pretrain.toml": pretrain_run,
             "sweep.toml": sweep}
 
 
@@ -52,7 +53,8 @@ def test_real_data_recipe_configs_are_accepted_and_complete():
     assert set(roots) == {t.dataset for t in TASKS.values()}
     # the chain: adapt -> run -> pretrain -> sweep, each with its own --out
     assert values["run-butus.toml"]["adapt_dir"] == values["adapt.toml"]["out"]
-    assert values["pretrain.toml"]["store"] == values["run-butus.toml"]["out"]
+    assert values["pretrain.toml"]["store"] == values["run-corpus.toml"]["out"]
+    assert list(values["run-corpus.toml"]["datasets"]) == ["butus", "camus"]
     outs = [v.get("out") or v.get("out_dir") for v in values.values()]
     assert len(set(outs)) == len(outs), outs
     text = (REPO / "README.md").read_text()
@@ -153,7 +155,7 @@ def test_dask_jobqueue_example_passes_options_maskgen_accepts(tmp_path):
     (command,) = seen
     assert command[1] == "run" and command[-2:] == ["--scheduler", "tcp://10.0.0.1:8786"]
     ctx = maskgen_run.make_context("run", command[2:])  # maskgen run's click parser + the config
-    assert ctx.params["scheduler"] == "tcp://10.0.0.1:8786" and ctx.params["dataset"] == "butus"
+    assert ctx.params["scheduler"] == "tcp://10.0.0.1:8786" and ctx.params["datasets"] == ("butus",)
     assert ctx.params["adapt_dir"] == str(adapt_dir)
     with pytest.raises(SystemExit, match="--jobs"):
         example.main(["--", "--workers", "2"], module=fake, runner=runner)

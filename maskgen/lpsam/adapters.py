@@ -3,12 +3,20 @@
 The official ``ImageEncoderViT`` is used as is (its weights stay frozen); ``EncoderAdapter``
 holds the new trainable modules and ``adapted_encoder_forward`` runs the ViT with them:
 
-- per block, an adapter after the attention (``x + A(attn(x))``, serial) and one parallel to the
-  MLP (``x + mlp(n(x)) + s * A(n(x))``), as in SAM-Adapter / SAMUS;
-- a small CNN on the frame (stride = patch size) whose features are added to the tokens before
-  every block through zero-initialised 1x1 projections (local detail that 8x8 patches blur).
+- in *every* block (windowed and global alike), a bottleneck adapter in series after the
+  attention (``x + A(attn(x))``) and one in parallel with the MLP, scaled by s = 0.5
+  (``x + mlp(n(x)) + s * A(n(x))``): the serial + scaled-parallel placement of the Medical SAM
+  Adapter (Wu et al., 2023). SAMUS, by contrast, adapts only the four global-attention blocks
+  and couples its CNN branch to them by cross-branch attention; we do neither;
+- a small CNN on the frame (stride = patch size) whose features are *added* to the tokens
+  before every block through zero-initialised linear projections (local detail that 8x8
+  patches blur), not fused by attention.
 
-Every new output projection starts at zero, so an untrained adapter leaves SAM unchanged.
+Why this layout: phase 1 has the paper's budget of about 13 M parameters (12.8 M for ViT-B
+here), and spreading it over all twelve blocks lets every layer shift toward ultrasound
+texture, while additive, zero-initialised injections keep the cost linear in the tokens and
+make an untrained adapter leave SAM exactly unchanged (every new output projection starts at
+zero), so phase 1 starts from SAM itself.
 """
 
 from __future__ import annotations

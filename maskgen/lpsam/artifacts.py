@@ -1,7 +1,8 @@
 """What ``maskgen adapt`` writes: the adaptation folder and the per-phase resume checkpoints.
 
-ADAPT_DIR/lpsam.safetensors  weights (every weight for ``tiny`` from random init; only the
-                             trained modules ``adapter.*`` and ``lpe.*`` for a SAM base)
+ADAPT_DIR/lpsam.safetensors  weights (every weight for ``tiny`` from random init; for a SAM
+                             base only what adaptation trains: ``adapter.*``, ``lpe.*`` and
+                             SAM's ``mask_decoder.*``)
 ADAPT_DIR/lpsam.json         config, anatomy classes, input size, base checkpoint path+sha256
 ADAPT_DIR/checkpoints/phase{1,2}.safetensors   resume state (weights + AdamW moments + step)
 """
@@ -23,7 +24,10 @@ from maskgen.provenance import atomic_write_bytes, atomic_write_json, safetensor
 FORMAT = "anaus-lpsam/1"
 WEIGHTS = "lpsam.safetensors"
 META = "lpsam.json"
-TRAINED_PREFIXES = ("adapter.", "lpe.")
+# what adaptation changes when it starts from SAM's weights: the new modules and SAM's mask
+# decoder (its IoU head always learns; all of it with ``--train-decoder``; 4 M for ViT-B)
+TRAINED_PREFIXES = ("adapter.", "lpe.", "mask_decoder.")
+EARLIER_PREFIXES = ("adapter.", "lpe.")  # folders written before the decoder could train
 
 
 def _contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -95,7 +99,8 @@ def load_adapt_dir(adapt_dir: str | os.PathLike, sam_checkpoint: str | os.PathLi
         if sha != base["sha256"]:
             raise ValueError(f"SAM checkpoint {path} has sha256 {sha}, adaptation used {base['sha256']}")
         load_sam_checkpoint(model, path)
-        load_partial(model, weights, TRAINED_PREFIXES)
+        decoder_saved = any(k.startswith("mask_decoder.") for k in weights)
+        load_partial(model, weights, TRAINED_PREFIXES if decoder_saved else EARLIER_PREFIXES)
     return model.eval(), meta
 
 

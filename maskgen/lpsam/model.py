@@ -153,6 +153,10 @@ def count_params(module: nn.Module | None, trainable_only: bool = False) -> int:
 
 
 def parameter_counts(model: LPSAM) -> dict[str, int]:
-    """Parameters per part: SAM's (frozen base), phase 1 (adapter) and phase 2 (LPE)."""
+    """Parameters per part: SAM's (frozen base), phase 1 (adapter), phase 2 (LPE), and the two
+    parts of SAM that may train too: the mask decoder (phase 2 with ``train_decoder``; the
+    paper's 11.1 M phase-2 count includes it) and its IoU head (within the decoder)."""
     sam = sum(count_params(m) for m in (model.image_encoder, model.prompt_encoder, model.mask_decoder))
-    return {"sam": sam, "phase1_adapter": count_params(model.adapter), "phase2_lpe": count_params(model.lpe)}
+    return {"sam": sam, "phase1_adapter": count_params(model.adapter), "phase2_lpe": count_params(model.lpe),
+            "mask_decoder": count_params(model.mask_decoder),
+            "iou_head": count_params(model.mask_decoder.iou_prediction_head)}

@@ -43,6 +43,28 @@ def quality_table(per_class: dict) -> list[str]:
     return lines
 
 
+def _rho(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def score_section(quality: dict | None) -> list[str]:
+    """Predicted score vs true IoU on the held-out pairs (``maskgen.lpsam.score_quality``)."""
+    if not quality:
+        return []
+    rho = _rho(quality["spearman"])
+    lines = ["## Do the scores rank the masks? Predicted score vs true IoU", "",
+             f"Spearman rank correlation between the predicted score (the store's per-mask score) and "
+             f"the mask's true IoU, over {quality['pairs']} held-out (frame, class) pairs: **{rho}** "
+             f"(mean score {quality['mean_score']}, mean IoU {quality['mean_iou']}); baseline without an IoU "
+             f"head ({quality.get('baseline', 'n/a')}): {_rho(quality.get('baseline_spearman'))}.", "",
+             "| anatomy class | pairs | Spearman | baseline Spearman | mean score | mean IoU |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, r in quality["per_class"].items():
+        lines.append(f"| {name} | {r['pairs']} | {_rho(r['spearman'])} | {_rho(r.get('baseline_spearman'))} | "
+                     f"{r['mean_score']} | {r['mean_iou']} |")
+    return [*lines, "", f"![predicted score vs true IoU]({quality['figure']})", ""]
+
+
 def render_markdown(report: dict) -> str:
     p = report["params"]
     ph = report["phases"]
@@ -60,6 +82,7 @@ def render_markdown(report: dict) -> str:
         "## For reference: ground-truth box prompts (phase-1 model, upper bound)", "",
         *quality_table(report["heldout"]["box"]), "",
         *figures_markdown(report.get("figures", {})),
+        *score_section(report.get("score_quality")),
         "## Parameters", "",
         f"SAM {p['sam'] / 1e6:.2f} M; phase 1 adapter + conv branch {p['phase1_adapter'] / 1e6:.2f} M; "
         f"phase 2 latent prompt engine {p['phase2_lpe'] / 1e6:.2f} M.",

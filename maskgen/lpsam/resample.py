@@ -1,9 +1,17 @@
 """Bringing official SAM weights (1024x1024 input, 16x16 patches, 64x64 grid) to LP-SAM's grid.
 
-- Patch embedding: ``adjoint_resize_kernel`` turns a PxP kernel into a pxp kernel such that
-  applying the new kernel to a pxp patch equals applying the old kernel to that patch
-  bilinearly upsampled to PxP (the transpose of the resize operator; for p < P this is the
-  exact least-squares answer FlexiViT's PI-resize gives).
+- Patch embedding: ``adjoint_resize_kernel`` maps the PxP kernel w to the pxp kernel B^T w,
+  with B the bilinear upsampling of a pxp patch to PxP (``F.interpolate``). Then
+  <x, B^T w> = <B x, w> for every pxp patch x, exactly: a token of our frame is the token the
+  official kernel computes for the same patch enlarged to SAM's patch size (as if the frame
+  were upsampled P/p times), and a flat patch keeps its response (B maps constants to
+  constants). It is the adjoint of the resize, one matrix product, no fitting. It is *not*
+  FlexiViT's PI-resize, which answers another question: keep the token of an original PxP
+  patch once that patch is itself resized to pxp, i.e. w' = pinv(B'^T) w for the resize B'
+  from P to p, exact only when p >= P and a least-squares compromise when p < P (our case).
+  Our frames are not SAM inputs shrunk: they are ultrasound frames at 256 px, and the question
+  is what SAM's kernel would make of their patches at its own scale, which the adjoint answers
+  exactly.
 - Absolute positional embedding: bilinear (antialiased) resize of the (1, G, G, C) grid.
 - Relative-position tables: linear resize along the table (as segment_anything's own
   ``get_rel_pos`` does at run time), stored so that nothing is resized on every forward.

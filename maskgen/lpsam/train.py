@@ -2,8 +2,9 @@
 
 Phase 1 trains the encoder adapter and convolutional branch (and, for a model without SAM
 weights such as ``tiny`` from random init, the whole SAM as well) with prompts from the ground
-truth. Phase 2 freezes LP-SAM and trains the latent prompt engine: one latent token per anatomy
-class, the loss only on the classes the frame's dataset labels (partial labels).
+truth. Phase 2 freezes LP-SAM and trains the latent prompt engine (and, as an option, the mask
+decoder): one latent token per anatomy class, the loss only on the classes the frame's dataset
+labels (partial labels). SAM's IoU head learns in both phases wherever its loss is used.
 
 Batches and prompts are drawn from generators seeded by (seed, phase, step), and the learning
 rate is a pure function of the step, so a resumed run continues exactly where it stopped.
@@ -42,6 +43,9 @@ class PhaseSettings:
     dataset (DDTI, 637 frames) is not drowned by a large one (CAMUS, 57k frames).
     ``augment``: domain randomisation of every training batch (``maskgen.lpsam.augment``;
     off by default, ``NO_AUGMENT``).
+    ``iou_weight``: weight of the mask-quality regression; SAM's IoU head is trained whenever
+    it is > 0, and 0 drops the term and leaves the head as it is (see ``trainable_parts``).
+    ``train_decoder`` (phase 2): also train SAM's whole mask decoder, as the authors' code does.
     """
 
     steps: int
@@ -51,6 +55,7 @@ class PhaseSettings:
     warmup: int = 20
     dice_weight: float = DEFAULT_DICE_WEIGHT
     iou_weight: float = 1.0
+    train_decoder: bool = False
     box_jitter: float = 0.1
     flip: bool = True
     balance_datasets: bool = True
@@ -145,25 +150,51 @@ def phase2_loss(model: LPSAM, images, target, valid, settings: PhaseSettings, ge
     return (per_mask * weight).sum() / weight.sum().clamp(min=1)
 
 
-def set_trainable(model: LPSAM, phase: int, train_base: bool) -> list[torch.nn.Parameter]:
-    """Freeze everything except what ``phase`` trains; set train/eval modes; return the params."""
-    model.requires_grad_(False)
-    model.eval()
+def trainable_parts(model: LPSAM, phase: int, train_base: bool, settings: PhaseSettings) -> list[torch.nn.Module]:
+    """What ``phase`` trains. Phase 1: the adapter (+ all of SAM when ``train_base``, a model
+    without SAM weights); phase 2: the latent prompt engine (+ the mask decoder with
+    ``settings.train_decoder``). In both, SAM's IoU head learns whenever its loss is used
+    (``iou_weight`` > 0): a frozen head would pull the adapters and latent prompts toward
+    SAM's notion of quality on prompts it never saw, and the store's scores would mean little.
+    """
     if phase == 1:
         parts = [model.adapter] + ([model.image_encoder, model.prompt_encoder, model.mask_decoder] if train_base else [])
     else:
-        parts = [model.lpe]
-    for part in parts:
+        parts = [model.lpe] + ([model.mask_decoder] if settings.train_decoder else [])
+    if settings.iou_weight > 0 and not any(p is model.mask_decoder for p in parts):
+        parts.append(model.mask_decoder.iou_prediction_head)
+    return parts
+
+
+def set_trainable(model: LPSAM, phase: int, train_base: bool,
+                  settings: PhaseSettings | None = None) -> list[torch.nn.Parameter]:
+    """Freeze everything except ``trainable_parts``; set train/eval modes; return the params."""
+    model.requires_grad_(False)
+    model.eval()
+    for part in trainable_parts(model, phase, train_base, settings or PhaseSettings(steps=0, lr=1.0)):
         part.requires_grad_(True)
         part.train()
     return [p for p in model.parameters() if p.requires_grad]
+
+
+def phase_trainable_counts(model: LPSAM, train_base: bool = False) -> dict[str, int]:
+    """Trainable parameters of phase 1, phase 2 and phase 2 with ``train_decoder`` (default loss
+    weights); leaves ``model`` frozen in eval mode."""
+    base = PhaseSettings(steps=0, lr=1.0)
+    counts = {
+        "phase1": set_trainable(model, 1, train_base, base),
+        "phase2": set_trainable(model, 2, False, base),
+        "phase2_decoder": set_trainable(model, 2, False, PhaseSettings(steps=0, lr=1.0, train_decoder=True)),
+    }
+    model.requires_grad_(False).eval()
+    return {name: sum(p.numel() for p in params) for name, params in counts.items()}
 
 
 def run_phase(model: LPSAM, pairs: PairSet, phase: int, settings: PhaseSettings, device: torch.device,
               checkpoint: Path, train_base: bool = False, fingerprint_extra: dict | None = None) -> dict:
     """Train one phase (resuming from ``checkpoint`` when present); returns its summary
     (``seconds``: training time summed over this run and the runs it resumed)."""
-    params = set_trainable(model, phase, train_base)
+    params = set_trainable(model, phase, train_base, settings)
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     fingerprint = settings.fingerprint(phase, fingerprint_extra or {})
     start, done, history, seconds = 0, False, [], 0.0

@@ -36,20 +36,29 @@ def test_adapt_from_sam_checkpoint_round_trip(tmp_path, small_sam):
     settings = PhaseSettings(1, 1e-4, batch_size=2)
     report = adapt(out, pairs, config, settings, settings, torch.device("cpu"), sam_checkpoint=path)
     assert report["trained_base"] is False
-    assert report["phases"]["phase1"]["trainable_params"] == report["params"]["phase1_adapter"]
+    # the adapter, and SAM's IoU head, whose loss is used
+    assert report["phases"]["phase1"]["trainable_params"] == report["params"]["phase1_adapter"] + report["params"]["iou_head"]
     meta = json.loads((out / "lpsam.json").read_text())
     assert meta["weights"] == "trained-modules"
     assert meta["base_checkpoint"]["sha256"] == sha256_file(path)
     saved = load_file(out / "lpsam.safetensors")
-    assert saved and all(k.startswith(("adapter.", "lpe.")) for k in saved)
+    assert saved and all(k.startswith(("adapter.", "lpe.", "mask_decoder.")) for k in saved)
+    assert any(k.startswith("mask_decoder.iou_prediction_head.") for k in saved)  # the trained head is kept
     model, _ = load_adapt_dir(out)
     official = convert_sam_state_dict(read_sam_checkpoint(path), config)
     own = model.state_dict()
     for key, value in saved.items():  # trained modules from the adaptation
         assert torch.equal(own[key], value), key
     for key, value in official.items():  # everything else from the SAM base, resampled
-        assert torch.equal(own[key], value), key
+        if key not in saved:
+            assert torch.equal(own[key], value), key
     assert set(saved) | set(official) == set(own)
+    decoder_only = {k: v for k, v in saved.items() if not k.startswith("mask_decoder.")}
+    from safetensors.torch import save_file
+
+    save_file(decoder_only, out / "lpsam.safetensors")  # a folder written before the decoder trained
+    earlier, _ = load_adapt_dir(out)
+    assert torch.equal(earlier.state_dict()["mask_decoder.iou_token.weight"], official["mask_decoder.iou_token.weight"])
 
 
 def test_changed_base_checkpoint_is_refused(tmp_path, small_sam):

@@ -75,6 +75,20 @@ def test_adjoint_kernel_equals_old_kernel_on_upsampled_patch():
     torch.testing.assert_close(fast, ref)
 
 
+def test_adjoint_keeps_flat_patches_and_is_not_flexivit_pi_resize():
+    """What resample.py's docstring says: a flat patch keeps its response; PI-resize (w' =
+    pinv(B'^T) w, B' the 16 -> 8 downsampling) is another kernel."""
+    from maskgen.lpsam.resample import resize_operator
+
+    torch.manual_seed(0)
+    old = torch.randn(5, 1, 16, 16, dtype=torch.float64)
+    new = adjoint_resize_kernel(old, 8)
+    torch.testing.assert_close(new.sum((-1, -2)), old.sum((-1, -2)))  # <c 1, B^T w> = <c 1, w>
+    down = resize_operator(16, 8)                                      # (64, 256)
+    pi = (torch.linalg.pinv(down.T) @ old.reshape(5, 256).T).T.reshape(5, 1, 8, 8)
+    assert (pi - new).abs().max() > 0.1 * new.abs().max()
+
+
 def test_pos_and_rel_pos_resampling():
     pos = torch.arange(64.0).view(1, 8, 8, 1).expand(1, 8, 8, 3)
     small = resize_pos_embed(pos, 4)

@@ -46,6 +46,10 @@ def test_adapt_cli_writes_weights_report_and_resumes(tmp_path, ddti_root):
     assert name.startswith("ddti/") and quality["frames"] >= 1 and 0 <= quality["dice_mean"] <= 1
     assert report["data"]["datasets"]["ddti"]["frames"] == 10
     assert "held-out" in result.output and "Dice" in (out / "report.md").read_text()
+    scores = report["score_quality"]  # predicted score vs true IoU on the held-out frames
+    assert scores["pairs"] == quality["frames"] + quality["empty_gt"] and scores["figure"] == "score_vs_iou.png"
+    assert (out / "score_vs_iou.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "![predicted score vs true IoU](score_vs_iou.png)" in (out / "report.md").read_text()
     first = (out / "lpsam.safetensors").read_bytes()
     again = CliRunner().invoke(adapt, ["--config", str(out / "config.toml")])  # the run's own config:
     assert again.exit_code == 0, again.output                                 # resumes, same weights

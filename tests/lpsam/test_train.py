@@ -134,3 +134,44 @@ def test_balanced_sampling_draws_datasets_equally():
     assert 0.45 < share_small < 0.55
     plain = train_mod.sample_frames(datasets, pool, 4000, torch.Generator().manual_seed(0), balance=False)
     assert (plain >= 90).float().mean().item() < 0.15
+
+
+def _iou_head_error(model, pairs) -> float:
+    """Mean squared error of the predicted quality against the true IoU on the held-out pairs."""
+    from maskgen.lpsam.score_quality import score_iou_pairs
+
+    model.eval()
+    scores, ious, _ = score_iou_pairs(model, pairs, torch.device("cpu"))
+    return float(((scores - ious) ** 2).mean())
+
+
+def test_phase2_trains_the_iou_head_where_its_loss_is_used(pairs, tmp_path):
+    """SAM frozen (a base checkpoint): phase 2 trains the LPE and the IoU head, whose error on
+    held-out pairs falls; the rest of the decoder and the encoder stay as they are."""
+    torch.manual_seed(0)
+    model = build_lpsam(MICRO, len(pairs.classes))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    error_before = _iou_head_error(model, pairs)
+    run_phase(model, pairs, 2, PhaseSettings(60, 3e-3, batch_size=8, warmup=5, checkpoint_every=100),
+              torch.device("cpu"), tmp_path / "p2.safetensors", train_base=False)
+    after = model.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any(k.startswith("mask_decoder.iou_prediction_head.") for k in moved)
+    assert any(k.startswith("lpe.") for k in moved)
+    assert not [k for k in moved if k.startswith(("image_encoder.", "adapter.", "mask_decoder.transformer."))]
+    assert _iou_head_error(model, pairs) < 0.5 * error_before
+
+
+@pytest.mark.parametrize(("settings", "head_moves", "decoder_moves"), [
+    (PhaseSettings(3, 1e-3, batch_size=2, iou_weight=0.0), False, False),  # term dropped, head left alone
+    (PhaseSettings(3, 1e-3, batch_size=2, train_decoder=True), True, True),  # the authors' phase 2
+])
+def test_phase2_iou_weight_zero_and_train_decoder(pairs, tmp_path, settings, head_moves, decoder_moves):
+    torch.manual_seed(0)
+    model = build_lpsam(MICRO, len(pairs.classes))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    run_phase(model, pairs, 2, settings, torch.device("cpu"), tmp_path / "p2.safetensors", train_base=False)
+    after = model.state_dict()
+    moved = {k.split(".")[1] for k in before if k.startswith("mask_decoder.") and not torch.equal(before[k], after[k])}
+    assert ("iou_prediction_head" in moved) == head_moves
+    assert ("transformer" in moved) == decoder_moves

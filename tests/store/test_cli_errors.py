@@ -56,10 +56,12 @@ def test_run_with_a_repeated_dataset_is_an_error(tmp_path):
     for d in (a, b, adapt):
         d.mkdir()
     out = tmp_path / "store"
+    # --dataset/--root repeat (several datasets into one store); a single-value option may not
     result = CliRunner().invoke(main, ["run", "--dataset", "butus", "--root", str(a), "--dataset", "camus",
-                                       "--root", str(b), "--checkpoint", str(adapt), "--out", str(out)])
+                                       "--root", str(b), "--checkpoint", str(adapt), "--out", str(out),
+                                       "--k", "8", "--k", "4"])
     assert result.exit_code == 2
-    assert "--dataset was given 2 times but takes one value" in error_line(result)
+    assert "--k was given 2 times but takes one value" in error_line(result)
     assert not out.exists()
     # an alias counts as the same option
     result = CliRunner().invoke(main, ["run", "--dataset", "butus", "--checkpoint", str(adapt), "--lpsam",

@@ -3,23 +3,19 @@
 import numpy as np
 import torch
 
-import maskgen.devices
 import maskgen.inference
-from maskgen.inference import pick_device, predict_batch
+from maskgen.inference import predict_batch
 
 
-def test_worker_pins_gpu_slot_mod_count(monkeypatch):
-    monkeypatch.setattr(maskgen.devices, "resolve_device", lambda name: torch.device("cuda", 0))
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
-    monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
-    monkeypatch.setattr(maskgen.inference, "worker_slot", lambda: 6)
-    assert pick_device("auto") == torch.device("cuda", 2)
-    assert pick_device("cuda:0") == torch.device("cuda", 0)  # explicit index kept
+def test_worker_slot_is_the_local_cluster_number_else_zero(monkeypatch):
+    import distributed
 
-
-def test_single_process_gets_slot_zero_and_cpu_is_untouched():
-    assert maskgen.inference.worker_slot() == 0
-    assert pick_device("cpu") == torch.device("cpu")
+    assert maskgen.inference.worker_slot() == 0  # not on a dask worker
+    for name, slot in ((3, 3), ("1", 1), ("SLURMCluster-7", 0)):
+        monkeypatch.setattr(distributed, "get_worker", lambda name=name: type("W", (), {"name": name})())
+        assert maskgen.inference.worker_slot() == slot
+    monkeypatch.undo()
+    assert maskgen.inference.worker_device("cpu") == torch.device("cpu")
 
 
 def test_predict_batch_resamples_to_the_input_size_and_back(standins):
