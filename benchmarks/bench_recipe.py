@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pretrain.figures import read_metrics  # noqa: E402
+from pretrain.jsonl import read_records  # noqa: E402
 from pretrain.loader import LoaderConfig  # noqa: E402
 from pretrain.optim import RECIPES, OptimConfig  # noqa: E402
 from pretrain.probe import ProbeConfig  # noqa: E402
@@ -52,7 +52,7 @@ def measure(store: Path, name: str, fields: dict, args, work: Path) -> dict:
     tic = time.perf_counter()
     run(store, out, cfg, seed=args.seed)
     seconds = time.perf_counter() - tic
-    records = read_metrics(out / "metrics.jsonl")
+    records = read_records(out / "metrics.jsonl")
     losses = [r["loss"] for r in records if "loss" in r]
     tenth = max(1, len(losses) // 10)
     probes = [r["probe/knn_acc"] for r in records if "probe/knn_acc" in r]

@@ -6,7 +6,6 @@ Both are written atomically next to the run's other outputs; matplotlib with the
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -14,20 +13,10 @@ import numpy as np
 import torch
 
 from maskgen.provenance import atomic_path
+from pretrain.jsonl import read_records
 
 CURVES_NAME = "curves.png"
 VIEW_PAIR_NAME = "view_pair.png"
-
-
-def read_metrics(path: str | Path) -> list[dict]:
-    """metrics.jsonl -> records (a torn last line, as a full disk leaves it, is skipped)."""
-    records = []
-    for line in Path(path).read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
 
 
 def _series(records: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -53,7 +42,7 @@ def draw_curves(metrics_path: str | Path, out: str | Path, title: str = "") -> P
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    records = read_metrics(metrics_path)
+    records = read_records(metrics_path)
     keys = sorted({k for r in records for k in r})
     panels = [
         ("loss (total)", ["loss"]),
