@@ -188,7 +188,7 @@ def train_and_select(model: nn.Module, optimizer: torch.optim.Optimizer, n_train
                 group["lr"] = lr_fn(step, total)
             loss = step_loss(order[i * batch:(i + 1) * batch])
             if not torch.isfinite(loss.detach()):  # the cell fails with this reason; the sweep goes on
-                raise NonFiniteLossError(f"training loss is {float(loss.detach())} at epoch {epoch}, step {step + 1} "
+                raise NonFiniteLossError(f"fine-tuning loss is {float(loss.detach())} at epoch {epoch}, step {step + 1} "
                                          f"of {total}; the cell is not scored")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

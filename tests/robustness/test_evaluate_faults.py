@@ -35,7 +35,7 @@ def test_a_nan_fine_tuning_loss_fails_its_cells_and_the_sweep_goes_on(tmp_path, 
                         lambda self, *a: real(self, *a) * float("nan"))
     profile = fakes.Profile(name="tiny", resolution=32, max_frames=0, cls_epochs=2, seg_epochs=1,
                                        batch_size=8, seg_head="fpn", seg_lr=0.05, cls_lr=0.001,
-                                       overlay_frames=0)
+                                       overlay_frames=0, protocols=("finetune",))
 
     def opener(dataset, root):
         return fakes.FakeReader(dataset, 24, "classification" if dataset == "pocus" else "segmentation")
