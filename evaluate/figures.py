@@ -65,7 +65,7 @@ def summary_figure(path: Path, panels: list[tuple[str, dict[str, dict[str, list[
                              squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     step = 0.8 / max(1, len(methods))
-    for ax, (title, data) in zip(axes[:, 0], panels, strict=False):
+    for ax, (title, data) in zip(axes[: len(panels), 0], panels, strict=True):
         tasks = list(data)
         for j, method in enumerate(methods):
             colour = colours[j % len(colours)]

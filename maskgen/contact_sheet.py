@@ -126,7 +126,7 @@ def draw_sheet(tiles: Sequence[Tile], out: str | Path, columns: int = 6, title: 
                              squeeze=False, facecolor=(0.1, 0.1, 0.1))
     for ax in axes.flat[len(tiles):]:
         ax.axis("off")
-    for ax, tile in zip(axes.flat, tiles, strict=False):
+    for ax, tile in zip(list(axes.flat)[: len(tiles)], tiles, strict=True):
         draw_tile(ax, tile)
     if title:
         fig.suptitle(title, color="white", fontsize=10, x=0.01, ha="left")

@@ -48,7 +48,8 @@ def resolve_device(name: str = "auto"):
     import torch
 
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+        # the first CUDA device (the index is the slot policy's to choose, not current_device())
+        name = f"{torch.accelerator.current_accelerator().type}:0" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError as err:

@@ -58,7 +58,7 @@ def draw_curves(metrics_path: str | Path, out: str | Path, title: str = "") -> P
     cols = 2
     rows = max(1, math.ceil(len(panels) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(11, 2.8 * rows), squeeze=False)
-    for ax, (panel_title, ks) in zip(axes.flat, panels, strict=False):
+    for ax, (panel_title, ks) in zip(list(axes.flat)[: len(panels)], panels, strict=True):
         for k in ks:
             x, y = _series(records, k)
             if not x.size:
