@@ -44,22 +44,23 @@ def fpn_path(backbone: str | os.PathLike) -> Path:
     return backbone.with_name(backbone.name[: -len(".safetensors")] + FPN_SUFFIX)
 
 
+def _strip_prefix(online_state: dict[str, torch.Tensor], prefix: str, what: str) -> dict[str, torch.Tensor]:
+    """The tensors under ``prefix`` with it removed (detached, CPU, contiguous)."""
+    out = {k[len(prefix):]: v.detach().cpu().contiguous()
+           for k, v in online_state.items() if k.startswith(prefix)}
+    if not out:
+        raise ValueError(f"no {what} tensors ({prefix}*) in this state dict")
+    return out
+
+
 def backbone_state(online_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Online network state dict -> backbone tensors with timm/torchvision ResNet keys."""
-    out = {k[len(BODY_PREFIX):]: v.detach().cpu().contiguous()
-           for k, v in online_state.items() if k.startswith(BODY_PREFIX)}
-    if not out:
-        raise ValueError("no backbone tensors (encoder.body.*) in this state dict")
-    return out
+    return _strip_prefix(online_state, BODY_PREFIX, "backbone")
 
 
 def fpn_state(online_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Online network state dict -> FPN tensors with torchvision FeaturePyramidNetwork keys."""
-    out = {k[len(FPN_PREFIX):]: v.detach().cpu().contiguous()
-           for k, v in online_state.items() if k.startswith(FPN_PREFIX)}
-    if not out:
-        raise ValueError("no FPN tensors (encoder.fpn.*) in this state dict")
-    return out
+    return _strip_prefix(online_state, FPN_PREFIX, "FPN")
 
 
 IMAGENET_CLASSES = 1000
