@@ -102,9 +102,13 @@ def main(verbose: int) -> None:
               help="Override the profile's fine-tuning batch size (frames per step; quick 8, full 32).")
 @click.option("--seg-head", type=click.Choice(["maskrcnn", "fpn"]), default=None,
               help="Override the segmentation head (full: maskrcnn, quick: fpn).")
+@click.option("--min-steps", type=click.IntRange(min=0), default=None,
+              help="Override the floor on fine-tuning optimiser steps (quick/study 120, full 0 = one "
+                   "pass per epoch): a small training split is reshuffled within an epoch until the "
+                   "epochs add up to this many steps.")
 def sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, protocols, label_fraction,
           pretrain_seed, folds, seeds, device, workers, threads, ablations, store, pretrain_args, resolution,
-          epochs, max_frames, batch_size, seg_head):
+          epochs, max_frames, batch_size, seg_head, min_steps):
     """Fine-tune every backbone on every task and fold; write OUT/report.md.
 
     Exits with status 1 when any task or cell failed (the report says which and why); a rerun
@@ -117,14 +121,14 @@ def sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, p
         try:
             _sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, protocols, label_fraction,
                    pretrain_seed, folds, seeds, device, workers, threads, ablations, store, pretrain_args,
-                   resolution, epochs, max_frames, batch_size, seg_head)
+                   resolution, epochs, max_frames, batch_size, seg_head, min_steps)
         except OSError as err:
             raise click.ClickException(describe_os_error(err, str(out_dir))) from err
 
 
 def _sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, protocols, label_fraction,
            pretrain_seed, folds, seeds, device, workers, threads, ablations, store, pretrain_args, resolution,
-           epochs, max_frames, batch_size, seg_head):
+           epochs, max_frames, batch_size, seg_head, min_steps):
     from evaluate.ablations import ABLATIONS, FULL_METHOD, PretrainError, ensure_ablations
     from evaluate.backbones import (
         CheckpointError,
@@ -142,7 +146,7 @@ def _sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, 
     try:
         profile = build_profile(profile_name, resolution=resolution, cls_epochs=epochs, seg_epochs=epochs,
                                 max_frames=max_frames, batch_size=batch_size, seg_head=seg_head,
-                                protocols=parse_protocols(protocols) if protocols else None,
+                                min_steps=min_steps, protocols=parse_protocols(protocols) if protocols else None,
                                 label_fraction=label_fraction,
                                 pretrain_args=tuple(shlex.split(pretrain_args)) if pretrain_args else None)
         task_specs = resolve_tasks(tasks)

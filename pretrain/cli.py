@@ -79,7 +79,10 @@ def main(verbose: int) -> None:
               help="(a, b, g): shuffle probability per window, remap strength, in-paint probability per block.")
 @click.option("--log-every", default=1, show_default=True, type=int,
               help="Steps between lines of RUN_DIR/metrics.jsonl (and TensorBoard scalars).")
-@click.option("--probe", default=None, help="Online kNN probe on a labelled classification task (busi-cls, pocus-cls).")
+@click.option("--probe", default=None, metavar="TASK[,TASK]",
+              help="Online probes of the frozen backbone on labelled tasks: a classification task "
+                   "(busi-cls, pocus-cls) gets a leave-one-group-out kNN, a segmentation task (busi-seg, "
+                   "udiat-seg, tn3k-seg, hmcqu-seg) a dense linear (ridge) probe scored by held-out Dice.")
 @click.option("--probe-root", default=None, type=click.Path(exists=True, file_okay=False),
               help="The probe dataset's folder (default: its ANAUS_<NAME>_ROOT variable).")
 @click.option("--probe-every", default=25, show_default=True, type=int, help="Steps between probes (and step 0, last).")

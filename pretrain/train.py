@@ -45,7 +45,7 @@ from pretrain.model import (
 )
 from pretrain.monitor import BackboneDrift
 from pretrain.optim import OptimConfig, build_optimizer
-from pretrain.probe import OnlineProbe, ProbeConfig, load_probe
+from pretrain.probe import OnlineProbe, ProbeConfig, load_probes
 from pretrain.schedules import ema_momentum, learning_rate, scaled_lr
 from pretrain.step import ObjectiveConfig, compute_loss, prepare_inputs
 
@@ -300,19 +300,22 @@ class Watch:
         self.drift = BackboneDrift(initial.to(device))
         self.probe = None
         if cfg.probe is not None:
-            probe_set = load_probe(cfg.probe, cfg.objective.resolution)
-            self.probe = OnlineProbe(probe_set, cfg.probe, device)
-            self.chance = probe_set.chance()
-            log.info("online probe: %s, %d frames in %d groups (leave-one-group-out kNN), majority class %.3f",
-                     probe_set.name, len(probe_set.labels), len(set(probe_set.groups.tolist())), self.chance)
+            probes = load_probes(cfg.probe, cfg.objective.resolution)
+            self.probe = OnlineProbe(probes, cfg.probe, device)
+            for p in probes:
+                log.info("online probe: %s, %d frames in %d groups (%s)", p.name, len(p.images),
+                         len(set(p.groups.tolist())),
+                         "dense ridge probe, group folds" if p.dense else "leave-one-group-out kNN")
+            self.references = self.probe.references()
+            log.info("probe references (step-independent): %s",
+                     ", ".join(f"{k} {v:.3f}" for k, v in self.references.items()))
 
     def at_step(self, step: int, force_probe: bool = False) -> None:
         if self.probe is None or not (force_probe or step % self.cfg.probe.every == 0):
             return
         result = self.probe(self.online.encoder.body)
-        self.metrics.write({"step": step, **result, "probe/chance": self.chance})
-        log.info("step %d: probe kNN accuracy %.3f (majority class %.3f)", step, result["probe/knn_acc"],
-                 self.chance)
+        self.metrics.write({"step": step, **result, **self.references})
+        log.info("step %d: probe %s", step, ", ".join(f"{k} {v:.3f}" for k, v in result.items()))
 
     def view_pair(self, path: Path, frames: torch.Tensor, masks: torch.Tensor, seed: int) -> None:
         from pretrain.step import source_masks
