@@ -116,7 +116,7 @@ STUDY_PRETRAIN = ("--epochs", "30", "--batch-size", "16", "--resolution", "96", 
 # 0.001 (the full profile keeps 0.01). At least 60 optimiser steps per fine-tuning: one pass per
 # epoch of 26 training frames at batch 8 is 18 steps in 6 epochs, after which no pixel of any
 # method's prediction had crossed the threshold (Dice 0.0 on every fold, busi-seg, random); with
-# 60 steps busi-seg reached Dice 0.34-0.70 per fold, with 120 steps 0.41-0.63 (2x the cost).
+# 60 steps busi-seg reached Dice 0.34-0.70 per fold (mean 0.48), with 120 steps 0.41-0.63 (0.50).
 QUICK = Profile(
     name="quick", resolution=96, max_frames=50, cls_epochs=6, seg_epochs=6, batch_size=8, min_steps=60,
     cls_lr=0.001, seg_head="fpn", seg_lr=0.05, overlay_frames=3, pretrain_args=QUICK_PRETRAIN,
