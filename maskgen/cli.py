@@ -15,23 +15,43 @@ import click
 
 from maskgen.cliutils import StrictGroup, version_option
 
-# name -> "module:attribute" of a click command
-COMMANDS = {
-    "datasets": "maskgen.registry_cli:datasets",
-    "phantom": "maskgen.phantom.cli:phantom",
-    "adapt": "maskgen.lpsam.cli:adapt",
-    "run": "maskgen.run_cli:run",
-    "inspect": "maskgen.inspect_cli:inspect_store",
-    "verify": "maskgen.inspect_cli:verify",
-    "export-masks": "maskgen.export_cli:export_masks",
-    "score": "maskgen.score_cli:score",
+# name -> ("module:attribute" of a click command, its one-line help). The help is what
+# `maskgen --help` lists, so listing the commands imports none of them (torch, SAM); a test
+# checks that each line is the first sentence of its command's docstring.
+LAZY_COMMANDS = {
+    "datasets": ("maskgen.registry_cli:datasets",
+                 "The dataset registry: every dataset, its role and where its root comes from."),
+    "phantom": ("maskgen.phantom.cli:phantom",
+                "Generate the synthetic B-mode phantom: butus, camus, ddti, tg3k, pocus, busi, udiat, "
+                "tn3k and hmcqu, each in its native layout (read them with ``maskgen datasets show NAME "
+                "--root OUT/NAME``)."),
+    "adapt": ("maskgen.lpsam.cli:adapt",
+              "One-time LP-SAM adaptation: phase 1 (adapters + conv branch, GT prompts), phase 2 (latent "
+              "prompt engine), then Dice/IoU per anatomy class on grouped held-out pairs (report.md)."),
+    "run": ("maskgen.run_cli:run",
+            "Generate up to K anatomy masks per frame with LP-SAM and write the mask store."),
+    "inspect": ("maskgen.inspect_cli:inspect_store",
+                "Summarise a mask store, plot its distributions and draw a contact sheet of frames with "
+                "their masks (contours, scores, frame names)."),
+    "verify": ("maskgen.inspect_cli:verify",
+               "Check that manifest, arrays and attributes agree and that every chunk of every array "
+               "exists and decodes; exit status 1 on any mismatch."),
+    "export-masks": ("maskgen.export_cli:export_masks",
+                     "Write a store's frames, label images (each pixel: its best-scoring mask) and per-mask "
+                     "files, with index.csv (one row per mask) and frames.csv, for ITK-SNAP, 3D Slicer or CVAT."),
+    "score": ("maskgen.score_cli:score", "Score a mask store against a labelled dataset's masks."),
 }
+COMMANDS = {name: target for name, (target, _) in LAZY_COMMANDS.items()}
 
 
 class LazyGroup(StrictGroup):
-    """A click group whose subcommands are ``module:attr`` strings imported on first use."""
+    """A click group whose subcommands are ``module:attr`` strings imported on first use.
 
-    def __init__(self, *args, lazy_commands: dict[str, str] | None = None, **kwargs):
+    ``lazy_commands``: name -> (``module:attr``, one-line help); the help lines are what the
+    group's ``--help`` lists, so listing imports nothing.
+    """
+
+    def __init__(self, *args, lazy_commands: dict[str, tuple[str, str]] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.lazy_commands = dict(lazy_commands or {})
 
@@ -40,9 +60,26 @@ class LazyGroup(StrictGroup):
 
     def get_command(self, ctx, name):
         if name in self.lazy_commands:
-            module, attr = self.lazy_commands[name].split(":")
+            module, attr = self.lazy_commands[name][0].split(":")
             return getattr(importlib.import_module(module), attr)
         return super().get_command(ctx, name)
+
+    def format_commands(self, ctx, formatter):
+        """The command list of ``--help``, as click writes it, from the table's help lines."""
+        from click.utils import make_default_short_help
+
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows = []
+        for name in names:
+            if name in self.lazy_commands:
+                rows.append((name, make_default_short_help(self.lazy_commands[name][1], limit)))
+            elif (cmd := super().get_command(ctx, name)) is not None and not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 EXIT_BUSY = 75  # EX_TEMPFAIL: the output folder is in use; try again later
@@ -91,7 +128,7 @@ def setup_logging(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-@click.group(cls=LazyGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, lazy_commands=LAZY_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 @version_option
 def main(verbose: int) -> None:
