@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import torchvision
 
-from maskgen.provenance import safetensors_bytes, sha256_file
+from maskgen.common.files import safetensors_bytes, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
     A ``.pth`` holding ``{"state_dict": ...}`` or ``{"model": ...}`` is unwrapped.
     """
-    from maskgen.weightfiles import WeightsFileError, read_safetensors, read_torch_weights
+    from maskgen.common.weightfiles import WeightsFileError, read_safetensors, read_torch_weights
 
     path = Path(path)
     if not path.is_file():
@@ -172,7 +172,7 @@ def load_backbone(name: str, path: str | Path, arch: str | None = None) -> Backb
     Raises:
         CheckpointError: unreadable file, non-ResNet keys, or a key/shape mismatch with ``arch``.
     """
-    from maskgen.weightfiles import NonFiniteWeightsError, check_finite
+    from maskgen.common.weightfiles import NonFiniteWeightsError, check_finite
 
     path = Path(path)
     state = canonical_keys(read_state_dict(path))

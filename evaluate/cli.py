@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from maskgen.cli import setup_logging
-from maskgen.cliutils import StrictGroup, config_option, version_option, write_config
+from maskgen.cli.main import setup_logging
+from maskgen.cli.options import StrictGroup, config_option, version_option, write_config
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, p
     retries them. Writes OUT/config.toml (replay it with --config OUT/config.toml). One sweep
     writes OUT at a time (a second one is refused, exit 75).
     """
-    from maskgen.cli import describe_os_error, locked_output
+    from maskgen.cli.main import describe_os_error, locked_output
 
     with locked_output(out_dir, "evaluate sweep"):
         try:
@@ -136,7 +136,7 @@ def _sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, 
     from evaluate.protocols import parse_protocols
     from evaluate.sweep import SweepPlan, run_sweep
     from evaluate.tasks import resolve_tasks
-    from maskgen.devices import check_slots, slot_devices
+    from maskgen.common.devices import check_slots, slot_devices
 
     seed_list = _seeds(seeds)  # every option is checked before any training starts
     try:

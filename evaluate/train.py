@@ -29,7 +29,7 @@ from evaluate.models import (
     segmentation_loss,
 )
 from evaluate.profiles import Profile
-from maskgen.devices import autocast_dtype
+from maskgen.common.devices import autocast_dtype
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from maskgen.provenance import (
+from maskgen.common.files import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,

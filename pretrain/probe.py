@@ -68,7 +68,7 @@ def group_codes(groups: np.ndarray) -> np.ndarray:
 
 def load_probe(cfg: ProbeConfig, resolution: int, opener=None) -> ProbeSet:
     """Read ``cfg.task``'s frames (classification only). ``opener(dataset, root)`` -> reader
-    (default ``maskgen.registry.open_dataset``).
+    (default ``maskgen.datasets.registry.open_dataset``).
 
     Raises:
         ValueError: not a classification task, or fewer than two classes / groups per half.
@@ -82,7 +82,7 @@ def load_probe(cfg: ProbeConfig, resolution: int, opener=None) -> ProbeSet:
         raise ValueError(f"--probe {cfg.task!r} is not a classification task; choose one of {names}")
     task = TASKS[cfg.task]
     if opener is None:
-        from maskgen.registry import open_dataset as opener
+        from maskgen.datasets.registry import open_dataset as opener
     reader = opener(task.dataset, Path(cfg.root) if cfg.root else None)
     data = load_task(task, reader, resolution, cfg.max_frames, seed=0, progress=False)
     groups = group_codes(data.groups)

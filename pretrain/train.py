@@ -21,8 +21,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from maskgen.devices import autocast_dtype, rank_device, syncs_batchnorm
-from maskgen.provenance import sha256_file, write_run_info
+from maskgen.common.devices import autocast_dtype, rank_device, syncs_batchnorm
+from maskgen.common.files import sha256_file, write_run_info
 from maskgen.store import MANIFEST_NAME, open_store, unpack_masks_torch
 from pretrain import distributed as dist
 from pretrain.checkpoint import (

@@ -2,7 +2,7 @@
 
 from click.testing import CliRunner
 
-from maskgen.cli import COMMANDS, main
+from maskgen.cli.main import COMMANDS, main
 
 
 def test_maskgen_help_lists_every_command():
@@ -17,7 +17,7 @@ def test_maskgen_help_lines_are_the_commands_own():
     first sentence of each command's docstring, as click would list them."""
     import click
 
-    from maskgen.cli import LAZY_COMMANDS
+    from maskgen.cli.main import LAZY_COMMANDS
 
     ctx = click.Context(main)
     for name, (_, line) in LAZY_COMMANDS.items():
@@ -29,7 +29,7 @@ def test_maskgen_help_imports_no_subcommand():
     import subprocess
     import sys
 
-    code = ("import sys; from click.testing import CliRunner; from maskgen.cli import main, COMMANDS;"
+    code = ("import sys; from click.testing import CliRunner; from maskgen.cli.main import main, COMMANDS;"
             "r = CliRunner().invoke(main, ['--help']); assert r.exit_code == 0, r.output;"
             "mods = {t.split(':')[0] for t in COMMANDS.values()};"
             "print(sorted(m for m in ('torch', 'segment_anything', 'zarr', *mods) if m in sys.modules))")

@@ -1,12 +1,12 @@
-"""The one device policy (maskgen.devices) with the GPU count faked: which device rank or
+"""The one device policy (maskgen.common.devices) with the GPU count faked: which device rank or
 worker i gets, ``--device cuda:N`` validation, and its users (pretrain ranks + DDP, maskgen
 workers, evaluate workers)."""
 
 import pytest
 import torch
 
-import maskgen.devices as devices
-import maskgen.inference
+import maskgen.common.devices as devices
+import maskgen.generate.inference
 
 
 @pytest.fixture
@@ -116,13 +116,13 @@ def test_pretrain_picks_the_rank_device_before_joining_the_group(two_gpus, monke
 
 
 def test_maskgen_worker_slot_gets_its_gpu(two_gpus, monkeypatch):
-    monkeypatch.setattr(maskgen.inference, "worker_slot", lambda: 1)
-    assert maskgen.inference.worker_device("auto") == torch.device("cuda", 1)
+    monkeypatch.setattr(maskgen.generate.inference, "worker_slot", lambda: 1)
+    assert maskgen.generate.inference.worker_device("auto") == torch.device("cuda", 1)
     assert two_gpus == [torch.device("cuda", 1)]
-    assert maskgen.inference.worker_device("auto", per_device=2) == torch.device("cuda", 0)
-    monkeypatch.setattr(maskgen.inference, "worker_slot", lambda: 2)
+    assert maskgen.generate.inference.worker_device("auto", per_device=2) == torch.device("cuda", 0)
+    monkeypatch.setattr(maskgen.generate.inference, "worker_slot", lambda: 2)
     with pytest.raises(ValueError, match="sees 2"):
-        maskgen.inference.worker_device("auto")
+        maskgen.generate.inference.worker_device("auto")
 
 
 def test_evaluate_pool_hands_worker_i_gpu_i(two_gpus, monkeypatch):
@@ -149,7 +149,7 @@ def test_commands_refuse_a_missing_gpu_before_writing(two_gpus, tmp_path):
     from click.testing import CliRunner
 
     from evaluate.cli import main as evaluate_main
-    from maskgen.cli import main as maskgen_main
+    from maskgen.cli.main import main as maskgen_main
     from pretrain.cli import main as pretrain_main
 
     adapt = tmp_path / "lpsam"

@@ -8,7 +8,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load
 
-from maskgen.provenance import safetensors_bytes
+from maskgen.common.files import safetensors_bytes
 
 
 def test_safetensors_bytes_are_deterministic_and_loadable(tmp_path):

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from maskgen.devices import autocast_dtype
+from maskgen.common.devices import autocast_dtype
 from maskgen.lpsam.artifacts import load_phase_state, save_phase_state
 from maskgen.lpsam.augment import NO_AUGMENT, AugmentConfig, domain_randomise
 from maskgen.lpsam.data import PairSet

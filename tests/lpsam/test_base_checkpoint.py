@@ -9,13 +9,13 @@ import torch
 from safetensors.torch import load_file
 from segment_anything.build_sam import _build_sam
 
+from maskgen.common.files import sha256_file
 from maskgen.lpsam.adapt import adapt
 from maskgen.lpsam.artifacts import load_adapt_dir
 from maskgen.lpsam.checkpoint import convert_sam_state_dict, read_sam_checkpoint
 from maskgen.lpsam.config import LPSAMConfig
 from maskgen.lpsam.testing import synthetic_pairs
 from maskgen.lpsam.train import PhaseSettings
-from maskgen.provenance import sha256_file
 
 
 @pytest.fixture

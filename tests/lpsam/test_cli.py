@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from maskgen.lpsam.cli import adapt
+from maskgen.cli.adapt import adapt
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from maskgen.devices import resolve_device
+from maskgen.common.devices import resolve_device
 from maskgen.lpsam.config import get_config
 from maskgen.lpsam.model import build_lpsam
 from maskgen.lpsam.predictor import load_predictor

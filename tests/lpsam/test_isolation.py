@@ -39,7 +39,7 @@ def test_pretrain_does_not_import_segment_anything():
 
 
 def test_maskgen_cli_listing_does_not_import_segment_anything():
-    code = "import sys, maskgen.cli; print('segment_anything' in sys.modules)"
+    code = "import sys, maskgen.cli.main; print('segment_anything' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"

@@ -47,7 +47,7 @@ def test_phases_train_their_modules_and_the_iou_head(vit_b_meta):
 def test_print_params_cli():
     from click.testing import CliRunner
 
-    from maskgen.lpsam.cli import adapt
+    from maskgen.cli.adapt import adapt
 
     result = CliRunner().invoke(adapt, ["--print-params", "--model", "vit_b"])
     assert result.exit_code == 0, result.output

@@ -7,12 +7,12 @@ import json
 import pytest
 import torch
 
+from maskgen.common.files import sha256_file
 from maskgen.lpsam import load_predictor
 from maskgen.lpsam.artifacts import load_adapt_dir, save_adapt_dir
 from maskgen.lpsam.config import get_config
 from maskgen.lpsam.model import build_lpsam
 from maskgen.lpsam.testing import DEFAULT_CLASSES, make_random_adapt_dir, synthetic_pairs
-from maskgen.provenance import sha256_file
 
 
 @pytest.fixture(scope="module")

@@ -78,7 +78,7 @@ def test_bad_proposal_settings(kwargs):
 
 
 def test_run_cli_offers_every_proposal_mode():
-    from maskgen.run_cli import PROPOSAL_CHOICES
+    from maskgen.cli.run import PROPOSAL_CHOICES
 
     assert tuple(PROPOSAL_CHOICES) == PROPOSAL_MODES
 

@@ -8,7 +8,7 @@ import numpy as np
 from click.testing import CliRunner
 from PIL import Image
 
-from maskgen.cli import main
+from maskgen.cli.main import main
 
 
 def test_phantom_command_subset_and_preview(tmp_path):

@@ -187,7 +187,7 @@ def test_same_seed_same_bytes(tmp_path, tiny_phantom):
 
 
 def test_every_dataset_is_read_by_its_real_reader(tiny_phantom):
-    registry = pytest.importorskip("maskgen.registry")
+    registry = pytest.importorskip("maskgen.datasets.registry")
     out = tiny_phantom[0]
     for name in DATASETS:
         reader = registry.open_dataset(name, out / name)

@@ -6,9 +6,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from maskgen.frames import CorruptFrameError
-from maskgen.readers import metaimage
-from maskgen.registry import open_dataset
+from maskgen.datasets.frames import CorruptFrameError
+from maskgen.datasets.readers import metaimage
+from maskgen.datasets.registry import open_dataset
 
 H, W, T = 12, 20, 4
 

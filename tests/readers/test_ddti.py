@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from maskgen.frames import CorruptFrameError
-from maskgen.registry import open_dataset
+from maskgen.datasets.frames import CorruptFrameError
+from maskgen.datasets.registry import open_dataset
 
 SQUARE = [{"x": 10, "y": 8}, {"x": 30, "y": 8}, {"x": 30, "y": 20}, {"x": 10, "y": 20}]
 

@@ -8,8 +8,14 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from maskgen.folds import check_no_leak, grouped_kfold, grouped_split, read_folds, write_folds
-from maskgen.frames import FrameRef
+from maskgen.datasets.folds import (
+    check_no_leak,
+    grouped_kfold,
+    grouped_split,
+    read_folds,
+    write_folds,
+)
+from maskgen.datasets.frames import FrameRef
 
 
 def _random_items(rng: np.random.Generator):

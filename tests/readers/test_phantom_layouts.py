@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from maskgen.cli import main
-from maskgen.registry import dataset_names, get_spec, open_dataset
+from maskgen.cli.main import main
+from maskgen.datasets.registry import dataset_names, get_spec, open_dataset
 
 
 @pytest.mark.slow

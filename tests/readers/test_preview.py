@@ -6,11 +6,11 @@ import numpy as np
 from click.testing import CliRunner
 from PIL import Image
 
-from maskgen.contact_sheet import PALETTE
-from maskgen.frames import CorruptFrameError, Frame, FrameRef
-from maskgen.preview import UNEXPECTED_COLOUR, frame_tile, pick_refs
-from maskgen.registry import open_dataset
-from maskgen.registry_cli import datasets
+from maskgen.cli.datasets import datasets
+from maskgen.common.contact_sheet import PALETTE
+from maskgen.datasets.frames import CorruptFrameError, Frame, FrameRef
+from maskgen.datasets.preview import UNEXPECTED_COLOUR, frame_tile, pick_refs
+from maskgen.datasets.registry import open_dataset
 
 
 def _busi(base, fx):

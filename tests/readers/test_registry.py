@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from maskgen.cli import main
-from maskgen.frames import DatasetRootError
-from maskgen.registry import (
+from maskgen.cli.main import main
+from maskgen.datasets.frames import DatasetRootError
+from maskgen.datasets.registry import (
     READERS,
     UnknownDatasetError,
     all_specs,
@@ -104,7 +104,7 @@ def test_cli_show_lists_problems_and_classes_and_folds_file(tmp_path, fx):
     made = runner.invoke(main, ["datasets", "folds", "busi", "--root", str(tmp_path), "--out", str(out),
                                 "--k", "3", "--seed", "1"])
     assert made.exit_code == 0, made.output
-    from maskgen.folds import read_folds
+    from maskgen.datasets.folds import read_folds
 
     folds = read_folds(out)
     assert len(folds) == 15 and folds.meta["stratified"] and folds.meta["k"] == 3
@@ -112,7 +112,7 @@ def test_cli_show_lists_problems_and_classes_and_folds_file(tmp_path, fx):
 
 
 def test_missing_format_library_says_how_to_install():
-    from maskgen.readers.optional import MissingDependencyError, require
+    from maskgen.datasets.readers.optional import MissingDependencyError, require
 
     with pytest.raises(MissingDependencyError, match="reading x needs the Python package 'nope_pkg'"):
         require("nope_pkg", "reading x")

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from maskgen.frames import CorruptFrameError
-from maskgen.registry import open_dataset
+from maskgen.datasets.frames import CorruptFrameError
+from maskgen.datasets.registry import open_dataset
 
 
 def test_busi_masks_or_merged_rgb_to_gray_and_classes(tmp_path, fx):

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy.io import savemat
 
-from maskgen.readers.pocus import group_of, sampled_indices
-from maskgen.readers.video import video_info
-from maskgen.registry import open_dataset
+from maskgen.datasets.readers.pocus import group_of, sampled_indices
+from maskgen.datasets.readers.video import video_info
+from maskgen.datasets.registry import open_dataset
 
 
 def _ramp(t: int, shape=(48, 64)) -> np.ndarray:
@@ -60,7 +60,7 @@ def test_pocus_classes_vir_excluded_video_groups_and_3hz(tmp_path, fx):
     (images / "linear" / "notes.txt").write_text("x")
     reader = open_dataset("pocus", tmp_path)
     with pytest.MonkeyPatch.context() as mp:  # listing reads container metadata only
-        mp.setattr("maskgen.readers.video.decode_gray", lambda *a: pytest.fail("decoded while listing"))
+        mp.setattr("maskgen.datasets.readers.video.decode_gray", lambda *a: pytest.fail("decoded while listing"))
         refs = reader.refs()
     cov = [r for r in refs if r.source.endswith("Cov_case1.mp4")]
     assert [r.index for r in cov] == list(range(0, 100, 10))

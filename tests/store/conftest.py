@@ -22,8 +22,8 @@ def standins():
 
 @pytest.fixture(scope="session")
 def toy_job_factory(standins):
-    from maskgen.maskjob import MaskJob
-    from maskgen.postprocess import PostprocessConfig
+    from maskgen.generate.job import MaskJob
+    from maskgen.generate.postprocess import PostprocessConfig
 
     def make(out, n=22, k=4, size=64, chunk=4, predictor=None, **kw):
         return MaskJob(out=str(out), reader=standins.ToyReaderSpec(n), post=PostprocessConfig(k=k, min_area=4),
@@ -36,7 +36,7 @@ def toy_job_factory(standins):
 @pytest.fixture(scope="session")
 def toy_store(tmp_path_factory, toy_job_factory):
     """A finished store of 22 toy frames (5 of them bad), K=4, S=64, chunks of 4."""
-    from maskgen.maskjob import run_mask_job
+    from maskgen.generate.job import run_mask_job
 
     out = tmp_path_factory.mktemp("toy") / "store"
     run_mask_job(toy_job_factory(out), progress=False)

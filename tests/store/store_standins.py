@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from maskgen.frames import CorruptFrameError, Frame, FrameRef
+from maskgen.datasets.frames import CorruptFrameError, Frame, FrameRef
 
 BAD = {3: "corrupt", 7: "blank", 11: "tiny", 13: "rgb", 17: "empty"}
 

@@ -9,9 +9,9 @@ from click.testing import CliRunner
 
 import evaluate.cli
 import pretrain.cli
-from maskgen.cli import main
-from maskgen.cliutils import StrictCommand
-from pretrain.synthetic import make_synthetic_store
+from maskgen.cli.main import main
+from maskgen.cli.options import StrictCommand
+from maskgen.store.testing import make_synthetic_store
 
 
 def error_line(result) -> str:
@@ -74,8 +74,8 @@ def test_datasets_show_with_a_file_as_root(tmp_path):
     file.write_bytes(b"PK")
     result = CliRunner().invoke(main, ["datasets", "show", "busi", "--root", str(file)])
     assert result.exit_code == 2 and "is a file" in error_line(result)
-    from maskgen.frames import DatasetRootError
-    from maskgen.registry import get_spec, resolve_root
+    from maskgen.datasets.frames import DatasetRootError
+    from maskgen.datasets.registry import get_spec, resolve_root
 
     with pytest.raises(DatasetRootError, match="is a file, not a folder"):  # e.g. from $ANAUS_BUSI_ROOT
         resolve_root(get_spec("busi"), file)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maskgen.contact_sheet import PALETTE, Tile, draw_sheet, inner_point, shorten
-from maskgen.inspection import contact_sheet, store_tile
+from maskgen.common.contact_sheet import PALETTE, Tile, draw_sheet, inner_point, shorten
 from maskgen.store import open_store, unpack_masks
+from maskgen.store.inspection import contact_sheet, store_tile
 
 
 def _has_colour(img: np.ndarray, rgb, tol=12) -> int:
@@ -57,7 +57,7 @@ def test_store_tiles_carry_the_store_masks_and_scores(toy_store, tmp_path):
 
 
 def test_summary_figure_of_a_store_without_masks(tmp_path):
-    from maskgen.inspection import StoreSummary, summary_figure
+    from maskgen.store.inspection import StoreSummary, summary_figure
 
     out = summary_figure(StoreSummary(frames=3, failed=3), k=4, size=64, out=tmp_path / "p.png")
     assert Image.open(out).size[0] > 1000

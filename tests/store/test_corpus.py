@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 from store_compare import assert_stores_equal
 
-from maskgen.folds import check_no_leak, grouped_kfold
-from maskgen.maskjob import CorpusSpec, MaskJob, ReaderSpec, reader_spec, run_mask_job
+from maskgen.datasets.folds import check_no_leak, grouped_kfold
+from maskgen.generate.job import CorpusSpec, MaskJob, ReaderSpec, reader_spec, run_mask_job
+from maskgen.generate.postprocess import PostprocessConfig
 from maskgen.phantom.generate import PhantomScale, generate
-from maskgen.postprocess import PostprocessConfig
 from maskgen.store import open_store
-from maskgen.verify import verify_store
+from maskgen.store.verify import verify_store
 
 SCALE = PhantomScale(butus=2, camus=1, ddti=0, tg3k=0, pocus=0, busi=0, udiat=0, tn3k=0, hmcqu=0)
 
@@ -49,7 +49,7 @@ def test_two_datasets_one_store_resume_verify_folds(phantom, standins, tmp_path)
     assert datasets == ["butus"] * butus + ["camus"] * (len(rows) - butus) and len(rows) > butus > 0
     assert len({r["frame_id"] for r in rows}) == len(rows) == summary.frames
     assert store.attrs["generation"]["dataset"] == "butus+camus"
-    from maskgen.inspection import summarise_store
+    from maskgen.store.inspection import summarise_store
 
     lines = summarise_store(store).lines(store.k, store.size)
     assert f"datasets: butus {butus}, camus {len(rows) - butus}" in lines
@@ -81,6 +81,6 @@ def test_a_one_dataset_store_keeps_its_settings(phantom, standins, tmp_path):
 
 
 def _refs(phantom, name):
-    from maskgen.registry import open_dataset
+    from maskgen.datasets.registry import open_dataset
 
     return open_dataset(name, phantom / name).refs()

@@ -9,16 +9,16 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from maskgen.export_cli import export_masks as export_cmd
-from maskgen.export_masks import (
+from maskgen.cli.export_masks import export_masks as export_cmd
+from maskgen.datasets.letterbox import Letterbox, unletterbox
+from maskgen.store import open_store, unpack_masks
+from maskgen.store.export import (
     ExportError,
     ExportOptions,
     dominant_labels,
     export_masks,
     file_stem,
 )
-from maskgen.imaging import Letterbox, unletterbox
-from maskgen.store import open_store, unpack_masks
 
 
 def _read_csv(path):

@@ -3,19 +3,19 @@
 import numpy as np
 import torch
 
-import maskgen.inference
-from maskgen.inference import predict_batch
+import maskgen.generate.inference
+from maskgen.generate.inference import predict_batch
 
 
 def test_worker_slot_is_the_local_cluster_number_else_zero(monkeypatch):
     import distributed
 
-    assert maskgen.inference.worker_slot() == 0  # not on a dask worker
+    assert maskgen.generate.inference.worker_slot() == 0  # not on a dask worker
     for name, slot in ((3, 3), ("1", 1), ("SLURMCluster-7", 0)):
         monkeypatch.setattr(distributed, "get_worker", lambda name=name: type("W", (), {"name": name})())
-        assert maskgen.inference.worker_slot() == slot
+        assert maskgen.generate.inference.worker_slot() == slot
     monkeypatch.undo()
-    assert maskgen.inference.worker_device("cpu") == torch.device("cpu")
+    assert maskgen.generate.inference.worker_device("cpu") == torch.device("cpu")
 
 
 def test_predict_batch_resamples_to_the_input_size_and_back(standins):

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from maskgen.maskjob import run_mask_job
+from maskgen.generate.job import run_mask_job
 from maskgen.store import open_store
 
 HERE = Path(__file__).parent
@@ -18,8 +18,8 @@ SCRIPT = """
 import sys
 sys.path.insert(0, sys.argv[2])
 import store_standins as standins
-from maskgen.maskjob import MaskJob, run_mask_job
-from maskgen.postprocess import PostprocessConfig
+from maskgen.generate.job import MaskJob, run_mask_job
+from maskgen.generate.postprocess import PostprocessConfig
 job = MaskJob(out=sys.argv[1], reader=standins.ToyReaderSpec(22), post=PostprocessConfig(k=4, min_area=4),
               predictor=standins.ToyPredictorSpec(64, delay=0.4), size=64, chunk=4, batch_size=3, device="cpu")
 run_mask_job(job, progress=False)
@@ -61,7 +61,7 @@ def test_two_dask_workers_of_an_existing_cluster_equal_one(toy_store, toy_job_fa
 
 
 def test_store_readers_do_not_import_torch_or_sam():
-    code = ("import sys, maskgen.store, maskgen.verify, maskgen.inspection; "
+    code = ("import sys, maskgen.store, maskgen.store.verify, maskgen.store.inspection; "
             "print(sorted(m for m in ('torch', 'segment_anything') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

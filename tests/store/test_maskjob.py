@@ -6,10 +6,10 @@ import shutil
 import numpy as np
 import pytest
 
-from maskgen.maskjob import StoreMismatchError, run_mask_job
-from maskgen.postprocess import PostprocessConfig, postprocess_frame
+from maskgen.generate.job import StoreMismatchError, run_mask_job
+from maskgen.generate.postprocess import PostprocessConfig, postprocess_frame
 from maskgen.store import STATUS_FAILED, open_store, unpack_masks
-from maskgen.verify import verify_store
+from maskgen.store.verify import verify_store
 
 storecompare = importlib.import_module("store_compare")
 assert_stores_equal = storecompare.assert_stores_equal
@@ -20,7 +20,7 @@ def test_store_content_matches_direct_prediction(toy_store, standins):
     assert verify_store(toy_store) == []
     assert len(store) == 22 and store.k == 4 and store.size == 64
     assert not (toy_store / ".parts").exists() and (toy_store / "run.json").exists()
-    from maskgen.imaging import letterbox
+    from maskgen.datasets.letterbox import letterbox
 
     predictor = standins.ToyPredictorSpec(64).load("cpu")
     row = 2

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from maskgen.postprocess import (
+from maskgen.generate.postprocess import (
     PostprocessConfig,
     coherent_regions,
     min_component_area,

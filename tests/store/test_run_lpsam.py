@@ -7,9 +7,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from maskgen.cli import main
+from maskgen.cli.main import main
 from maskgen.store import open_store
-from maskgen.verify import verify_store
+from maskgen.store.verify import verify_store
 
 lpsam_testing = pytest.importorskip("maskgen.lpsam.testing", reason="LP-SAM test helpers not available yet")
 
@@ -41,7 +41,7 @@ def test_maskgen_run_on_butterfly_with_tiny_lpsam(butterfly_root, tmp_path):
     store = open_store(out)
     assert verify_store(out) == []
     assert (len(store), store.k, store.size) == (6, 8, 256)
-    from maskgen.provenance import sha256_file
+    from maskgen.common.files import sha256_file
 
     assert store.attrs["lpsam_checkpoint_sha256"] == sha256_file(adapt / "lpsam.safetensors")
     assert store.attrs["generation"]["dataset"] == "butus"

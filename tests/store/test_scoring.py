@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from maskgen.frames import Frame, FrameRef
-from maskgen.scoring import (
+from maskgen.datasets.frames import Frame, FrameRef
+from maskgen.store import create_store, open_store, pack_masks, store_attributes, write_manifest
+from maskgen.store.scoring import (
     BASELINES,
     LPSAM,
     ScoreError,
@@ -22,7 +23,6 @@ from maskgen.scoring import (
     score_store,
     threshold_components,
 )
-from maskgen.store import create_store, open_store, pack_masks, store_attributes, write_manifest
 
 
 def disc(cy, cx, r, size=64):
@@ -104,7 +104,7 @@ class _Reader:
 
 
 def _store(path, frames, store_masks, size=64, k=4, dataset="busi"):
-    from maskgen.imaging import letterbox
+    from maskgen.datasets.letterbox import letterbox
 
     root = create_store(path, len(frames), size, k, store_attributes(k, size, "0" * 64, {"dataset": dataset}))
     rows = []
@@ -136,7 +136,7 @@ def _frames(n=3):
 
 
 def test_score_store_end_to_end_and_mismatches(tmp_path):
-    from maskgen.imaging import letterbox
+    from maskgen.datasets.letterbox import letterbox
 
     frames = _frames()
     truth = [letterbox(f.mask, 64, nearest=True)[0] > 0 for f in frames]
@@ -169,7 +169,7 @@ def phantom_busi(tmp_path_factory):
 
 
 def test_maskgen_score_cli_on_a_phantom_store(tmp_path, phantom_busi, one_thread):
-    from maskgen.cli import main
+    from maskgen.cli.main import main
     from maskgen.lpsam.testing import make_random_adapt_dir
 
     adapt = make_random_adapt_dir(tmp_path / "lpsam", seed=1)

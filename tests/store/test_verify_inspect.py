@@ -9,10 +9,10 @@ import zarr
 from click.testing import CliRunner
 from PIL import Image
 
-from maskgen.inspect_cli import inspect_store, verify
-from maskgen.inspection import overlay, summarise_store
+from maskgen.cli.inspect import inspect_store, verify
 from maskgen.store import open_store, write_manifest
-from maskgen.verify import verify_store
+from maskgen.store.inspection import overlay, summarise_store
+from maskgen.store.verify import verify_store
 
 
 @pytest.fixture
