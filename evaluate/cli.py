@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from maskgen.cli.main import setup_logging
 from maskgen.cli.options import StrictGroup, config_option, version_option, write_config
+from maskgen.common.logs import setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, p
     retries them. Writes OUT/config.toml (replay it with --config OUT/config.toml). One sweep
     writes OUT at a time (a second one is refused, exit 75).
     """
-    from maskgen.cli.main import describe_os_error, locked_output
+    from maskgen.cli.options import describe_os_error, locked_output
 
     with locked_output(out_dir, "evaluate sweep"):
         try:

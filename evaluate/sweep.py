@@ -32,7 +32,8 @@ from evaluate.parallel import CellPool
 from evaluate.profiles import Profile
 from evaluate.protocols import applies
 from evaluate.tasks import TaskData, TaskSpec, load_task
-from maskgen.common.files import atomic_write_json, write_run_info
+from maskgen.common.files import atomic_write_json
+from maskgen.common.provenance import write_run_info
 
 log = logging.getLogger(__name__)
 

@@ -30,6 +30,7 @@ from evaluate.models import (
 )
 from evaluate.profiles import Profile
 from maskgen.common.devices import autocast_dtype
+from maskgen.common.schedules import warmup_cosine
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +123,7 @@ class SegmentationHead(Head):
 
     def lr(self, step: int, total: int) -> float:
         """Linear warm-up over the first 5% of steps, then cosine decay to zero."""
-        warmup = max(1, total // 20)
-        if step < warmup:
-            return self.profile.seg_lr * (step + 1) / warmup
-        return self.profile.seg_lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+        return warmup_cosine(step, self.profile.seg_lr, max(1, total // 20), total)
 
     def loss(self, model, images, targets):
         if self.profile.seg_head == "maskrcnn":

@@ -10,8 +10,8 @@ import os
 
 import click
 
-from maskgen.cli.main import setup_logging
 from maskgen.cli.options import StrictGroup, config_option, version_option, write_config
+from maskgen.common.logs import setup_logging
 
 
 @click.group(cls=StrictGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -91,7 +91,7 @@ def run(store, out, threads, resume, seed, **options):
     explicit --lr lower than the checkpoint's continues with that rate (recorded in run.json),
     e.g. after a NaN stop.
     """
-    from maskgen.cli.main import describe_os_error, locked_output
+    from maskgen.cli.options import describe_os_error, locked_output
     from maskgen.store import StoreError
     from pretrain import distributed as dist
     from pretrain.checkpoint import NonFiniteStateError

@@ -27,10 +27,10 @@ import torch
 from maskgen.common.files import (
     atomic_write_bytes,
     atomic_write_json,
-    code_revision,
     safetensors_bytes,
     sha256_file,
 )
+from maskgen.common.provenance import code_revision
 from pretrain.checkpoint import CHECKPOINT_NAME, read_checkpoint
 
 BODY_PREFIX = "encoder.body."

@@ -32,10 +32,10 @@ from maskgen.common.files import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
-    code_revision,
     safetensors_bytes,
     sha256_file,
 )
+from maskgen.common.provenance import code_revision
 from pretrain.checkpoint import CHECKPOINT_NAME, read_checkpoint
 from pretrain.export import backbone_state, fpn_state
 from pretrain.model_card import model_card, sweep_results

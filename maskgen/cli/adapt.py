@@ -130,7 +130,7 @@ def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model
     import torch
 
     from maskgen.common.devices import resolve_device
-    from maskgen.common.files import write_run_info
+    from maskgen.common.provenance import write_run_info
     from maskgen.lpsam.adapt import adapt as run_adapt
     from maskgen.lpsam.augment import NO_AUGMENT, AugmentConfig
     from maskgen.lpsam.config import get_config
@@ -166,7 +166,7 @@ def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model
     resolved = {"out": out, "sources": sources, "model": config.to_dict(), "sam_checkpoint": sam_checkpoint,
                 "device": str(dev), "phase1": asdict(phase1), "phase2": asdict(phase2), "held_out": held_out,
                 "max_frames": max_frames}
-    from maskgen.cli.main import describe_os_error, locked_output
+    from maskgen.cli.options import describe_os_error, locked_output
     from maskgen.lpsam.checkpoint import CheckpointKeyError
 
     try:

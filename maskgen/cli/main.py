@@ -5,15 +5,12 @@ Subcommands are imported lazily, so ``maskgen datasets`` does not pay for torch 
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import importlib
-import logging
-import os
 
 import click
 
 from maskgen.cli.options import StrictGroup, version_option
+from maskgen.common.logs import setup_logging
 
 # name -> ("module:attribute" of a click command, its one-line help). The help is what
 # `maskgen --help` lists, so listing the commands imports none of them (torch, SAM); a test
@@ -79,52 +76,6 @@ class LazyGroup(StrictGroup):
                 rows.append((name, cmd.get_short_help_str(limit)))
         with formatter.section("Commands"):
             formatter.write_dl(rows)
-
-
-EXIT_BUSY = 75  # EX_TEMPFAIL: the output folder is in use; try again later
-
-
-class OutputBusyError(click.ClickException):
-    """Another writer holds the output folder (``maskgen.common.locks``); exit code ``EXIT_BUSY``."""
-
-    exit_code = EXIT_BUSY
-
-
-def describe_os_error(err: OSError, what: str = "") -> str:
-    """One line for an I/O failure: which file, why, and what would help."""
-    where = err.filename or what or "the output folder"
-    reason = err.strerror or str(err)
-    hint = {errno.ENOSPC: "free some space or choose another output folder",
-            errno.EDQUOT: "free some space or choose another output folder",
-            errno.EROFS: "the file system is read-only; choose another output folder",
-            errno.EACCES: "no permission to write there; choose another output folder",
-            errno.EPERM: "no permission to write there; choose another output folder"}.get(err.errno)
-    return f"cannot write {os.fspath(where)}: {reason}" + (f" ({hint})" if hint else "")
-
-
-@contextlib.contextmanager
-def locked_output(folder, command: str):
-    """Hold ``folder``'s writer lock for the block, with its failures as one-line click errors.
-
-    A live holder gives ``OutputBusyError`` (exit 75); a folder that cannot be created or
-    written gives one line naming it. Nothing in the folder is touched in either case.
-    """
-    from maskgen.cli.options import CONFIG_NAME
-    from maskgen.common.locks import OutputLockedError, output_lock
-
-    with contextlib.ExitStack() as stack:
-        try:
-            stack.enter_context(output_lock(folder, command, disposable=(CONFIG_NAME,)))
-        except OutputLockedError as err:
-            raise OutputBusyError(str(err)) from err
-        except OSError as err:
-            raise click.ClickException(describe_os_error(err, str(folder))) from err
-        yield
-
-
-def setup_logging(verbose: int) -> None:
-    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose == 1 else logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 @click.group(cls=LazyGroup, lazy_commands=LAZY_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})

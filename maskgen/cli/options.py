@@ -9,10 +9,14 @@
   below handles the flat tables of scalars and lists that options are; TOML has no null, so an
   option whose value is None (its default) is left out and takes its default on replay.
 - ``version_option``: ``--version`` with the package version and the code revision.
+- ``locked_output``: the output folder's writer lock (``maskgen.common.locks``) with its
+  failures as one-line click errors (a busy folder exits with ``EXIT_BUSY``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
@@ -67,6 +71,48 @@ def refuse_repeated_options(command: click.Command, ctx: click.Context, args: li
             raise click.UsageError(
                 f"{names} was given {counts[param.name]} times but takes one value (only the last "
                 "would count); give it once", ctx)
+
+
+# ---- the output folder's lock, I/O failures as one line -----------------------------
+
+EXIT_BUSY = 75  # EX_TEMPFAIL: the output folder is in use; try again later
+
+
+class OutputBusyError(click.ClickException):
+    """Another writer holds the output folder (``maskgen.common.locks``); exit code ``EXIT_BUSY``."""
+
+    exit_code = EXIT_BUSY
+
+
+def describe_os_error(err: OSError, what: str = "") -> str:
+    """One line for an I/O failure: which file, why, and what would help."""
+    where = err.filename or what or "the output folder"
+    reason = err.strerror or str(err)
+    hint = {errno.ENOSPC: "free some space or choose another output folder",
+            errno.EDQUOT: "free some space or choose another output folder",
+            errno.EROFS: "the file system is read-only; choose another output folder",
+            errno.EACCES: "no permission to write there; choose another output folder",
+            errno.EPERM: "no permission to write there; choose another output folder"}.get(err.errno)
+    return f"cannot write {os.fspath(where)}: {reason}" + (f" ({hint})" if hint else "")
+
+
+@contextlib.contextmanager
+def locked_output(folder, command: str):
+    """Hold ``folder``'s writer lock for the block, with its failures as one-line click errors.
+
+    A live holder gives ``OutputBusyError`` (exit 75); a folder that cannot be created or
+    written gives one line naming it. Nothing in the folder is touched in either case.
+    """
+    from maskgen.common.locks import OutputLockedError, output_lock
+
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(output_lock(folder, command, disposable=(CONFIG_NAME,)))
+        except OutputLockedError as err:
+            raise OutputBusyError(str(err)) from err
+        except OSError as err:
+            raise click.ClickException(describe_os_error(err, str(folder))) from err
+        yield
 
 
 # ---- --config FILE ----------------------------------------------------------------------
@@ -171,7 +217,7 @@ def write_config(out_dir: str | os.PathLike, ctx: click.Context | None = None,
 
 def _version_text() -> str:
     from maskgen import __version__
-    from maskgen.common.files import code_revision
+    from maskgen.common.provenance import code_revision
 
     return f"{__version__} (code revision {code_revision()})"
 

@@ -6,8 +6,13 @@ import os
 
 import click
 
-from maskgen.cli.main import describe_os_error, locked_output
-from maskgen.cli.options import StrictCommand, config_option, write_config
+from maskgen.cli.options import (
+    StrictCommand,
+    config_option,
+    describe_os_error,
+    locked_output,
+    write_config,
+)
 from maskgen.datasets.frames import DatasetError
 from maskgen.generate.job import (
     MaskJob,

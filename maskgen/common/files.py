@@ -1,29 +1,41 @@
-"""Atomic writes and provenance: every artefact carries what made it.
+"""Files written whole or not at all, their hashes, and byte-stable safetensors.
 
 ``atomic_write_*`` write a temporary file beside the target and rename it, so a reader never
-sees half a file and a killed job never leaves one. ``run_info`` gathers the code revision,
-the resolved configuration, the seed and input hashes into a JSON-able dict.
+sees half a file and a killed job never leaves one. What made an artefact (``run.json``) is
+``maskgen.common.provenance``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import hashlib
 import json
 import os
-import platform
 import re
-import subprocess
-import sys
-import tempfile
+import secrets
+import string
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-_REPO = Path(__file__).resolve().parents[2]
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+_NAME_CHARS = string.ascii_letters + string.digits + "_"
+
+
+def _temp_beside(path: Path) -> Path:
+    """Create an empty, new ``.NAME.XXXXXXXX.tmp`` beside ``path`` and return its path.
+
+    Opened with mode 0666 so the process umask applies, as for any plain ``open(path, "w")``
+    (``tempfile.mkstemp`` would make it 0600, and reading the umask means setting it,
+    process-wide, which races with other threads).
+    """
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{''.join(secrets.choice(_NAME_CHARS) for _ in range(8))}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 @contextlib.contextmanager
@@ -31,20 +43,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _temp_beside(path)
     try:
         yield tmp_path
-        if tmp_path.exists():  # mkstemp makes 0600 files: give the result the usual umask mode
-            os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
 
 
-# the names ``atomic_path`` gives its temporary files (tempfile.mkstemp: 8 random characters)
+# the names ``atomic_path`` gives its temporary files (``_temp_beside``: 8 random characters)
 _TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 
 
@@ -119,46 +127,3 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
-
-
-def code_revision() -> str:
-    """The git revision of this checkout (``<sha>`` or ``<sha>-dirty``), or the package version."""
-    try:
-        sha = subprocess.run(
-            ["git", "-C", str(_REPO), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=10, check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(_REPO), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10, check=True,
-        ).stdout.strip()
-        return f"{sha}-dirty" if dirty else sha
-    except (OSError, subprocess.SubprocessError):
-        from maskgen import __version__
-
-        return f"anaus-{__version__}"
-
-
-def run_info(config: Mapping[str, Any], seed: int | None = None, **inputs: Any) -> dict[str, Any]:
-    """What made an output: resolved config, seed, code revision, inputs, versions, time."""
-    versions = {"python": platform.python_version()}
-    for mod in ("torch", "numpy", "zarr", "timm", "segment_anything"):
-        if mod in sys.modules:
-            versions[mod] = getattr(sys.modules[mod], "__version__", "unknown")
-    return {
-        "config": dict(config),
-        "seed": seed,
-        "code_revision": code_revision(),
-        "inputs": inputs,
-        "versions": versions,
-        "command": " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:]),
-        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-    }
-
-
-def write_run_info(out_dir: str | os.PathLike, config: Mapping[str, Any], seed: int | None = None,
-                   name: str = "run.json", **inputs: Any) -> dict[str, Any]:
-    """Write ``run_info(...)`` atomically to ``out_dir/name`` and return it."""
-    info = run_info(config, seed, **inputs)
-    atomic_write_json(Path(out_dir) / name, info)
-    return info

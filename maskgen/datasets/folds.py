@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from maskgen.common.files import atomic_path, atomic_write_json, code_revision
+from maskgen.common.files import atomic_path, atomic_write_json
+from maskgen.common.provenance import code_revision
 from maskgen.datasets.frames import FrameRef
 
 log = logging.getLogger(__name__)

@@ -31,7 +31,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zarr
 
-from maskgen.common.files import atomic_write_json, sha256_file, write_run_info
+from maskgen.common.files import atomic_write_json, sha256_file
+from maskgen.common.provenance import write_run_info
 from maskgen.datasets.framecheck import MAX_ASPECT, MIN_SIDE
 from maskgen.generate.postprocess import PostprocessConfig
 from maskgen.generate.worker import PARTS_DIR, WorkUnit, part_path

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from maskgen.common.files import write_run_info
+from maskgen.common.provenance import write_run_info
 from maskgen.phantom import write_images as wi
 from maskgen.phantom import write_videos as wv
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
+from maskgen.common.schedules import warmup_cosine
 from maskgen.lpsam import train as train_mod
 from maskgen.lpsam.losses import bce_dice_loss, dice_loss, mask_iou
 from maskgen.lpsam.model import build_lpsam
 from maskgen.lpsam.testing import MICRO, synthetic_pairs
 from maskgen.lpsam.train import (
+    LR_FLOOR,
     PhaseSettings,
-    lr_at,
     phase1_loss,
     phase2_loss,
     run_phase,
@@ -36,10 +37,10 @@ def test_dice_loss_against_formula():
 
 
 def test_lr_schedule_is_a_pure_function():
-    assert lr_at(0, 100, 1.0, 10) == pytest.approx(0.1)
-    assert lr_at(9, 100, 1.0, 10) == pytest.approx(1.0)
-    assert lr_at(99, 100, 1.0, 10) < 0.02
-    assert lr_at(50, 100, 1.0, 10) == lr_at(50, 100, 1.0, 10)
+    assert warmup_cosine(0, 1.0, 10, 100, LR_FLOOR) == pytest.approx(0.1)
+    assert warmup_cosine(9, 1.0, 10, 100, LR_FLOOR) == pytest.approx(1.0)
+    assert warmup_cosine(99, 1.0, 10, 100, LR_FLOOR) < 0.02
+    assert warmup_cosine(50, 1.0, 10, 100, LR_FLOOR) == warmup_cosine(50, 1.0, 10, 100, LR_FLOOR)
 
 
 def test_targets_are_partial(pairs):

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from faults import TINY_RUN, tree
 
-from maskgen.cli.main import EXIT_BUSY
+from maskgen.cli.options import EXIT_BUSY
 from maskgen.common import locks
 from maskgen.common.locks import LOCK_NAME, OutputLockedError, output_lock
 
