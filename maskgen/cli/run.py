@@ -14,15 +14,10 @@ from maskgen.cli.options import (
     write_config,
 )
 from maskgen.datasets.frames import DatasetError
-from maskgen.generate.job import (
-    MaskJob,
-    PredictorSpec,
-    StoreMismatchError,
-    reader_spec,
-    run_mask_job,
-)
+from maskgen.generate.job import MaskJob, PredictorSpec, reader_spec, run_mask_job
 from maskgen.generate.postprocess import PostprocessConfig
 from maskgen.store import StoreError
+from maskgen.store.writer import StoreMismatchError
 
 PROPOSAL_CHOICES = ("latent", "grid", "both")
 

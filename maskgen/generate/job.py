@@ -18,9 +18,7 @@ mechanics with stand-ins.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import shutil
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -28,32 +26,25 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
-import zarr
 
-from maskgen.common.files import atomic_write_json, sha256_file
+from maskgen.common.files import sha256_file
 from maskgen.common.provenance import write_run_info
 from maskgen.datasets.framecheck import MAX_ASPECT, MIN_SIDE
 from maskgen.generate.postprocess import PostprocessConfig
-from maskgen.generate.worker import PARTS_DIR, WorkUnit, part_path
-from maskgen.store import (
-    MANIFEST_NAME,
-    MANIFEST_SCHEMA,
-    STATUS_FAILED,
-    ZARR_NAME,
-    StoreError,
-    create_store,
-    store_attributes,
-    write_manifest,
+from maskgen.generate.worker import WorkUnit
+from maskgen.store.format import STATUS_FAILED
+from maskgen.store.reader import read_manifest
+from maskgen.store.writer import (
+    assemble_manifest,
+    clear_store,
+    finished_parts,
+    part_path,
+    prepare_store,
+    remove_parts,
 )
 
 log = logging.getLogger(__name__)
-JOB_MARKER = "job.json"
 RUN_INFO = "run.json"
-
-
-class StoreMismatchError(StoreError, ValueError):
-    """STORE holds a store made with other settings; resuming it would mix two runs."""
 
 
 @dataclass(frozen=True)
@@ -236,75 +227,6 @@ def plan_units(refs, unit_rows: int) -> list[WorkUnit]:
             for i, start in enumerate(range(0, len(refs), unit_rows))]
 
 
-def _normalise(obj):
-    return json.loads(json.dumps(obj))
-
-
-def _differences(have: dict, want: dict) -> list[str]:
-    keys = sorted(set(have) | set(want))
-    return [f"{k}: store has {have.get(k)!r}, this run asks for {want.get(k)!r}"
-            for k in keys if have.get(k) != want.get(k)]
-
-
-def _clear(out: Path) -> None:
-    for name in (ZARR_NAME, PARTS_DIR):
-        if (out / name).exists():
-            shutil.rmtree(out / name)
-    (out / MANIFEST_NAME).unlink(missing_ok=True)
-
-
-def prepare_store(out: Path, settings: dict, k: int, size: int, chunk: int, shard: int | None,
-                  overwrite: bool = False) -> str:
-    """Create the store or check that the existing one may be resumed.
-
-    Returns:
-        "complete" (manifest present, same settings), "resume" or "created".
-    Raises:
-        StoreMismatchError: the store at ``out`` was made with other settings.
-    """
-    settings = _normalise(settings)
-    zarr_path, marker = out / ZARR_NAME, out / PARTS_DIR / JOB_MARKER
-    if overwrite:
-        _clear(out)
-    if zarr_path.exists():
-        try:
-            attrs = dict(zarr.open_group(zarr_path, mode="r").attrs)
-        except Exception:  # noqa: BLE001 -- a store killed while being created
-            attrs = {}
-        if attrs and attrs.get("schema") != "anaus.mask_store":
-            raise StoreMismatchError(f"{zarr_path} is not an ANAUS mask store; pass --overwrite "
-                                     "to replace it or choose another --out")
-        done = (out / MANIFEST_NAME).exists()
-        if attrs and (done or marker.exists()):
-            diffs = _differences(attrs.get("generation", {}), settings)
-            if diffs:
-                raise StoreMismatchError(f"{out} holds a store made with other settings "
-                                         f"({'; '.join(diffs)}); pass --overwrite to replace it "
-                                         "or choose another --out")
-            return "complete" if done else "resume"
-        _clear(out)  # creation was interrupted: no unit can have finished
-    n = settings["frames"]
-    create_store(out, n, size, k, store_attributes(k, size, settings["lpsam_checkpoint_sha256"], settings),
-                 chunk=chunk, shard=shard)
-    atomic_write_json(marker, settings)  # the store exists completely from here on
-    return "created"
-
-
-def assemble_manifest(out: Path, n: int) -> pa.Table:
-    """Concatenate the parts, check every row 0..n-1 appears exactly once, write the manifest."""
-    parts = sorted((out / PARTS_DIR).glob("unit-*.parquet"))
-    table = pa.concat_tables([pq.read_table(p, schema=MANIFEST_SCHEMA) for p in parts])
-    table = table.sort_by("row")
-    rows = table.column("row").to_pylist()
-    if rows != list(range(n)):
-        missing = sorted(set(range(n)) - set(rows))[:5]
-        raise StoreError(f"{out}: the parts cover {len(rows)} rows for {n} frames "
-                         f"(first missing rows {missing}); rerun to finish the store")
-    write_manifest(out, table.to_pylist())
-    shutil.rmtree(out / PARTS_DIR)
-    return table
-
-
 def summarise(table: pa.Table, units_run: int, units_skipped: int, seconds: float,
               reader_problems: list | None = None) -> JobSummary:
     rows = table.to_pylist()
@@ -347,10 +269,7 @@ def run_mask_job(job: MaskJob, workers: int = 1, scheduler: str | None = None,
     run_json = (job, workers, scheduler, threads, sha, settings, problems)
     if state == "complete":
         log.info("%s is already complete; nothing to do", out)
-        if (out / PARTS_DIR).exists():  # killed between writing the manifest and tidying up
-            shutil.rmtree(out / PARTS_DIR)
-        from maskgen.store import read_manifest
-
+        remove_parts(out)  # killed between writing the manifest and tidying up
         summary = summarise(read_manifest(out), 0, len(units), time.perf_counter() - t0, problems)
         if not (out / RUN_INFO).exists():  # killed between the manifest and run.json
             _write_run_json(out, summary, *run_json)
@@ -362,10 +281,10 @@ def run_mask_job(job: MaskJob, workers: int = 1, scheduler: str | None = None,
         run_units(pending, job, sha, workers=workers, scheduler=scheduler, progress=progress,
                   local_reader=reader, threads=threads)
     except BaseException:
-        if state == "created" and not any((out / PARTS_DIR).glob("unit-*.parquet")):
+        if state == "created" and not finished_parts(out):
             # nothing was finished (e.g. the model did not load): leave no empty store behind
             # that would refuse the corrected rerun
-            _clear(out)
+            clear_store(out)
         raise
     table = assemble_manifest(out, len(refs))
     summary = summarise(table, len(pending), len(units) - len(pending), time.perf_counter() - t0, problems)

@@ -2,8 +2,9 @@
 
 ``process_unit`` loads the unit's frames, letter-boxes them to the store resolution, runs the
 predictor in batches, post-processes, writes the unit's region of every array and then, as
-the last step, an atomic part file with the unit's manifest rows (``STORE/.parts/``). A part
-file therefore proves that its region is complete; a unit killed before it is simply redone.
+the last step, an atomic part file with the unit's manifest rows (``STORE/.parts/``), both
+through ``maskgen.store.writer``. A part file therefore proves that its region is complete;
+a unit killed before it is simply redone.
 
 The same function runs in-process (one worker) or on dask workers. Each process keeps its
 reader and predictor in a small cache, so a worker loads the predictor once.
@@ -14,30 +15,18 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
-import zarr
 
-from maskgen.common.files import atomic_path
 from maskgen.datasets.framecheck import frame_problem
 from maskgen.datasets.frames import FrameRef
 from maskgen.generate.inference import predict_batch, worker_device
 from maskgen.generate.postprocess import postprocess_batch
-from maskgen.store import (
-    EVERY_CHUNK_WRITTEN,
-    MANIFEST_SCHEMA,
-    STATUS_FAILED,
-    STATUS_OK,
-    ZARR_NAME,
-    pack_masks,
-)
+from maskgen.store.format import STATUS_FAILED, manifest_row, pack_masks
+from maskgen.store.writer import write_part, write_region
 
 log = logging.getLogger(__name__)
 
-PARTS_DIR = ".parts"
 _CACHE: dict = {}
 
 
@@ -59,10 +48,6 @@ class UnitResult:
     masks: int
 
 
-def part_path(out: str | Path, index: int) -> Path:
-    return Path(out) / PARTS_DIR / f"unit-{index:06d}.parquet"
-
-
 def check_frame(image, min_side: int, max_aspect: float) -> str | None:
     """Why a decoded frame cannot go into the store (``maskgen.datasets.framecheck.frame_problem``)."""
     return frame_problem(image, min_side, max_aspect)
@@ -74,15 +59,8 @@ def _cached(key, make):
     return _CACHE[key]
 
 
-def _row(ref: FrameRef, row: int, shape=(0, 0), reason: str = "", count: int = 0,
-         mean_score: float = math.nan) -> dict:
-    return {
-        "frame_id": ref.frame_id, "row": row, "dataset": ref.dataset, "source": ref.source,
-        "group": ref.group, "frame_index": int(ref.index),
-        "orig_height": int(shape[0]), "orig_width": int(shape[1]),
-        "status": STATUS_FAILED if reason else STATUS_OK, "reason": reason,
-        "mask_count": int(count), "mean_score": float(mean_score),
-    }
+def _row(ref: FrameRef, row: int, shape=(0, 0), reason: str = "") -> dict:
+    return manifest_row(ref.frame_id, row, ref.dataset, ref.source, ref.group, ref.index, shape, reason)
 
 
 def _load_frames(unit: WorkUnit, reader, job) -> tuple[list[dict], list[tuple[int, np.ndarray]]]:
@@ -135,12 +113,7 @@ def process_unit(unit: WorkUnit, job, checkpoint_sha256: str) -> UnitResult:
             masks[i, : len(m)], scores[i, : len(m)] = pack_masks(m), sc
             rows[i]["mask_count"] = len(m)
             rows[i]["mean_score"] = float(np.mean(sc, dtype=np.float64)) if len(m) else math.nan
-    group = zarr.open_group(Path(job.out) / ZARR_NAME, mode="r+")
-    region = slice(unit.start, unit.stop)
-    with zarr.config.set(EVERY_CHUNK_WRITTEN):  # a missing chunk file then always means damage
-        for name, data in (("images", images), ("masks", masks), ("scores", scores), ("counts", counts)):
-            group[name][region] = data
-    with atomic_path(part_path(job.out, unit.index)) as tmp:  # last: proves the region is done
-        pq.write_table(pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), tmp)
+    write_region(job.out, unit.start, {"images": images, "masks": masks, "scores": scores, "counts": counts})
+    write_part(job.out, unit.index, rows)  # last: proves the region is done
     failed = sum(r["status"] == STATUS_FAILED for r in rows)
     return UnitResult(unit.index, n, failed, int(counts.sum()))

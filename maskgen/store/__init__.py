@@ -6,37 +6,40 @@
 - ``verify``, ``inspection``, ``export``, ``scoring``: checking, summarising, exporting and
   scoring a store. ``testing``: small synthetic stores for tests and benchmarks.
 
-Importing this package gives the reading API below; it imports neither torch nor SAM.
+Importing this package gives the format and the reading API below (writing is
+``maskgen.store.writer``'s, imported by name where it happens); no torch, no SAM.
 """
 
-from maskgen.store.reader import (
+from maskgen.store.format import (
     ARRAY_NAMES,
     AXES,
     EVERY_CHUNK_WRITTEN,
     MANIFEST_NAME,
     MANIFEST_SCHEMA,
+    SCHEMA_NAME,
     SCHEMA_VERSION,
     STATUS_FAILED,
     STATUS_OK,
     ZARR_NAME,
-    MaskStore,
     StoreChunkError,
     StoreError,
     StoreNotFoundError,
-    chunk_files,
-    create_store,
-    missing_chunks,
-    open_store,
+    manifest_row,
     pack_masks,
-    read_manifest,
-    read_rows,
     store_attributes,
     unpack_masks,
     unpack_masks_torch,
-    write_manifest,
+)
+from maskgen.store.reader import (
+    MaskStore,
+    chunk_files,
+    missing_chunks,
+    open_store,
+    read_manifest,
+    read_rows,
 )
 
-__all__ = ["ARRAY_NAMES", "AXES", "EVERY_CHUNK_WRITTEN", "MANIFEST_NAME", "MANIFEST_SCHEMA", "SCHEMA_VERSION",
-           "STATUS_FAILED", "STATUS_OK", "ZARR_NAME", "MaskStore", "StoreChunkError", "StoreError",
-           "StoreNotFoundError", "chunk_files", "create_store", "missing_chunks", "open_store", "pack_masks",
-           "read_manifest", "read_rows", "store_attributes", "unpack_masks", "unpack_masks_torch", "write_manifest"]
+__all__ = ["ARRAY_NAMES", "AXES", "EVERY_CHUNK_WRITTEN", "MANIFEST_NAME", "MANIFEST_SCHEMA", "SCHEMA_NAME",
+           "SCHEMA_VERSION", "STATUS_FAILED", "STATUS_OK", "ZARR_NAME", "MaskStore", "StoreChunkError", "StoreError",
+           "StoreNotFoundError", "chunk_files", "manifest_row", "missing_chunks", "open_store", "pack_masks",
+           "read_manifest", "read_rows", "store_attributes", "unpack_masks", "unpack_masks_torch"]

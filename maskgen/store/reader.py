@@ -1,163 +1,36 @@
-"""The anatomy mask store: the contract between stage one (``maskgen run``) and stage two.
+"""Reading the anatomy mask store: what stage two (``pretrain``) and ``evaluate`` open.
 
-Layout (``STORE/``)::
-
-    masks.zarr/            Zarr v3 group, attributes documented in ``store_attributes``
-        images  (N, S, S)      uint8   frame resized to S x S (letter-boxed, see attributes)
-        masks   (N, K, S, S/8) uint8   K anatomy masks per frame, bit-packed along x
-                                       (``numpy.packbits(..., axis=-1, bitorder="little")``)
-        scores  (N, K)         float32 predicted mask quality in [0, 1]; NaN for empty slots
-        counts  (N,)           uint8   number of valid mask slots (slots >= count are empty)
-    manifest.parquet       one row per frame (``MANIFEST_SCHEMA``), written atomically
-
-Every array is chunked along N only (``chunk`` frames per chunk, optionally grouped in
-shards), so a reader streams whole frames and workers write disjoint chunk-aligned regions.
-Nothing here imports torch or SAM: stage two reads the store through this module alone.
+``open_store(STORE)`` checks the schema version and that no chunk file is missing, and returns
+a ``MaskStore`` (the Zarr arrays, their attributes, the manifest); ``MaskStore.read`` streams
+rows. The layout is ``maskgen.store.format``'s. Nothing here imports torch or SAM: stage two
+reads the store through this module alone.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import zarr
-from zarr.codecs import BloscCodec
 
-from maskgen.common.files import atomic_path
-
-SCHEMA_VERSION = 1
-ZARR_NAME = "masks.zarr"
-MANIFEST_NAME = "manifest.parquet"
-STATUS_OK, STATUS_FAILED = "ok", "failed"
-
-AXES = {
-    "images": ["frame", "y", "x"],
-    "masks": ["frame", "slot", "y", "x_packed"],
-    "scores": ["frame", "slot"],
-    "counts": ["frame"],
-}
-
-MANIFEST_SCHEMA = pa.schema([
-    ("frame_id", pa.string()),        # stable: "<dataset>/<source>#<frame_index>"
-    ("row", pa.int64()),              # row in the arrays (axis 0)
-    ("dataset", pa.string()),
-    ("source", pa.string()),          # path relative to the dataset root
-    ("group", pa.string()),           # patient / video / recording
-    ("frame_index", pa.int32()),      # index inside the source (0 for still images)
-    ("orig_height", pa.int32()),
-    ("orig_width", pa.int32()),
-    ("status", pa.string()),          # "ok" or "failed"
-    ("reason", pa.string()),          # failure reason ("" when ok)
-    ("mask_count", pa.int32()),
-    ("mean_score", pa.float32()),     # NaN when no mask
-])
-
-
-class StoreError(Exception):
-    """The store is missing, inconsistent, or not of this schema."""
-
-
-class StoreNotFoundError(StoreError, FileNotFoundError):
-    pass
-
-
-class StoreChunkError(StoreError):
-    """A chunk file of the store is missing or cannot be decoded (the message names it)."""
-
-
-ARRAY_NAMES = ("images", "masks", "scores", "counts")
-# new stores write every chunk, also one that holds only fill values (zarr skips those by
-# default, and a missing chunk then reads as zeros): a missing chunk file is always damage
-EVERY_CHUNK_WRITTEN = {"array.write_empty_chunks": True}
-
-
-def store_attributes(k: int, size: int, lpsam_sha256: str, settings: Mapping[str, Any]) -> dict:
-    """Group attributes that document the store for anyone opening it with plain Zarr."""
-    return {
-        "schema": "anaus.mask_store",
-        "schema_version": SCHEMA_VERSION,
-        "k": int(k),
-        "size": int(size),
-        "axes": AXES,
-        "masks_encoding": "bit-packed along x: numpy.packbits(mask, axis=-1, bitorder='little')",
-        "scores": "predicted mask quality in [0, 1]; NaN for empty slots (slot >= counts[frame])",
-        "images": "uint8 grayscale, resized keeping aspect ratio and zero-padded to size x size",
-        "lpsam_checkpoint_sha256": lpsam_sha256,
-        "generation": dict(settings),
-        "manifest": MANIFEST_NAME,
-        "every_chunk_written": True,
-    }
-
-
-def create_store(path: str | os.PathLike, n: int, size: int, k: int, attrs: Mapping[str, Any],
-                 chunk: int = 64, shard: int | None = None, clevel: int = 5) -> zarr.Group:
-    """Create the empty arrays of a store for ``n`` frames (overwrites an existing ``masks.zarr``).
-
-    Args:
-        n: number of frames (rows); size: S, a multiple of 8; k: mask slots per frame.
-        chunk: frames per chunk; shard: frames per shard (a multiple of ``chunk``) or None.
-    """
-    if size % 8:
-        raise ValueError(f"store size must be a multiple of 8 (bit-packed masks), got {size}")
-    if shard is not None and shard % chunk:
-        raise ValueError(f"shard ({shard}) must be a multiple of chunk ({chunk})")
-    root = zarr.open_group(Path(path) / ZARR_NAME, mode="w", zarr_format=3)
-    root.attrs.update(dict(attrs))
-    comp = (BloscCodec(cname="zstd", clevel=clevel, shuffle="bitshuffle"),)
-
-    rows = min(chunk, max(n, 1))
-    # a shard holds whole chunks, also when the store is smaller than one shard
-    shard_rows = None if shard is None else min(shard, -(-max(n, 1) // rows) * rows)
-
-    def arr(name, shape, dtype, fill):
-        chunks = (rows,) + shape[1:]
-        shards = None if shard_rows is None else (shard_rows,) + shape[1:]
-        root.create_array(name, shape=shape, chunks=chunks, shards=shards, dtype=dtype,
-                          compressors=comp, fill_value=fill, dimension_names=AXES[name])
-
-    arr("images", (n, size, size), "uint8", 0)
-    arr("masks", (n, k, size, size // 8), "uint8", 0)
-    arr("scores", (n, k), "float32", float("nan"))
-    arr("counts", (n,), "uint8", 0)
-    return root
-
-
-def pack_masks(masks: np.ndarray) -> np.ndarray:
-    """(..., S, S) bool -> (..., S, S/8) uint8, bit-packed along the last axis."""
-    return np.packbits(np.asarray(masks, dtype=bool), axis=-1, bitorder="little")
-
-
-def unpack_masks(packed: np.ndarray) -> np.ndarray:
-    """(..., S, S/8) uint8 -> (..., S, S) bool (numpy)."""
-    return np.unpackbits(packed, axis=-1, bitorder="little").astype(bool)
-
-
-def unpack_masks_torch(packed):
-    """(..., S, S/8) uint8 tensor -> (..., S, S) bool tensor, on the tensor's own device."""
-    import torch
-
-    bits = torch.arange(8, device=packed.device, dtype=torch.uint8)
-    out = (packed.unsqueeze(-1) >> bits) & 1
-    return out.flatten(-2).bool()
-
-
-def write_manifest(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
-    """Write the manifest rows (dicts with ``MANIFEST_SCHEMA``'s columns) atomically."""
-    table = pa.Table.from_pylist([dict(r) for r in rows], schema=MANIFEST_SCHEMA)
-    target = Path(path) / MANIFEST_NAME if Path(path).suffix != ".parquet" else Path(path)
-    with atomic_path(target) as tmp:
-        pq.write_table(table, tmp)
-    return table
+from maskgen.store.format import (
+    ARRAY_NAMES,
+    SCHEMA_VERSION,
+    STATUS_OK,
+    ZARR_NAME,
+    StoreChunkError,
+    StoreError,
+    StoreNotFoundError,
+    manifest_path,
+)
 
 
 def read_manifest(path: str | os.PathLike) -> pa.Table:
-    target = Path(path) / MANIFEST_NAME if Path(path).suffix != ".parquet" else Path(path)
+    target = manifest_path(path)
     if not target.exists():
         raise StoreNotFoundError(f"no manifest at {target}")
     return pq.read_table(target)

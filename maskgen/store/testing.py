@@ -1,6 +1,7 @@
-"""A small synthetic mask store (tests, benchmarks): textured frames with elliptical anatomy.
+"""Small synthetic mask stores for tests and benchmarks: textured frames with elliptical anatomy.
 
-Built through maskgen.store's public API, exactly as ``maskgen run`` writes a store.
+Written through ``maskgen.store.writer`` with ``maskgen.store.format.manifest_row``, the
+functions ``maskgen run``'s workers use, so a synthetic store is a store like any other.
 """
 
 from __future__ import annotations
@@ -8,6 +9,9 @@ from __future__ import annotations
 import os
 
 import numpy as np
+
+from maskgen.store.format import manifest_row, pack_masks, store_attributes
+from maskgen.store.writer import create_store, write_manifest, write_region
 
 
 def synthetic_frames(n: int, size: int, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -35,36 +39,15 @@ def make_synthetic_store(path: str | os.PathLike, n: int = 32, size: int = 64, k
                          chunk: int = 8, seed: int = 0, failed: tuple[int, ...] = (),
                          lpsam_sha256: str = "0" * 64) -> None:
     """Write STORE at ``path`` with n frames; rows in ``failed`` get status failed, no mask."""
-    import zarr
-
-    from maskgen.store import (
-        EVERY_CHUNK_WRITTEN,
-        STATUS_FAILED,
-        STATUS_OK,
-        create_store,
-        pack_masks,
-        store_attributes,
-        write_manifest,
-    )
-
     images, masks, counts = synthetic_frames(n, size, k, seed)
     for r in failed:
         masks[r] = False
         counts[r] = 0
-    root = create_store(path, n, size, k, store_attributes(k, size, lpsam_sha256, {"synthetic": True}),
-                        chunk=chunk)
+    create_store(path, n, size, k, store_attributes(k, size, lpsam_sha256, {"synthetic": True}), chunk=chunk)
     scores = np.where(np.arange(k)[None] < counts[:, None], 0.9, np.nan).astype(np.float32)
-    with zarr.config.set(EVERY_CHUNK_WRITTEN):
-        root["images"][:] = images
-        root["masks"][:] = pack_masks(masks)
-        root["scores"][:] = scores
-        root["counts"][:] = counts
-    rows = [{
-        "frame_id": f"synthetic/frame{i:05d}.png#0", "row": i, "dataset": "synthetic",
-        "source": f"frame{i:05d}.png", "group": f"g{i // 4}", "frame_index": 0,
-        "orig_height": size, "orig_width": size,
-        "status": STATUS_FAILED if i in failed else STATUS_OK,
-        "reason": "synthetic failure" if i in failed else "",
-        "mask_count": int(counts[i]), "mean_score": 0.9 if counts[i] else float("nan"),
-    } for i in range(n)]
+    write_region(path, 0, {"images": images, "masks": pack_masks(masks), "scores": scores, "counts": counts})
+    rows = [manifest_row(f"synthetic/frame{i:05d}.png#0", i, "synthetic", f"frame{i:05d}.png", f"g{i // 4}", 0,
+                         (size, size), "synthetic failure" if i in failed else "", int(counts[i]),
+                         0.9 if counts[i] else float("nan"))
+            for i in range(n)]
     write_manifest(path, rows)

@@ -15,6 +15,7 @@ import zarr
 
 from maskgen.store import (
     MANIFEST_SCHEMA,
+    SCHEMA_NAME,
     SCHEMA_VERSION,
     STATUS_FAILED,
     STATUS_OK,
@@ -31,8 +32,8 @@ ARRAYS = {"images": "uint8", "masks": "uint8", "scores": "float32", "counts": "u
 
 def _check_attributes(group) -> tuple[list[str], int | None, int | None]:
     attrs, problems = dict(group.attrs), []
-    if attrs.get("schema") != "anaus.mask_store":
-        problems.append(f"attribute schema is {attrs.get('schema')!r}, expected 'anaus.mask_store'")
+    if attrs.get("schema") != SCHEMA_NAME:
+        problems.append(f"attribute schema is {attrs.get('schema')!r}, expected {SCHEMA_NAME!r}")
     if attrs.get("schema_version") != SCHEMA_VERSION:
         problems.append(f"attribute schema_version is {attrs.get('schema_version')!r}, "
                         f"this code reads {SCHEMA_VERSION}")

@@ -6,10 +6,11 @@ import shutil
 import numpy as np
 import pytest
 
-from maskgen.generate.job import StoreMismatchError, run_mask_job
+from maskgen.generate.job import run_mask_job
 from maskgen.generate.postprocess import PostprocessConfig, postprocess_frame
 from maskgen.store import STATUS_FAILED, open_store, unpack_masks
 from maskgen.store.verify import verify_store
+from maskgen.store.writer import StoreMismatchError
 
 storecompare = importlib.import_module("store_compare")
 assert_stores_equal = storecompare.assert_stores_equal
@@ -93,7 +94,7 @@ def test_sharded_store_equals_chunked_content(toy_store, toy_job_factory, tmp_pa
 
 
 def test_store_killed_while_being_created_is_recreated(toy_store, toy_job_factory, tmp_path):
-    from maskgen.store import create_store
+    from maskgen.store.writer import create_store
 
     out = tmp_path / "store"
     create_store(out, 3, 8, 1, {"schema": "anaus.mask_store"})  # no job marker: creation never finished

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from maskgen.datasets.frames import Frame, FrameRef
-from maskgen.store import create_store, open_store, pack_masks, store_attributes, write_manifest
+from maskgen.store import open_store, pack_masks, store_attributes
 from maskgen.store.scoring import (
     BASELINES,
     LPSAM,
@@ -23,6 +23,7 @@ from maskgen.store.scoring import (
     score_store,
     threshold_components,
 )
+from maskgen.store.writer import create_store, write_manifest
 
 
 def disc(cy, cx, r, size=64):

@@ -11,14 +11,13 @@ from maskgen.store import (
     SCHEMA_VERSION,
     StoreError,
     StoreNotFoundError,
-    create_store,
     open_store,
     pack_masks,
     store_attributes,
     unpack_masks,
     unpack_masks_torch,
-    write_manifest,
 )
+from maskgen.store.writer import create_store, write_manifest
 
 
 def test_pack_unpack_round_trip_numpy_and_torch():

@@ -10,9 +10,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 from maskgen.cli.inspect import inspect_store, verify
-from maskgen.store import open_store, write_manifest
+from maskgen.store import open_store
 from maskgen.store.inspection import overlay, summarise_store
 from maskgen.store.verify import verify_store
+from maskgen.store.writer import write_manifest
 
 
 @pytest.fixture
