@@ -14,12 +14,9 @@ import logging
 import threading
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from maskgen.datasets.frames import CorruptFrameError, DatasetRootError, Frame, FrameRef
-
-if TYPE_CHECKING:
-    from maskgen.datasets.registry import DatasetSpec
+from maskgen.datasets.spec import DatasetSpec
 
 log = logging.getLogger(__name__)
 
