@@ -24,6 +24,7 @@ import torch
 import torchvision
 
 from maskgen.common.files import safetensors_bytes, sha256_file
+from pretrain.archs import DEFAULT_ARCH
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +222,7 @@ def read_fpn(path: Path) -> dict[str, torch.Tensor] | None:
     return state
 
 
-def random_backbone(arch: str = "resnet18", seed: int = 0, fpn_dim: int = 256) -> Backbone:
+def random_backbone(arch: str = DEFAULT_ARCH, seed: int = 0, fpn_dim: int = 256) -> Backbone:
     """The reference: exactly the step-0 backbone + FPN of ``pretrain run --arch ARCH --seed SEED``.
 
     Built with ``pretrain.export.initial_state`` (same constructor, initialisation recipe and

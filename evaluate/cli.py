@@ -11,6 +11,7 @@ import click
 
 from maskgen.cli.options import StrictGroup, config_option, version_option, write_config
 from maskgen.common.logs import setup_logging
+from pretrain.archs import DEFAULT_ARCH
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +179,7 @@ def _sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, 
         ablation_names = tuple(n for n in ABLATIONS if n != FULL_METHOD)
     widths = [b.fpn_channels for b in backbones if b.fpn is not None]
     try:
-        reference = random_backbone(arch or (backbones[0].arch if backbones else "resnet18"), pretrain_seed,
+        reference = random_backbone(arch or (backbones[0].arch if backbones else DEFAULT_ARCH), pretrain_seed,
                                     widths[0] if widths else profile.seg_fpn_channels)
     except CheckpointError as err:
         raise click.UsageError(str(err)) from err

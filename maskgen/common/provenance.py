@@ -18,6 +18,7 @@ from typing import Any
 from maskgen.common.files import atomic_write_json
 
 _REPO = Path(__file__).resolve().parents[2]
+RUN_INFO_NAME = "run.json"  # beside every output: what made it
 
 
 def code_revision() -> str:
@@ -56,7 +57,7 @@ def run_info(config: Mapping[str, Any], seed: int | None = None, **inputs: Any) 
 
 
 def write_run_info(out_dir: str | os.PathLike, config: Mapping[str, Any], seed: int | None = None,
-                   name: str = "run.json", **inputs: Any) -> dict[str, Any]:
+                   name: str = RUN_INFO_NAME, **inputs: Any) -> dict[str, Any]:
     """Write ``run_info(...)`` atomically to ``out_dir/name`` and return it."""
     info = run_info(config, seed, **inputs)
     atomic_write_json(Path(out_dir) / name, info)

@@ -28,7 +28,7 @@ from typing import Any
 import pyarrow as pa
 
 from maskgen.common.files import sha256_file
-from maskgen.common.provenance import write_run_info
+from maskgen.common.provenance import RUN_INFO_NAME, write_run_info
 from maskgen.datasets.framecheck import MAX_ASPECT, MIN_SIDE
 from maskgen.generate.postprocess import PostprocessConfig
 from maskgen.generate.worker import WorkUnit
@@ -44,7 +44,7 @@ from maskgen.store.writer import (
 )
 
 log = logging.getLogger(__name__)
-RUN_INFO = "run.json"
+RUN_INFO = RUN_INFO_NAME
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,9 @@ class PredictorSpec:
         return (self.proposals or ProposalConfig()).to_dict()
 
     def checkpoint_sha256(self) -> str:
-        weights = Path(self.adapt_dir) / "lpsam.safetensors"
+        from maskgen.lpsam.artifacts import WEIGHTS
+
+        weights = Path(self.adapt_dir) / WEIGHTS
         if not weights.exists():
             raise FileNotFoundError(f"--checkpoint {self.adapt_dir}: no lpsam.safetensors there; "
                                     "create it with `maskgen adapt --out DIR`")
