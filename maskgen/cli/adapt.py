@@ -12,8 +12,6 @@ from maskgen.cli.options import StrictCommand, config_option, write_config
 
 DEFAULT_PHANTOM = "runs/demo/phantom"
 PHANTOM_DATASETS = ("camus", "ddti", "tg3k")
-# (phase-1 steps, phase-2 steps, phase-1 lr, phase-2 lr) when not given: tiny trains from scratch
-DEFAULTS = {"tiny": (1600, 400, 2e-3, 2e-3), "vit": (4000, 4000, 1e-4, 1e-4)}
 
 
 def _refuse_downstream(datasets: tuple[str, ...], allow: bool) -> None:
@@ -133,7 +131,7 @@ def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model
     from maskgen.common.provenance import write_run_info
     from maskgen.lpsam.adapt import adapt as run_adapt
     from maskgen.lpsam.augment import NO_AUGMENT, AugmentConfig
-    from maskgen.lpsam.config import get_config
+    from maskgen.lpsam.config import get_config, phase_defaults
     from maskgen.lpsam.data import load_pairs
     from maskgen.lpsam.train import PhaseSettings
 
@@ -142,15 +140,15 @@ def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model
     logging.getLogger("maskgen").setLevel(min(logging.getLogger("maskgen").getEffectiveLevel(), logging.INFO))
     sources = _sources(datasets, roots, phantom)
     config = get_config(model_name)
-    d_steps1, d_steps2, d_lr1, d_lr2 = DEFAULTS["tiny" if model_name == "tiny" else "vit"]
+    budget = phase_defaults(model_name)
     try:
         dev = resolve_device(device)
         common = {"batch_size": batch_size, "dice_weight": dice_weight, "iou_weight": iou_weight,
                   "checkpoint_every": checkpoint_every, "seed": seed,
                   "augment": AugmentConfig() if augment else NO_AUGMENT}
-        phase1 = PhaseSettings(steps1 if steps1 is not None else d_steps1, lr1 or d_lr1, **common)
-        phase2 = PhaseSettings(steps2 if steps2 is not None else d_steps2, lr2 or d_lr2, train_decoder=train_decoder,
-                               **common)
+        phase1 = PhaseSettings(steps1 if steps1 is not None else budget.steps1, lr1 or budget.lr1, **common)
+        phase2 = PhaseSettings(steps2 if steps2 is not None else budget.steps2, lr2 or budget.lr2,
+                               train_decoder=train_decoder, **common)
     except ValueError as err:
         raise click.UsageError(str(err)) from err
     where = ", ".join(f"{n} ({r or 'root from env'})" for n, r in sources)
