@@ -12,6 +12,7 @@ import copy
 import logging
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,9 +29,11 @@ from evaluate.models import (
     maskrcnn_to_masks,
     segmentation_loss,
 )
-from evaluate.profiles import Profile
 from maskgen.common.devices import autocast_dtype
 from maskgen.common.schedules import warmup_cosine
+
+if TYPE_CHECKING:  # evaluate.profiles validates its protocols at import, and they import this module
+    from evaluate.profiles import Profile
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """``maskgen score STORE --dataset NAME --root DIR``: the store's masks against a labelled
-dataset's masks, next to anatomy-free masks on the same frames (``maskgen.store.scoring``)."""
+dataset's masks, next to anatomy-free masks on the same frames (``maskgen.generate.scoring``)."""
 
 from __future__ import annotations
 
@@ -37,8 +37,8 @@ def score(store, dataset, root, out, baselines, limit, no_progress):
 
     from maskgen.common.files import atomic_write_json, atomic_write_text
     from maskgen.datasets.registry import open_dataset
+    from maskgen.generate.scoring import ScoreError, report_markdown, score_store
     from maskgen.store import open_store
-    from maskgen.store.scoring import ScoreError, report_markdown, score_store
 
     if limit is not None and limit < 1:
         raise click.BadParameter(f"must be >= 1, got {limit}", param_hint="--limit")

@@ -3,8 +3,11 @@
 - ``format``: the layout (names, schema, axes, manifest columns, attributes, mask packing).
 - ``reader``: ``open_store`` -> ``MaskStore`` (what ``pretrain`` and ``evaluate`` read).
 - ``writer``: the only code that writes a store (create, regions, parts, manifest, resume).
-- ``verify``, ``inspection``, ``export``, ``scoring``: checking, summarising, exporting and
-  scoring a store. ``testing``: small synthetic stores for tests and benchmarks.
+- ``verify``, ``inspection``, ``export``: checking, summarising and exporting a store.
+- ``testing``: small synthetic stores for tests and benchmarks, written through ``writer``.
+
+``format``, ``reader`` and ``writer`` import only ``maskgen.common``; the tools beside them
+also ``maskgen.datasets.letterbox`` (a store's frames are letter-boxed).
 
 Importing this package gives the format and the reading API below (writing is
 ``maskgen.store.writer``'s, imported by name where it happens); no torch, no SAM.

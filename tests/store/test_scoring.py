@@ -11,8 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from maskgen.datasets.frames import Frame, FrameRef
-from maskgen.store import open_store, pack_masks, store_attributes
-from maskgen.store.scoring import (
+from maskgen.generate.scoring import (
     BASELINES,
     LPSAM,
     ScoreError,
@@ -23,6 +22,7 @@ from maskgen.store.scoring import (
     score_store,
     threshold_components,
 )
+from maskgen.store import open_store, pack_masks, store_attributes
 from maskgen.store.writer import create_store, write_manifest
 
 
