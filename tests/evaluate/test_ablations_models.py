@@ -113,7 +113,6 @@ def test_profiles_validate_input():
 @pytest.mark.slow
 def test_ablations_through_the_real_pretrain_cli(tmp_path):
     """Contract check: `pretrain run` + `pretrain export` subprocesses -> loadable backbones."""
-    pytest.importorskip("maskgen.store.testing")
     from evaluate.backbones import load_backbone
     from maskgen.store.testing import make_synthetic_store
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-for folder in (HERE, HERE.parent / "store"):  # faults.py; the store tests' toy reader / predictor
+for folder in (HERE, HERE.parent / "maskgen" / "generate"):  # faults.py; the store tests' toy reader / predictor
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 

@@ -16,9 +16,9 @@ from PIL import Image
 
 from maskgen.cli.main import main as maskgen_main
 from maskgen.datasets.readers.audit import odd_entries
+from maskgen.lpsam import testing as lpsam_testing
 from pretrain.cli import main as pretrain_main
 
-lpsam_testing = pytest.importorskip("maskgen.lpsam.testing")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

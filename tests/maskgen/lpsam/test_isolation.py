@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SOURCES = [p for top in ("maskgen", "pretrain", "evaluate", "benchmarks", "scripts")
            for p in (REPO / top).rglob("*.py")]
 

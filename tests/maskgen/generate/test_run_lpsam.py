@@ -8,10 +8,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from maskgen.cli.main import main
+from maskgen.lpsam import testing as lpsam_testing
 from maskgen.store import open_store
 from maskgen.store.verify import verify_store
-
-lpsam_testing = pytest.importorskip("maskgen.lpsam.testing", reason="LP-SAM test helpers not available yet")
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Small deterministic stand-ins for a dataset reader and LP-SAM, to test the job mechanics.
 
-tests/store/conftest.py puts this folder on sys.path, so dask worker processes (which inherit
+tests/maskgen/conftest.py puts this folder on sys.path, so dask worker processes (which inherit
 it) unpickle the stand-ins by importing this module.
 """
 

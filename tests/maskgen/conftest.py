@@ -1,4 +1,4 @@
-"""Fixtures of the mask store tests: stand-ins, a finished toy store."""
+"""Fixtures of the stage-one tests (store, generate, CLI): stand-ins, a finished toy store."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).parent
+HELPERS = Path(__file__).parent / "generate"  # store_standins.py, store_compare.py
 # dask pickles the stand-ins by reference: the folder goes on sys.path, which spawned
 # worker processes inherit, so they import store_standins like the tests do
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
+if str(HELPERS) not in sys.path:
+    sys.path.insert(0, str(HELPERS))
 
 
 @pytest.fixture(scope="session")
