@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maskgen.devices import synchronize
-from maskgen.frames import Frame, FrameRef
-from maskgen.inference import predict_batch
-from maskgen.postprocess import PostprocessConfig, postprocess_batch
+from maskgen.common.devices import synchronize
+from maskgen.datasets.frames import Frame, FrameRef
+from maskgen.generate.inference import predict_batch
+from maskgen.generate.postprocess import PostprocessConfig, postprocess_batch
 
 
 def synthetic_frames(n: int, size: int = 256, seed: int = 0) -> np.ndarray:
@@ -82,9 +82,9 @@ def sweep(name: str, predictor, frames, batches, device, post) -> None:
 
 
 def cpu_part(args, post) -> None:
+    from maskgen.generate.job import MaskJob, PredictorSpec, run_mask_job
     from maskgen.lpsam import load_predictor
     from maskgen.lpsam.testing import make_random_adapt_dir
-    from maskgen.maskjob import MaskJob, PredictorSpec, run_mask_job
 
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")

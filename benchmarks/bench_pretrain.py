@@ -19,11 +19,11 @@ import time
 
 import torch
 
-from maskgen.devices import synchronize
+from maskgen.common.devices import synchronize
+from maskgen.store.testing import make_synthetic_store, synthetic_frames
 from pretrain.model import ModelConfig, OnlineNetwork, TargetNetwork, build_online, build_target
 from pretrain.optim import OptimConfig, build_optimizer
 from pretrain.step import ObjectiveConfig, compute_loss, prepare_inputs
-from pretrain.synthetic import make_synthetic_store, synthetic_frames
 
 
 class NaiveOnline(OnlineNetwork):

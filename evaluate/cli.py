@@ -9,8 +9,9 @@ from pathlib import Path
 
 import click
 
-from maskgen.cli import setup_logging
-from maskgen.cliutils import StrictGroup, config_option, version_option, write_config
+from maskgen.cli.options import StrictGroup, config_option, version_option, write_config
+from maskgen.common.logs import setup_logging
+from pretrain.archs import DEFAULT_ARCH
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ def sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, p
     retries them. Writes OUT/config.toml (replay it with --config OUT/config.toml). One sweep
     writes OUT at a time (a second one is refused, exit 75).
     """
-    from maskgen.cli import describe_os_error, locked_output
+    from maskgen.cli.options import describe_os_error, locked_output
 
     with locked_output(out_dir, "evaluate sweep"):
         try:
@@ -140,7 +141,7 @@ def _sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, 
     from evaluate.protocols import parse_protocols
     from evaluate.sweep import SweepPlan, run_sweep
     from evaluate.tasks import resolve_tasks
-    from maskgen.devices import check_slots, slot_devices
+    from maskgen.common.devices import check_slots, slot_devices
 
     seed_list = _seeds(seeds)  # every option is checked before any training starts
     try:
@@ -182,7 +183,7 @@ def _sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, 
         ablation_names = tuple(n for n in ABLATIONS if n != FULL_METHOD)
     widths = [b.fpn_channels for b in backbones if b.fpn is not None]
     try:
-        reference = random_backbone(arch or (backbones[0].arch if backbones else "resnet18"), pretrain_seed,
+        reference = random_backbone(arch or (backbones[0].arch if backbones else DEFAULT_ARCH), pretrain_seed,
                                     widths[0] if widths else profile.seg_fpn_channels)
     except CheckpointError as err:
         raise click.UsageError(str(err)) from err

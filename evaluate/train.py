@@ -12,6 +12,7 @@ import copy
 import logging
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,8 +29,11 @@ from evaluate.models import (
     maskrcnn_to_masks,
     segmentation_loss,
 )
-from evaluate.profiles import Profile
-from maskgen.devices import autocast_dtype
+from maskgen.common.devices import autocast_dtype
+from maskgen.common.schedules import warmup_cosine
+
+if TYPE_CHECKING:  # evaluate.profiles validates its protocols at import, and they import this module
+    from evaluate.profiles import Profile
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +126,7 @@ class SegmentationHead(Head):
 
     def lr(self, step: int, total: int) -> float:
         """Linear warm-up over the first 5% of steps, then cosine decay to zero."""
-        warmup = max(1, total // 20)
-        if step < warmup:
-            return self.profile.seg_lr * (step + 1) / warmup
-        return self.profile.seg_lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+        return warmup_cosine(step, self.profile.seg_lr, max(1, total // 20), total)
 
     def loss(self, model, images, targets):
         if self.profile.seg_head == "maskrcnn":

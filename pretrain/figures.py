@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maskgen.provenance import atomic_path
+from maskgen.common.files import atomic_path
 from pretrain.jsonl import read_records
 
 CURVES_NAME = "curves.png"

@@ -116,7 +116,7 @@ def load_probes(cfg: ProbeConfig, resolution: int, opener=None) -> list[ProbeSet
 
 def load_probe(cfg: ProbeConfig, resolution: int, opener=None, task_name: str | None = None) -> ProbeSet:
     """Read one task (``task_name``, default the first of ``cfg``). ``opener(dataset, root)`` ->
-    reader (default ``maskgen.registry.open_dataset``).
+    reader (default ``maskgen.datasets.registry.open_dataset``).
 
     Raises:
         ValueError: an unknown task, or fewer than two groups (and, for classification, classes).
@@ -130,7 +130,7 @@ def load_probe(cfg: ProbeConfig, resolution: int, opener=None, task_name: str | 
         raise ValueError(f"--probe {name!r} is not a task; choose from {sorted(TASKS)}")
     task = TASKS[name]
     if opener is None:
-        from maskgen.registry import open_dataset as opener
+        from maskgen.datasets.registry import open_dataset as opener
     reader = opener(task.dataset, Path(cfg.root) if cfg.root else None)
     data = load_task(task, reader, resolution, cfg.max_frames, seed=0, progress=False)
     groups = group_codes(data.groups)

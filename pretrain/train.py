@@ -21,8 +21,10 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from maskgen.devices import autocast_dtype, rank_device, syncs_batchnorm
-from maskgen.provenance import sha256_file, write_run_info
+from maskgen.common.devices import autocast_dtype, rank_device, syncs_batchnorm
+from maskgen.common.files import sha256_file
+from maskgen.common.provenance import write_run_info
+from maskgen.common.schedules import warmup_cosine
 from maskgen.store import MANIFEST_NAME, open_store, unpack_masks_torch
 from pretrain import distributed as dist
 from pretrain.checkpoint import (
@@ -46,7 +48,7 @@ from pretrain.model import (
 from pretrain.monitor import BackboneDrift
 from pretrain.optim import OptimConfig, build_optimizer
 from pretrain.probe import OnlineProbe, ProbeConfig, load_probes
-from pretrain.schedules import ema_momentum, learning_rate, scaled_lr
+from pretrain.schedules import ema_momentum, scaled_lr
 from pretrain.step import ObjectiveConfig, compute_loss, prepare_inputs
 
 log = logging.getLogger(__name__)
@@ -188,7 +190,7 @@ def run(store_path: str | Path, out_dir: str | Path, cfg: RunConfig, seed: int =
                 break
             tic = time.perf_counter()
             frames, masks = batch_to_device(batch, device)
-            lr = learning_rate(step, base_lr, warmup, total)
+            lr = warmup_cosine(step, base_lr, warmup, total)
             momentum = ema_momentum(step, cfg.optim.ema_base, total)
             value, parts = train_step(model, online, target, optimizer, frames, masks, cfg.objective,
                                       step_generator(seed, step, rank, device), lr, momentum)

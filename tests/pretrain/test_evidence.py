@@ -11,7 +11,7 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from maskgen.frames import Frame, FrameRef
+from maskgen.datasets.frames import Frame, FrameRef
 from pretrain.cli import main
 from pretrain.export import export_initial, fpn_path, initial_state
 from pretrain.loader import LoaderConfig
@@ -114,9 +114,9 @@ class ProbeReader:
 
 
 def test_run_logs_probe_drift_and_draws_curves(tiny_store, tmp_path, monkeypatch):
-    import maskgen.registry
+    import maskgen.datasets.registry
 
-    monkeypatch.setattr(maskgen.registry, "open_dataset", lambda name, root=None: ProbeReader())
+    monkeypatch.setattr(maskgen.datasets.registry, "open_dataset", lambda name, root=None: ProbeReader())
     probe_set = load_probe(ProbeConfig(task="busi-cls"), 32)
     assert probe_set.images.shape == (36, 32, 32) and len(set(probe_set.groups.tolist())) == 18
     assert probe_set.chance() == pytest.approx(1 / 3) and not probe_set.dense
