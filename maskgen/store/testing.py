@@ -32,6 +32,13 @@ def synthetic_frames(n: int, size: int, k: int, seed: int = 0) -> tuple[np.ndarr
             masks[i, j] = m
             img[m] = 60 + 40 * j + 20 * rng.random(int(m.sum()))
         images[i] = np.clip(img, 0, 255).astype(np.uint8)
+        # an ellipse wholly inside earlier ones leaves its slot empty: a store never counts an
+        # empty mask (verify flags it), so the non-empty masks move up and the count drops
+        kept = [j for j in range(counts[i]) if masks[i, j].any()]
+        if len(kept) < counts[i]:
+            masks[i, :len(kept)] = masks[i, kept].copy()
+            masks[i, len(kept):] = False
+            counts[i] = len(kept)
     return images, masks, counts
 
 

@@ -83,21 +83,8 @@ class TestJobStore(StoreContract):
         return toy_store
 
 
-EMPTY_SLOT = ("maskgen.store.testing draws each ellipse minus the earlier ones, so a slot can end up "
-              "empty while counted (frame 0 of this store): verify rightly flags it. Kept as it is "
-              "here because the pre-training tests read these exact bytes; fix it on its own")
-
-
 class TestSyntheticStore(StoreContract):
     """Made by ``maskgen.store.testing`` (what the pre-training tests and benchmarks read)."""
-
-    @pytest.mark.xfail(reason=EMPTY_SLOT, strict=True)
-    def test_counts_masks_and_scores_agree(self, store):
-        super().test_counts_masks_and_scores_agree(store)
-
-    @pytest.mark.xfail(reason=EMPTY_SLOT, strict=True)
-    def test_verify_finds_nothing_wrong(self, store):
-        super().test_verify_finds_nothing_wrong(store)
 
     @pytest.fixture(scope="class")
     def store(self, tmp_path_factory):
