@@ -126,7 +126,7 @@ def frozen_segmentation(backbone: Backbone, profile: Profile, train: Split, val:
     Returns the test masks (N, S, S) bool and the fit (model = the whole ``FPNSegmenter``).
     """
     torch.manual_seed(seed)
-    head = make_head("segmentation", profile)
+    head = make_head("segmentation", profile, frozen=True)
     model: FPNSegmenter = head.build(backbone, frozen=True).to(device)
     model.eval()
     size = tuple(train.images.shape[-2:])

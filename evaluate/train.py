@@ -106,18 +106,10 @@ class ClassificationHead(Head):
 
 
 class SegmentationHead(Head):
-    kind = "segmentation"
+    """What every segmentation head shares: SGD with warm-up + cosine, Dice / PPV / sensitivity.
+    Subclasses build the model and own its loss and predictions."""
 
-    def build(self, backbone: Backbone, frozen: bool = False) -> nn.Module:
-        """Mask R-CNN or the light FPN head; the backbone's FPN (pre-trained, or the reference's
-        step-0 FPN) is loaded when it has one, else the FPN is new. ``frozen``: light head with
-        backbone + FPN frozen."""
-        p = self.profile
-        if p.seg_head == "maskrcnn" and not frozen:
-            return build_maskrcnn(backbone.build(), p.resolution, p.seg_trainable_layers, backbone.fpn)
-        channels = backbone.fpn_channels or p.seg_fpn_channels
-        return FPNSegmenter(backbone.build(), p.seg_trainable_layers, channels, p.seg_head_channels,
-                            backbone.fpn, frozen=frozen)
+    kind = "segmentation"
 
     def optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         p = self.profile
@@ -128,24 +120,56 @@ class SegmentationHead(Head):
         """Linear warm-up over the first 5% of steps, then cosine decay to zero."""
         return warmup_cosine(step, self.profile.seg_lr, max(1, total // 20), total)
 
-    def loss(self, model, images, targets):
-        if self.profile.seg_head == "maskrcnn":
-            losses = model(maskrcnn_inputs(images), maskrcnn_targets(targets))
-            return sum(losses.values())
-        return segmentation_loss(model(images), targets)
-
-    @torch.no_grad()
-    def predict(self, model, images):
-        if self.profile.seg_head == "maskrcnn":
-            return maskrcnn_to_masks(model(maskrcnn_inputs(images)), tuple(images.shape[-2:]))
-        return model(images) > 0
-
     def metrics(self, pred, truth):
         return segmentation_metrics(pred, truth)
 
 
-def make_head(kind: str, profile: Profile, num_classes: int = 0) -> Head:
-    return ClassificationHead(profile, num_classes) if kind == "classification" else SegmentationHead(profile)
+class LightFPNHead(SegmentationHead):
+    """The light semantic head on the ResNet + FPN (``--seg-head fpn``; the CPU profiles and the
+    frozen-backbone protocol): per-pixel logits, BCE + Dice loss."""
+
+    def build(self, backbone: Backbone, frozen: bool = False) -> nn.Module:
+        """The backbone's FPN (pre-trained, or the reference's step-0 FPN) is loaded when it has
+        one, else the FPN is new. ``frozen``: backbone + FPN frozen, only the head trains."""
+        p = self.profile
+        channels = backbone.fpn_channels or p.seg_fpn_channels
+        return FPNSegmenter(backbone.build(), p.seg_trainable_layers, channels, p.seg_head_channels,
+                            backbone.fpn, frozen=frozen)
+
+    def loss(self, model, images, targets):
+        return segmentation_loss(model(images), targets)
+
+    @torch.no_grad()
+    def predict(self, model, images):
+        return model(images) > 0
+
+
+class MaskRCNNHead(SegmentationHead):
+    """torchvision Mask R-CNN on the ResNet + FPN (``--seg-head maskrcnn``, the paper's): the
+    foreground is one instance class; predictions are the union of the kept instance masks."""
+
+    def build(self, backbone: Backbone) -> nn.Module:
+        p = self.profile
+        return build_maskrcnn(backbone.build(), p.resolution, p.seg_trainable_layers, backbone.fpn)
+
+    def loss(self, model, images, targets):
+        losses = model(maskrcnn_inputs(images), maskrcnn_targets(targets))
+        return sum(losses.values())
+
+    @torch.no_grad()
+    def predict(self, model, images):
+        return maskrcnn_to_masks(model(maskrcnn_inputs(images)), tuple(images.shape[-2:]))
+
+
+SEGMENTATION_HEADS: dict[str, type[SegmentationHead]] = {"fpn": LightFPNHead, "maskrcnn": MaskRCNNHead}
+
+
+def make_head(kind: str, profile: Profile, num_classes: int = 0, frozen: bool = False) -> Head:
+    """The head of a task kind: classification, or the profile's segmentation head (``frozen``:
+    the frozen-backbone protocol, which always trains the light head on frozen features)."""
+    if kind == "classification":
+        return ClassificationHead(profile, num_classes)
+    return LightFPNHead(profile) if frozen else SEGMENTATION_HEADS[profile.seg_head](profile)
 
 
 def _flip(images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator, segmentation: bool):

@@ -156,3 +156,16 @@ def test_min_steps_zero_draws_the_batches_of_one_pass_per_epoch():
         order = torch.randperm(26, generator=generator)
         expected += [order[i * 8:(i + 1) * 8].tolist() for i in range(3)]
     assert seen == expected
+
+
+def test_one_head_class_per_segmentation_head():
+    from evaluate.profiles import build_profile
+    from evaluate.train import ClassificationHead, LightFPNHead, MaskRCNNHead
+
+    full, quick = build_profile("full"), build_profile("quick")
+    assert type(make_head("segmentation", full)) is MaskRCNNHead
+    assert type(make_head("segmentation", quick)) is LightFPNHead
+    assert type(make_head("segmentation", full, frozen=True)) is LightFPNHead  # frozen: always the light head
+    assert type(make_head("classification", full, 3)) is ClassificationHead
+    # the rate schedule and metrics are shared, the models are not
+    assert make_head("segmentation", full).lr(10, 100) == LightFPNHead(full).lr(10, 100)
