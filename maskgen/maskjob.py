@@ -34,6 +34,7 @@ import zarr
 from maskgen.framecheck import MAX_ASPECT, MIN_SIDE
 from maskgen.maskworker import PARTS_DIR, WorkUnit, part_path
 from maskgen.postprocess import PostprocessConfig
+from maskgen.postprocess_batched import POSTPROCESS_PATHS
 from maskgen.provenance import atomic_write_json, sha256_file, write_run_info
 from maskgen.store import (
     MANIFEST_NAME,
@@ -153,6 +154,9 @@ class MaskJob:
         shard or None. batch_size: frames per predictor call. limit: first N frames only.
         device / workers_per_gpu: ``--device``, and how many workers share one GPU (1: none).
         min_side / max_aspect: frames smaller or more elongated than this fail.
+        postprocess: ``frame`` (per frame on the host, the reference) or ``batched`` (tensor
+        operations on the predictor's device, ``maskgen.postprocess_batched``); the store's
+        contents are the same either way, so it is not part of ``settings()``.
     """
 
     out: str
@@ -168,8 +172,11 @@ class MaskJob:
     limit: int | None = None
     min_side: int = MIN_SIDE
     max_aspect: float = MAX_ASPECT
+    postprocess: str = "frame"
 
     def __post_init__(self):
+        if self.postprocess not in POSTPROCESS_PATHS:
+            raise ValueError(f"postprocess must be one of {', '.join(POSTPROCESS_PATHS)}, got {self.postprocess!r}")
         for name in ("size", "chunk", "batch_size", "min_side"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

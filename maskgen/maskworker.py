@@ -24,7 +24,7 @@ import zarr
 from maskgen.framecheck import frame_problem
 from maskgen.frames import FrameRef
 from maskgen.inference import predict_batch, worker_device
-from maskgen.postprocess import postprocess_batch
+from maskgen.postprocess_batched import run_postprocess
 from maskgen.provenance import atomic_path
 from maskgen.store import (
     EVERY_CHUNK_WRITTEN,
@@ -130,7 +130,8 @@ def process_unit(unit: WorkUnit, job, checkpoint_sha256: str) -> UnitResult:
         batch = good[b:b + job.batch_size]
         batch_images = np.stack([img for _, img in batch])
         probs, batch_scores = predict_batch(predictor, batch_images, device, s)
-        for (i, img), (m, sc) in zip(batch, postprocess_batch(probs, batch_scores, job.post), strict=True):
+        results = run_postprocess(job.postprocess, probs, batch_scores, job.post)
+        for (i, img), (m, sc) in zip(batch, results, strict=True):
             images[i], counts[i] = img, len(m)
             masks[i, : len(m)], scores[i, : len(m)] = pack_masks(m), sc
             rows[i]["mask_count"] = len(m)

@@ -1,0 +1,189 @@
+"""``postprocess.postprocess_batch`` as batched tensor operations, on the predictor's device.
+
+The same rules as ``maskgen.postprocess`` (see its module docstring) and the same results, bit
+for bit (``tests/store/test_postprocess_batched.py``), but every frame and token of a batch
+at once, on whatever device holds the predictor's output (CPU or GPU; no device literal):
+
+* threshold, token scores (``min_score``) on the device;
+* opening / closing with the disc (``coherent``): a convolution with the disc counts the set
+  pixels under it (exact small integers); erosion = all of them, dilation = any. Zero padding
+  outside the edge-padded frame, as scipy's ``border_value=0``;
+* hole filling: background reached from the frame's border through 4-connected background
+  (scipy's ``binary_fill_holes``), iterated to convergence;
+* 8-connected components: every foreground pixel starts with its raster index and takes the
+  minimum over its 3 x 3 neighbourhood (plus pointer jumping) until nothing changes, so each
+  component ends labelled by its first pixel in raster order -- scipy's label order;
+* areas and the ``min_area`` filter from one ``unique`` over (frame, token, component) keys;
+* IoU de-duplication: intersections of a frame's instances as one matrix product (exact:
+  0/1 values, integer sums below 2**24), then the same greedy pass in score order on the host
+  (a few dozen candidates; identical comparisons in Python floats) and the first K.
+
+Only the kept masks cross back to the host.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from maskgen.postprocess import PostprocessConfig, min_component_area
+
+POSTPROCESS_PATHS = ("frame", "batched")  # maskgen run --postprocess
+
+
+def _disc(radius: int, like):
+    import torch
+
+    r = torch.arange(-radius, radius + 1, device=like.device)
+    return ((r[:, None] ** 2 + r[None, :] ** 2) <= radius * radius).to(like.dtype)[None, None]
+
+
+def _coherent(x, cfg: PostprocessConfig):
+    """x (N, 1, S, S) float 0/1 -> opened, closed (edge-padded frame), holes filled."""
+    import torch.nn.functional as F
+
+    radius = int(round(cfg.smooth * max(x.shape[-2:])))
+    if radius > 0:
+        disc = _disc(radius, x)
+        full = float(disc.sum())
+        p = radius + 1
+        y = F.pad(x, (p, p, p, p), mode="replicate")
+
+        def erode(v):
+            return (F.conv2d(v, disc, padding=radius) > full - 0.5).to(v.dtype)
+
+        def dilate(v):
+            return (F.conv2d(v, disc, padding=radius) > 0.5).to(v.dtype)
+
+        y = erode(dilate(dilate(erode(y))))          # opening, then closing
+        x = y[..., p:-p, p:-p]
+    return _fill_holes(x)
+
+
+def _fill_holes(x, check_every: int = 8):
+    """x (N, 1, S, S) float 0/1 -> x with every background region not 4-connected to the
+    frame's border set."""
+    import torch
+    import torch.nn.functional as F
+
+    background = x < 0.5
+    cross = torch.tensor([[0.0, 1.0, 0.0], [1.0, 1.0, 1.0], [0.0, 1.0, 0.0]], device=x.device,
+                         dtype=x.dtype)[None, None]
+    # outside the frame counts as reached background (scipy's border_value=1)
+    reached = F.pad(torch.zeros_like(x), (1, 1, 1, 1), value=1.0)
+    inside = F.pad(background.to(x.dtype), (1, 1, 1, 1), value=1.0) > 0.5
+    while True:
+        before = reached
+        for _ in range(check_every):
+            reached = ((F.conv2d(reached, cross, padding=1) > 0.5) & inside).to(x.dtype)
+        if torch.equal(reached, before):
+            break
+    holes = background & (reached[..., 1:-1, 1:-1] < 0.5)
+    return torch.where(holes, torch.ones_like(x), x)
+
+
+def _label8(fg, check_every: int = 4):
+    """fg (N, S, S) bool -> (N, S*S) long: for foreground pixels 1 + the raster index of their
+    8-connected component's first pixel, 0 for background."""
+    import torch
+    import torch.nn.functional as F
+
+    n, h, w = fg.shape
+    big = float(h * w + 1)                                   # exact in float32 below 2**24
+    index = torch.arange(1, h * w + 1, device=fg.device, dtype=torch.float32).expand(n, -1)
+    flat_fg = fg.reshape(n, h * w)
+    lab = torch.where(flat_fg, index, torch.full_like(index, big))
+    while True:
+        before = lab
+        for _ in range(check_every):
+            low = -F.max_pool2d(-lab.view(n, 1, h, w), 3, stride=1, padding=1).view(n, h * w)
+            lab = torch.where(flat_fg, torch.minimum(lab, low), lab)
+            # pointer jumping: a label is a pixel of the same component with a label <= it
+            jump = torch.gather(lab, 1, (lab.clamp(max=h * w) - 1).long())
+            lab = torch.where(flat_fg, torch.minimum(lab, jump), lab)
+        if torch.equal(lab, before):
+            break
+    return torch.where(flat_fg, lab, torch.zeros_like(lab)).long()
+
+
+def _greedy(order, tokens, areas, inter, k: int, max_iou: float) -> list[int]:
+    """``postprocess._is_duplicate``'s pass over instance indices in ``order``."""
+    kept: list[int] = []
+    for idx in order:
+        if len(kept) == k:
+            break
+        duplicate = False
+        for other in kept:
+            if tokens[other] == tokens[idx]:
+                continue
+            a, b = areas[idx], areas[other]
+            if min(a, b) <= max_iou * max(a, b):
+                continue
+            common = inter[idx][other]
+            if common > max_iou * (a + b - common):
+                duplicate = True
+                break
+        if not duplicate:
+            kept.append(idx)
+    return kept
+
+
+def postprocess_batch_batched(probs, scores, cfg: PostprocessConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Same contract and results as ``postprocess.postprocess_batch``.
+
+    Args:
+        probs: (B, T, S, S) float tensor or array in [0, 1] (or bool, already thresholded).
+        scores: (B, T) float tensor or array.
+    Returns: per frame, masks (M, S, S) bool and scores (M,) float32, M <= cfg.k.
+    """
+    import torch
+
+    probs = probs.detach() if isinstance(probs, torch.Tensor) else torch.from_numpy(np.asarray(probs))
+    scores = scores.detach() if isinstance(scores, torch.Tensor) else torch.from_numpy(np.asarray(scores))
+    if probs.ndim != 4 or scores.shape != probs.shape[:2]:
+        raise ValueError(f"expected probs (B, T, S, S) and scores (B, T), got {tuple(probs.shape)} "
+                         f"and {tuple(scores.shape)}")
+    b, t, h, w = probs.shape
+    host_scores = np.clip(scores.float().cpu().numpy(), 0.0, 1.0)  # NaN stays NaN and is dropped
+    usable = torch.from_numpy(host_scores >= cfg.min_score).to(probs.device)
+    binary = probs if probs.dtype == torch.bool else probs > cfg.mask_threshold
+    binary = binary & usable[:, :, None, None]
+    if cfg.coherent:
+        x = _coherent(binary.reshape(b * t, 1, h, w).float(), cfg)
+        binary = x.view(b, t, h, w) > 0.5
+    labels = _label8(binary.reshape(b * t, h, w))                         # (B*T, S*S)
+    fg = labels > 0
+    keys = torch.arange(b * t, device=labels.device)[:, None] * (h * w) + (labels - 1)
+    comp, area = torch.unique(keys[fg], return_counts=True)               # sorted: frame, token, raster
+    big_enough = area >= min_component_area(cfg, (h, w))
+    comp, area = comp[big_enough], area[big_enough]
+    map_index = (comp // (h * w)).cpu().numpy()
+    roots = (comp % (h * w)).cpu().numpy()
+    areas = area.cpu().numpy()
+    out = []
+    for f in range(b):
+        sel = np.nonzero(map_index // t == f)[0]
+        tokens = (map_index[sel] % t).tolist()
+        if not len(sel):
+            out.append((np.zeros((0, h, w), bool), np.zeros((0,), np.float32)))
+            continue
+        inst_labels = torch.from_numpy(roots[sel] + 1).to(labels.device)
+        rows = labels[f * t + torch.from_numpy(map_index[sel] % t).to(labels.device)]     # (N, S*S)
+        onehot = (rows == inst_labels[:, None]).float()
+        inter = (onehot @ onehot.t()).round().long().cpu().tolist()
+        inst_scores = [float(host_scores[f, tok]) for tok in tokens]
+        order = np.argsort(-np.asarray(inst_scores, dtype=np.float64), kind="stable").tolist()
+        kept = _greedy(order, tokens, [int(a) for a in areas[sel]], inter, cfg.k, cfg.dedup_iou)
+        masks = onehot[kept].view(len(kept), h, w).bool().cpu().numpy()
+        out.append((masks, np.asarray([inst_scores[i] for i in kept], dtype=np.float32)))
+    return out
+
+
+def run_postprocess(path: str, probs, scores, cfg: PostprocessConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``--postprocess frame`` (the per-frame reference on the host) or ``batched``."""
+    if path == "frame":
+        from maskgen.postprocess import postprocess_batch
+
+        return postprocess_batch(probs, scores, cfg)
+    if path == "batched":
+        return postprocess_batch_batched(probs, scores, cfg)
+    raise ValueError(f"--postprocess {path!r}: choose one of {', '.join(POSTPROCESS_PATHS)}")
