@@ -1,17 +1,23 @@
-"""Pre-training throughput: lean step vs a naive one that reruns the backbone per scale.
+"""Pre-training throughput: this step vs the main-branch step, a naive one that reruns the
+backbone per scale, and the paper's reference implementation.
 
-Prints training pairs/s at a few (batch, resolution) settings on CPU for both, their ratio
-(asserting the two give identical losses), the loader's throughput against the step's
+Prints training pairs/s at a few (batch, resolution) settings on CPU for the lean and naive
+steps and their ratio (asserting equal losses), the CPU step at batch 8 / 224 px on
+``--cpu-threads`` (2) threads: before (the main-branch step: every FPN map in full, contiguous
+tensors) vs after (``pretrain.fpn_pool``, channels-last) vs the paper's reference step
+(``benchmarks/paper_reference.py``; needs a copy of github.com/zhcz328/ANAUS via
+``--reference PATH`` or ``ANAUS_REFERENCE``), the loader's throughput against the step's
 consumption (asserting the loader is >= 5x faster than the step), and the peak memory of the
 process. With CUDA present, also pairs/s in fp32 vs bf16 + channels_last (+ torch.compile).
 
-    .venv/bin/python benchmarks/bench_pretrain.py [--quick] [--threads N]
+    .venv/bin/python benchmarks/bench_pretrain.py [--quick] [--threads N] [--reference PATH]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import math
 import resource
 import sys
 import tempfile
@@ -20,7 +26,16 @@ import time
 import torch
 
 from maskgen.devices import synchronize
-from pretrain.model import ModelConfig, OnlineNetwork, TargetNetwork, build_online, build_target
+from pretrain.model import (
+    ModelConfig,
+    OnlineNetwork,
+    TargetNetwork,
+    build_online,
+    build_target,
+    ema_update,
+    through_valid_rows,
+    valid_rows,
+)
 from pretrain.optim import OptimConfig, build_optimizer
 from pretrain.step import ObjectiveConfig, compute_loss, prepare_inputs
 from pretrain.synthetic import make_synthetic_store, synthetic_frames
@@ -41,6 +56,25 @@ class NaiveOnline(OnlineNetwork):
 class NaiveTarget(TargetNetwork):
     def forward(self, x, matrices):
         return [self.embed([self.encoder(x)[s]], [mat])[0] for s, mat in enumerate(matrices)]
+
+
+class MainOnline(OnlineNetwork):
+    """The main-branch step before ``pretrain.fpn_pool``: every FPN map in full, then pooled."""
+
+    def forward(self, x, matrices):
+        return [through_valid_rows(self.predictor, z.flatten(0, 1), valid_rows(mat)).view_as(z)
+                for z, mat in zip(self.embed(self.encoder(x), matrices), matrices, strict=True)]
+
+
+class MainTarget(TargetNetwork):
+    def forward(self, x, matrices):
+        return self.embed(self.encoder(x), matrices)
+
+
+def main_copy(online, target):
+    on, tg = copy.deepcopy(online), copy.deepcopy(target)
+    on.__class__, tg.__class__ = MainOnline, MainTarget
+    return on, tg
 
 
 def naive_copy(online, target):
@@ -104,10 +138,94 @@ def bench_lean_vs_naive(store, settings, steps):
         naive_on, naive_tg = naive_copy(online, target)
         t_lean, l_lean = time_steps(online, target, batches, cfg, steps, cpu)
         t_naive, l_naive = time_steps(naive_on, naive_tg, batches, cfg, steps, cpu)
-        assert l_lean == l_naive, f"losses differ: lean {l_lean!r} vs naive {l_naive!r}"
+        # equal up to float rounding (the lean step pools before the FPN's output convolutions)
+        assert math.isclose(l_lean, l_naive, rel_tol=1e-5), f"losses differ: lean {l_lean!r} vs naive {l_naive!r}"
         print(f"{batch:>5} {res:>4} {batch / t_lean:>13.2f} {batch / t_naive:>14.2f} {t_naive / t_lean:>6.2f}  {l_lean:.6f}")
         step_s[(batch, res)] = t_lean
     return step_s
+
+
+def cpu_step_times(online, target, frames, masks, cfg, steps, channels_last):
+    """(wall s, CPU s) per step (views + forward + backward + LARS + EMA) and the first step's
+    loss, on the CPU; step 0 is warm-up. CPU seconds are this process's, so they stay
+    meaningful when other processes share the cores (wall / CPU near the thread count)."""
+    if channels_last:
+        online = online.to(memory_format=torch.channels_last)
+        target = target.to(memory_format=torch.channels_last)
+    opt = build_optimizer(online, OptimConfig(), 0.01)
+    first, walls, cpus = None, [], []
+    for i in range(steps + 1):
+        tic, cpu = time.perf_counter(), time.process_time()
+        inputs = prepare_inputs(frames, masks, cfg, torch.Generator().manual_seed(i))
+        if channels_last:
+            inputs.images = inputs.images.contiguous(memory_format=torch.channels_last)
+            inputs.target_images = inputs.target_images.contiguous(memory_format=torch.channels_last)
+        loss, _ = compute_loss(online, target, inputs, cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        ema_update(target, online, 0.99)
+        value = float(loss.detach())
+        if i == 0:
+            first = value
+        else:
+            walls.append(time.perf_counter() - tic)
+            cpus.append(time.process_time() - cpu)
+    return sum(walls) / len(walls), sum(cpus) / len(cpus), first
+
+
+def bench_cpu_step(batch, res, threads, steps, reference, ref_steps):
+    """Before (main-branch step) vs after (this step) vs the paper's reference, one process."""
+    before_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    print(f"== CPU step, resnet18, batch {batch}, {res} px, {threads} torch threads "
+          f"(wall s/step; CPU s/step of this process in brackets)")
+    images, masks, _ = synthetic_frames(batch, 256, 16, 0)
+    frames, masks = torch.from_numpy(images), torch.from_numpy(masks)
+    cfg = ObjectiveConfig(resolution=res)
+    online = build_online(ModelConfig(), seed=0)
+    target = build_target(online)
+    rows = {}
+    old_on, old_tg = main_copy(online, target)
+    rows["before: main-branch step (full FPN maps, contiguous)"] = cpu_step_times(
+        old_on, old_tg, frames, masks, cfg, steps, channels_last=False)
+    rows["after: pooled FPN outputs + channels-last"] = cpu_step_times(
+        online, target, frames, masks, cfg, steps, channels_last=True)
+    (w0, c0, l0), (w1, c1, l1) = rows.values()
+    assert math.isclose(l0, l1, rel_tol=1e-5), f"losses differ: before {l0!r} vs after {l1!r}"
+    ref_row = None
+    if reference is None:
+        print("  paper reference: not run (pass --reference PATH or set ANAUS_REFERENCE to a copy of "
+              "github.com/zhcz328/ANAUS)")
+    elif not reference.exists():
+        print(f"  paper reference: {reference} does not exist; not run")
+    elif res != 224:
+        print("  paper reference: not run (its pooling sizes 7/14/28/56 need 224 px)")
+    else:
+        from paper_reference import ReferenceStep
+
+        ref = ReferenceStep(reference, batch)
+        inputs = ReferenceStep.inputs(frames, masks, res)
+        walls, cpus = [], []
+        for i in range(ref_steps + 1):
+            tic, cpu = time.perf_counter(), time.process_time()
+            value = ref.step(*inputs)
+            if i:
+                walls.append(time.perf_counter() - tic)
+                cpus.append(time.process_time() - cpu)
+            assert math.isfinite(value), f"reference loss {value}"
+        ref_row = (sum(walls) / len(walls), sum(cpus) / len(cpus), value)
+    for name, (w, c, _) in rows.items():
+        print(f"  {name:<54} {batch / w:7.2f} pairs/s  {w:7.2f} s/step  [{c:7.2f} CPU s]")
+    print(f"  after / before: x{w0 / w1:.2f} wall, x{c0 / c1:.2f} CPU time   (first-step loss {l0:.5f} vs {l1:.5f})")
+    if ref_row is not None:
+        wr, cr, _ = ref_row
+        print(f"  {'paper reference step (model + losses + LARS)':<54} {batch / wr:7.2f} pairs/s  {wr:7.2f} s/step"
+              f"  [{cr:7.2f} CPU s]")
+        print(f"  ours / reference: after x{wr / w1:.2f} wall (x{cr / c1:.2f} CPU time), "
+              f"before x{wr / w0:.2f} wall (x{cr / c0:.2f} CPU time)")
+    torch.set_num_threads(before_threads)
+    return w1
 
 
 def bench_loader(store, batch, res, step_time, reps=30):
@@ -176,6 +294,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps, smaller settings")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--cpu-threads", type=int, default=2, help="threads of the batch 8 / 224 px CPU step (default 2)")
+    parser.add_argument("--cpu-batch", type=int, default=8)
+    parser.add_argument("--cpu-resolution", type=int, default=224)
+    parser.add_argument("--reference", default=None,
+                        help="a copy (checkout or bare git mirror) of github.com/zhcz328/ANAUS; default $ANAUS_REFERENCE")
+    parser.add_argument("--skip-cpu-step", action="store_true", help="skip the batch 8 / 224 px CPU comparison")
     parser.add_argument("--gpu-batch", type=int, default=64)
     parser.add_argument("--gpu-only", action="store_true", help="skip the CPU parts (no store needed)")
     args = parser.parse_args(argv)
@@ -183,8 +307,13 @@ def main(argv=None):
     steps = 2 if args.quick else 3
     settings = [(8, 64), (16, 96)] if args.quick else [(8, 64), (16, 96), (16, 128)]
     if not args.gpu_only:
+        from paper_reference import reference_root
+
         from maskgen.store import open_store
 
+        if not args.skip_cpu_step:
+            bench_cpu_step(args.cpu_batch, args.cpu_resolution, args.cpu_threads, 1 if args.quick else 2,
+                           reference_root(args.reference), 1)
         with tempfile.TemporaryDirectory() as tmp:
             make_synthetic_store(tmp, n=160, size=128, k=16, chunk=32)
             store = open_store(tmp)

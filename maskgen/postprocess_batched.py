@@ -5,14 +5,15 @@ for bit (``tests/store/test_postprocess_batched.py``), but every frame and token
 at once, on whatever device holds the predictor's output (CPU or GPU; no device literal):
 
 * threshold, token scores (``min_score``) on the device;
-* opening / closing with the disc (``coherent``): a convolution with the disc counts the set
-  pixels under it (exact small integers); erosion = all of them, dilation = any. Zero padding
-  outside the edge-padded frame, as scipy's ``border_value=0``;
+* opening / closing with the disc (``coherent``): min / max over the disc, from running
+  maxima over its horizontal segments (exact on 0/1 values). Zeros outside the edge-padded frame, as
+  scipy's ``border_value=0``;
 * hole filling: background reached from the frame's border through 4-connected background
-  (scipy's ``binary_fill_holes``), iterated to convergence;
+  (scipy's ``binary_fill_holes``), spread along whole row / column runs, to convergence;
 * 8-connected components: every foreground pixel starts with its raster index and takes the
-  minimum over its 3 x 3 neighbourhood (plus pointer jumping) until nothing changes, so each
-  component ends labelled by its first pixel in raster order -- scipy's label order;
+  minimum over its 3 x 3 neighbourhood and its row / column runs (plus pointer jumping) until
+  nothing changes, so each component ends labelled by its first pixel in raster order --
+  scipy's label order;
 * areas and the ``min_area`` filter from one ``unique`` over (frame, token, component) keys;
 * IoU de-duplication: intersections of a frame's instances as one matrix product (exact:
   0/1 values, integer sums below 2**24), then the same greedy pass in score order on the host
@@ -30,11 +31,32 @@ from maskgen.postprocess import PostprocessConfig, min_component_area
 POSTPROCESS_PATHS = ("frame", "batched")  # maskgen run --postprocess
 
 
-def _disc(radius: int, like):
-    import torch
+def _disc_morph(x, radius: int, erode: bool):
+    """Binary erosion / dilation of x (N, 1, H, W) float 0/1 by the disc of ``radius`` (the
+    pixels with dy^2 + dx^2 <= radius^2), zeros outside x (scipy's ``border_value=0``): the disc
+    is 2r + 1 horizontal segments; running maxima of growing half-width, then one max over
+    the row offsets (min = -max(-x))."""
+    import math
 
-    r = torch.arange(-radius, radius + 1, device=like.device)
-    return ((r[:, None] ** 2 + r[None, :] ** 2) <= radius * radius).to(like.dtype)[None, None]
+    import torch
+    import torch.nn.functional as F
+
+    h, w = x.shape[-2:]
+    r = radius
+    z = F.pad(x, (r, r, r, r), value=0.0)
+    if erode:
+        z = -z
+    run = [z]  # run[k][..., c] = max of z over columns c - k .. c + k (where it is used)
+    for _ in range(r):
+        prev = run[-1]
+        nxt = prev.clone()
+        nxt[..., 1:-1] = torch.maximum(torch.maximum(prev[..., :-2], prev[..., 1:-1]), prev[..., 2:])
+        run.append(nxt)
+    out = None
+    for dy in range(-r, r + 1):
+        band = run[math.isqrt(r * r - dy * dy)][..., r + dy:r + dy + h, r:r + w]
+        out = band if out is None else torch.maximum(out, band)
+    return -out if erode else out
 
 
 def _coherent(x, cfg: PostprocessConfig):
@@ -43,66 +65,88 @@ def _coherent(x, cfg: PostprocessConfig):
 
     radius = int(round(cfg.smooth * max(x.shape[-2:])))
     if radius > 0:
-        disc = _disc(radius, x)
-        full = float(disc.sum())
         p = radius + 1
         y = F.pad(x, (p, p, p, p), mode="replicate")
-
-        def erode(v):
-            return (F.conv2d(v, disc, padding=radius) > full - 0.5).to(v.dtype)
-
-        def dilate(v):
-            return (F.conv2d(v, disc, padding=radius) > 0.5).to(v.dtype)
-
-        y = erode(dilate(dilate(erode(y))))          # opening, then closing
+        y = _disc_morph(_disc_morph(y, radius, erode=True), radius, erode=False)   # opening
+        y = _disc_morph(_disc_morph(y, radius, erode=False), radius, erode=True)   # closing
         x = y[..., p:-p, p:-p]
     return _fill_holes(x)
 
 
-def _fill_holes(x, check_every: int = 8):
-    """x (N, 1, S, S) float 0/1 -> x with every background region not 4-connected to the
-    frame's border set."""
+def _along_runs(v, mask, reduce: str):
+    """v (N, H, W) float, mask (N, H, W) bool -> v where every maximal run of ``mask`` along the
+    last axis holds the ``reduce`` ("amin" / "amax") of v over the run (other pixels as they are)."""
     import torch
-    import torch.nn.functional as F
 
-    background = x < 0.5
-    cross = torch.tensor([[0.0, 1.0, 0.0], [1.0, 1.0, 1.0], [0.0, 1.0, 0.0]], device=x.device,
-                         dtype=x.dtype)[None, None]
-    # outside the frame counts as reached background (scipy's border_value=1)
-    reached = F.pad(torch.zeros_like(x), (1, 1, 1, 1), value=1.0)
-    inside = F.pad(background.to(x.dtype), (1, 1, 1, 1), value=1.0) > 0.5
+    n, h, w = v.shape
+    neutral = float("inf") if reduce == "amin" else float("-inf")
+    run = torch.cumsum((~mask).to(torch.int64), -1)                        # in [0, W]
+    run = run + (w + 1) * torch.arange(n * h, device=v.device).view(n, h, 1)
+    buf = torch.full(((w + 1) * n * h,), neutral, device=v.device, dtype=v.dtype)
+    buf.scatter_reduce_(0, run.flatten(), torch.where(mask, v, torch.full_like(v, neutral)).flatten(), reduce)
+    return torch.where(mask, buf[run], v)
+
+
+def _sweep(v, mask, reduce: str):
+    """``_along_runs`` along rows, then along columns."""
+    v = _along_runs(v, mask, reduce)
+    return _along_runs(v.transpose(1, 2), mask.transpose(1, 2), reduce).transpose(1, 2)
+
+
+def _fill_holes(x):
+    """x (N, 1, S, S) float 0/1 -> x with every background region not 4-connected to the
+    frame's border set. Reached background spreads along whole row and column runs per pass
+    (4-connected moves), from the background on the border (scipy's border_value=1)."""
+    import torch
+
+    background = x[:, 0] < 0.5
+    border = torch.zeros_like(background)
+    border[:, 0], border[:, -1], border[:, :, 0], border[:, :, -1] = True, True, True, True
+    reached = (background & border).to(x.dtype)
     while True:
         before = reached
-        for _ in range(check_every):
-            reached = ((F.conv2d(reached, cross, padding=1) > 0.5) & inside).to(x.dtype)
+        reached = _sweep(reached, background, "amax")
         if torch.equal(reached, before):
             break
-    holes = background & (reached[..., 1:-1, 1:-1] < 0.5)
-    return torch.where(holes, torch.ones_like(x), x)
+    holes = background & (reached < 0.5)
+    return torch.where(holes[:, None], torch.ones_like(x), x)
 
 
-def _label8(fg, check_every: int = 4):
-    """fg (N, S, S) bool -> (N, S*S) long: for foreground pixels 1 + the raster index of their
-    8-connected component's first pixel, 0 for background."""
+def _min3x3(v):
+    """Minimum over each pixel's 3 x 3 neighbourhood (inside the frame) of v (N, H, W)."""
     import torch
-    import torch.nn.functional as F
+
+    rows = v.clone()
+    rows[:, :, 1:] = torch.minimum(rows[:, :, 1:], v[:, :, :-1])
+    rows[:, :, :-1] = torch.minimum(rows[:, :, :-1], v[:, :, 1:])
+    out = rows.clone()
+    out[:, 1:] = torch.minimum(out[:, 1:], rows[:, :-1])
+    out[:, :-1] = torch.minimum(out[:, :-1], rows[:, 1:])
+    return out
+
+
+def _label8(fg):
+    """fg (N, S, S) bool -> (N, S*S) long: for foreground pixels 1 + the raster index of their
+    8-connected component's first pixel, 0 for background. Each pass: the minimum over the
+    3 x 3 neighbourhood, over whole row and column runs, and pointer jumping (a label is a
+    pixel of the same component whose label is not larger), until nothing changes."""
+    import torch
 
     n, h, w = fg.shape
     big = float(h * w + 1)                                   # exact in float32 below 2**24
-    index = torch.arange(1, h * w + 1, device=fg.device, dtype=torch.float32).expand(n, -1)
-    flat_fg = fg.reshape(n, h * w)
-    lab = torch.where(flat_fg, index, torch.full_like(index, big))
+    index = torch.arange(1, h * w + 1, device=fg.device, dtype=torch.float32).view(1, h, w).expand(n, -1, -1)
+    lab = torch.where(fg, index, torch.full_like(index, big))
     while True:
         before = lab
-        for _ in range(check_every):
-            low = -F.max_pool2d(-lab.view(n, 1, h, w), 3, stride=1, padding=1).view(n, h * w)
-            lab = torch.where(flat_fg, torch.minimum(lab, low), lab)
-            # pointer jumping: a label is a pixel of the same component with a label <= it
-            jump = torch.gather(lab, 1, (lab.clamp(max=h * w) - 1).long())
-            lab = torch.where(flat_fg, torch.minimum(lab, jump), lab)
+        low = _min3x3(lab)
+        lab = torch.where(fg, torch.minimum(lab, low), lab)
+        lab = _sweep(lab, fg, "amin")
+        flat = lab.reshape(n, h * w)
+        jump = torch.gather(flat, 1, (flat.clamp(max=h * w) - 1).long()).view(n, h, w)
+        lab = torch.where(fg, torch.minimum(lab, jump), lab)
         if torch.equal(lab, before):
             break
-    return torch.where(flat_fg, lab, torch.zeros_like(lab)).long()
+    return torch.where(fg, lab, torch.zeros_like(lab)).reshape(n, h * w).long()
 
 
 def _greedy(order, tokens, areas, inter, k: int, max_iou: float) -> list[int]:
