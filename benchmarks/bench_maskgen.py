@@ -152,15 +152,16 @@ def gpu_part(args, post, device) -> None:
     from maskgen.lpsam import build_lpsam, get_config
     from maskgen.lpsam.predictor import MaskPredictor
 
-    model = build_lpsam(get_config("vit_b"), 5)
+    model = build_lpsam(get_config(args.gpu_model), 5)
     meta = {"classes": [{"name": f"class{i}"} for i in range(5)]}
     predictor = MaskPredictor(model, meta, "0" * 64, device)
     frames = synthetic_frames(args.gpu_frames)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
-    print(f"{name}, vit_b LP-SAM (random weights) in bf16, "
+    tag = f"gpu {args.gpu_model}"
+    print(f"{name}, {args.gpu_model} LP-SAM (random weights) in bf16, "
           f"{args.gpu_frames} frames")
     if not args.skip_sweep:
-        sweep("gpu vit_b", predictor, frames, args.gpu_batch_sizes, device, post)
+        sweep(tag, predictor, frames, args.gpu_batch_sizes, device, post)
     if args.gpu_e2e_frames:
         from maskgen.lpsam.artifacts import save_adapt_dir
         from maskgen.lpsam.testing import DEFAULT_CLASSES
@@ -168,9 +169,9 @@ def gpu_part(args, post, device) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             torch.manual_seed(0)
             adapt = Path(tmp) / "lpsam"
-            save_adapt_dir(adapt, build_lpsam(get_config("vit_b"), len(DEFAULT_CLASSES)).cpu(), list(DEFAULT_CLASSES),
-                           None, {"note": "random vit_b weights for the benchmark"})
-            end_to_end(f"gpu vit_b ({name})", adapt, Path(tmp), args.gpu_e2e_frames, args.gpu_e2e_batch, "auto", post)
+            save_adapt_dir(adapt, build_lpsam(get_config(args.gpu_model), len(DEFAULT_CLASSES)).cpu(),
+                           list(DEFAULT_CLASSES), None, {"note": f"random {args.gpu_model} weights for the benchmark"})
+            end_to_end(f"{tag} ({name})", adapt, Path(tmp), args.gpu_e2e_frames, args.gpu_e2e_batch, str(device), post)
 
 
 def main() -> None:
@@ -181,6 +182,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--gpu-frames", type=int, default=256)
     parser.add_argument("--gpu-batch-sizes", type=ints, default=[1, 8, 32, 64])
+    parser.add_argument("--gpu-model", default="vit_b", help="LP-SAM size of the GPU section (tiny: to try it)")
+    parser.add_argument("--gpu-device", default=None, help="run the GPU section on this device (e.g. cpu)")
     parser.add_argument("--gpu-e2e-frames", type=int, default=1024, help="frames of the GPU end-to-end job (0: skip)")
     parser.add_argument("--gpu-e2e-batch", type=int, default=64)
     parser.add_argument("--skip-cpu", action="store_true")
@@ -189,7 +192,9 @@ def main() -> None:
     post = PostprocessConfig(k=16)
     if not args.skip_cpu:
         cpu_part(args, post)
-    if torch.cuda.is_available():
+    if args.gpu_device:
+        gpu_part(args, post, torch.device(args.gpu_device))
+    elif torch.cuda.is_available():
         gpu_part(args, post, torch.device("cuda", torch.cuda.current_device()))
     else:
         print("gpu vit_b: skipped (no CUDA device)")

@@ -255,39 +255,94 @@ def bench_loader(store, batch, res, step_time, reps=30):
     assert worst >= 5, f"loader only {worst:.1f}x faster than the step (need >= 5x)"
 
 
-def bench_gpu(batch, res, steps):
-    """On the GPU (frames made in memory: the store's loader is measured on CPU above)."""
-    dev = torch.device("cuda")
-    print(f"== GPU {torch.cuda.get_device_name(dev)}: batch {batch}, res {res}, resnet18")
+def device_name(dev) -> str:
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else dev.type
+
+
+def peak_gib(dev) -> float:
+    return torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else float("nan")
+
+
+def bench_gpu(batch, res, steps, dev=None, compile_rows=True, naive=True):
+    """On the accelerator (frames made in memory; the loader is measured by ``bench_gpu_loader``):
+    this step in fp32, bf16 + channels_last (+ compile), and the main-branch step (full FPN
+    maps) with the same settings as the 'before'. Returns the fastest step's seconds."""
+    dev = dev or torch.device("cuda")
+    print(f"== GPU {device_name(dev)}: batch {batch}, res {res}, resnet18")
     cfg = ObjectiveConfig(resolution=res)
     batches = []
     for seed in range(2):
         images, masks, _ = synthetic_frames(batch, 256, 16, seed)
         batches.append((torch.from_numpy(images).to(dev), torch.from_numpy(masks).to(dev)))
+    settings = [("fp32", None, False, False, False), ("bf16+channels_last", torch.bfloat16, True, False, False),
+                ("before: main-branch step, bf16+channels_last", torch.bfloat16, True, False, True)]
+    if compile_rows:
+        settings += [("bf16+channels_last+compile", torch.bfloat16, True, True, False),
+                     ("before: main-branch step, bf16+cl+compile", torch.bfloat16, True, True, True)]
     rows = []
-    for name, amp, cl, comp in [("fp32", None, False, False), ("bf16+channels_last", torch.bfloat16, True, False),
-                                ("bf16+channels_last+compile", torch.bfloat16, True, True)]:
+    for name, amp, cl, comp, before in settings:
         torch.manual_seed(0)
         online = build_online(ModelConfig()).to(dev)
         target = build_target(online).to(dev)
+        if before:
+            online, target = main_copy(online, target)
         if cl:
             online, target = online.to(memory_format=torch.channels_last), target.to(memory_format=torch.channels_last)
         model = torch.compile(online) if comp else online
         if comp:  # compile warm-up outside the timing
             time_steps(model, target, batches, cfg, 2, dev, amp, cl)
-        torch.cuda.reset_peak_memory_stats(dev)
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
         t, loss = time_steps(model, target, batches, cfg, steps, dev, amp, cl)
-        rows.append((name, batch / t, torch.cuda.max_memory_allocated(dev) / 2**30, loss))
+        rows.append((name, batch / t, peak_gib(dev), loss))
     base = rows[0][1]
     for name, pairs, mem, loss in rows:
-        print(f"  {name:<28} {pairs:9.1f} pairs/s  x{pairs / base:5.2f}  peak {mem:5.2f} GiB  loss {loss:.4f}")
-    print("  naive per-scale on GPU (fp32):", end=" ")
-    torch.manual_seed(0)
-    online = build_online(ModelConfig()).to(dev)
-    target = build_target(online).to(dev)
-    on, tg = naive_copy(online, target)
-    t_naive, _ = time_steps(on, tg, batches, cfg, steps, dev)
-    print(f"{batch / t_naive:.1f} pairs/s; lean fp32 is x{rows[0][1] / (batch / t_naive):.2f}")
+        print(f"  {name:<46} {pairs:9.1f} pairs/s  x{pairs / base:5.2f} vs fp32  peak {mem:5.2f} GiB  loss {loss:.4f}")
+    by = {name: pairs for name, pairs, _, _ in rows}
+    print(f"  after / before (bf16+channels_last): x{by['bf16+channels_last'] / by['before: main-branch step, bf16+channels_last']:.2f}")
+    if compile_rows:
+        print(f"  after / before (bf16+cl+compile):    x{by['bf16+channels_last+compile'] / by['before: main-branch step, bf16+cl+compile']:.2f}")
+    if naive:
+        print("  naive per-scale on GPU (fp32):", end=" ")
+        torch.manual_seed(0)
+        online = build_online(ModelConfig()).to(dev)
+        target = build_target(online).to(dev)
+        on, tg = naive_copy(online, target)
+        t_naive, _ = time_steps(on, tg, batches, cfg, steps, dev)
+        print(f"{batch / t_naive:.1f} pairs/s; lean fp32 is x{rows[0][1] / (batch / t_naive):.2f}")
+    return batch / max(pairs for _, pairs, _, _ in rows)
+
+
+def bench_gpu_loader(batch, step_time, frames, size=256, k=16, reps=20):
+    """Frames/s the store delivers to the device (read, unpack, batch, copy) from disk and from
+    RAM, at the step's batch, against the fastest step's consumption (the aim: >= 5x)."""
+    from maskgen.store import open_store
+    from pretrain.loader import FrameStream, LoaderConfig
+    from pretrain.train import batch_to_device
+
+    dev = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    print(f"== loader -> {device_name(dev)}: batch {batch}, {frames} synthetic frames of {size} px, K={k}")
+    with tempfile.TemporaryDirectory() as tmp:
+        make_synthetic_store(tmp, n=frames, size=size, k=k, chunk=64)
+        store = open_store(tmp)
+        for cache in ("none", "ram"):
+            stream = FrameStream(store, LoaderConfig(batch_size=batch, cache=cache, shuffle_buffer=4 * batch),
+                                 device=dev)
+            n, epoch = 0, 0
+            synchronize(dev)
+            tic = time.perf_counter()
+            while n < reps:
+                stream.set_position(epoch, 0)
+                for b in stream:
+                    batch_to_device(b, dev)
+                    n += 1
+                    if n == reps:
+                        break
+                epoch += 1
+            synchronize(dev)
+            per_batch = (time.perf_counter() - tic) / n
+            print(f"  cache {cache:>4}: {batch / per_batch:9.1f} frames/s  {per_batch * 1e3:7.2f} ms/batch;"
+                  f" fastest step {step_time * 1e3:7.2f} ms/batch: loader x{step_time / per_batch:.1f} faster")
 
 
 def main(argv=None):
@@ -301,6 +356,13 @@ def main(argv=None):
                         help="a copy (checkout or bare git mirror) of github.com/zhcz328/ANAUS; default $ANAUS_REFERENCE")
     parser.add_argument("--skip-cpu-step", action="store_true", help="skip the batch 8 / 224 px CPU comparison")
     parser.add_argument("--gpu-batch", type=int, default=64)
+    parser.add_argument("--gpu-resolution", type=int, default=224)
+    parser.add_argument("--gpu-steps", type=int, default=None, help="timed steps per setting (default 10, 5 with --quick)")
+    parser.add_argument("--gpu-device", default=None,
+                        help="run the GPU section on this device (e.g. cpu, to try it with tiny settings)")
+    parser.add_argument("--no-compile", action="store_true", help="GPU section without the torch.compile rows")
+    parser.add_argument("--gpu-loader-frames", type=int, default=0,
+                        help="also time the loader into the device at --gpu-batch from a store of N frames (0: no)")
     parser.add_argument("--gpu-only", action="store_true", help="skip the CPU parts (no store needed)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -319,8 +381,13 @@ def main(argv=None):
             store = open_store(tmp)
             step_s = bench_lean_vs_naive(store, settings, steps)
             bench_loader(store, 16, 96, step_s[(16, 96)])
-    if torch.cuda.is_available():
-        bench_gpu(args.gpu_batch, 224, 5 if args.quick else 10)
+    gpu = torch.device(args.gpu_device) if args.gpu_device else (
+        torch.device("cuda") if torch.cuda.is_available() else None)
+    if gpu is not None:
+        steps = args.gpu_steps or (5 if args.quick else 10)
+        step_s = bench_gpu(args.gpu_batch, args.gpu_resolution, steps, gpu, compile_rows=not args.no_compile)
+        if args.gpu_loader_frames:
+            bench_gpu_loader(args.gpu_batch, step_s, args.gpu_loader_frames)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"== peak resident memory of this process: {peak:.0f} MiB")
     print(f"   segment_anything imported: {'segment_anything' in sys.modules}")
