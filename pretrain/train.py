@@ -224,8 +224,8 @@ def run(store_path: str | Path, out_dir: str | Path, cfg: RunConfig, seed: int =
     return out_dir
 
 
-# channels-last convolutions are faster on the GPU and on the CPU too (oneDNN: 1.1x at the demo's
-# batch 16 / 96 px, 1.27x at batch 8 / 224 px; benchmarks/bench_pretrain.py); not on Apple's MPS
+# channels-last convolutions are faster on the GPU and on the CPU too (oneDNN: about even at the demo's
+# batch 16 / 96 px, 1.27x at batch 8 / 224 px); not on Apple's MPS
 CONTIGUOUS_DEVICES = ("mps",)
 
 
