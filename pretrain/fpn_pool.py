@@ -45,7 +45,11 @@ def conv3x3_pooled(x: torch.Tensor, matrix: torch.Tensor, conv: nn.Conv2d) -> to
     # tap (ky, kx) reads x at (y + ky - 1, x + kx - 1): the pooling weights move the other way
     shifted = torch.stack([pad[:, :, 2 - ky:2 - ky + h, 2 - kx:2 - kx + w]
                            for ky in range(3) for kx in range(3)], 2)       # (n, D, 9, h, w)
-    taps = shifted.reshape(n, d * 9, h * w) @ x.flatten(2).transpose(1, 2)   # (n, D*9, C)
+    if x.is_contiguous(memory_format=torch.channels_last):  # (n, h*w, C) as a view, no copy
+        cells = x.permute(0, 2, 3, 1).reshape(n, h * w, c)
+    else:
+        cells = x.flatten(2).transpose(1, 2)
+    taps = shifted.reshape(n, d * 9, h * w) @ cells                         # (n, D*9, C)
     weight = conv.weight.to(x.dtype).permute(0, 2, 3, 1).reshape(conv.out_channels, 9 * c)  # (O, 9*C)
     out = (taps.reshape(n * d, 9 * c) @ weight.t()).view(n, d, -1)
     if conv.bias is not None:

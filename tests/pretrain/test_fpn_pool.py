@@ -43,10 +43,11 @@ def _full_maps_copy(online, target):
 
 
 @pytest.mark.parametrize("bias", [True, False])
-def test_conv3x3_pooled_equals_pooling_the_full_map(bias):
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_conv3x3_pooled_equals_pooling_the_full_map(bias, layout):
     torch.manual_seed(0)
     conv = nn.Conv2d(6, 5, 3, padding=1, bias=bias)
-    x = torch.randn(2, 6, 7, 5, requires_grad=True)
+    x = torch.randn(2, 6, 7, 5).contiguous(memory_format=layout).requires_grad_(True)
     # pooling rows: an averaging row over random cells, a border-only row, an empty (invalid) row
     hit = torch.rand(2, 3, 35) < 0.4
     hit[:, 1] = False
