@@ -71,10 +71,15 @@ def test_only_plain_3x3_convolutions_take_the_pooled_path():
     assert _plain_3x3(nn.Conv2d(4, 4, 1)) is None
 
 
-@pytest.mark.parametrize("scales", [4, 2])
-def test_pooled_pyramid_equals_encoder_then_mask_pool(scales):
-    online = build_online(ModelConfig(scales=scales), seed=0)
-    x = torch.randn(2, 3, 64, 64)
+@pytest.mark.parametrize("scales,layout", [(4, torch.contiguous_format), (4, torch.channels_last),
+                                           (2, torch.contiguous_format), (1, torch.contiguous_format)])
+def test_pooled_pyramid_equals_encoder_then_mask_pool(scales, layout):
+    online = build_online(ModelConfig(scales=scales), seed=0).to(memory_format=layout)
+    with torch.no_grad():  # torchvision zero-initialises the FPN biases: make them count
+        for m in online.encoder.fpn.modules():
+            if isinstance(m, nn.Conv2d):
+                m.bias.normal_()
+    x = torch.randn(2, 3, 64, 64).contiguous(memory_format=layout)
     sizes = [64 // s for s in (32, 16, 8, 4)][:scales]
     gen = torch.Generator().manual_seed(1)
     mats = []
