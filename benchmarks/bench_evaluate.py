@@ -20,7 +20,7 @@ import torch
 from evaluate.backbones import random_backbone
 from evaluate.profiles import PROFILES
 from evaluate.train import make_head
-from maskgen.devices import autocast_dtype, resolve_device, timed
+from maskgen.common.devices import autocast_dtype, resolve_device, timed
 
 # frames per task in the public datasets (hmcqu: 109 videos x one cycle, about 22 frames, assumed)
 FULL_SIZES = {"pocus-cls": 2116, "busi-cls": 780, "udiat-seg": 163, "tn3k-seg": 3493,

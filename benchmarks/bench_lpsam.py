@@ -14,7 +14,7 @@ import argparse
 
 import torch
 
-from maskgen.devices import autocast_dtype, resolve_device, timed
+from maskgen.common.devices import autocast_dtype, resolve_device, timed
 from maskgen.lpsam.config import get_config
 from maskgen.lpsam.model import build_lpsam
 

@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maskgen.devices import synchronize
-from maskgen.frames import Frame, FrameRef
-from maskgen.inference import predict_batch
-from maskgen.postprocess import PostprocessConfig, postprocess_batch
+from maskgen.common.devices import synchronize
+from maskgen.datasets.frames import Frame, FrameRef
+from maskgen.generate.inference import predict_batch
+from maskgen.generate.postprocess import PostprocessConfig, postprocess_batch
 
 
 def synthetic_frames(n: int, size: int = 256, seed: int = 0) -> np.ndarray:
@@ -104,8 +104,8 @@ def end_to_end(name: str, adapt: Path, tmp: Path, n: int, batch: int, device: st
     """``run_mask_job`` over n synthetic frames with each post-processing path: frames/s, the
     ratio batched / frame, and whether the stores are identical. A short warm-up job first
     (the predictor stays cached in this process, as on a dask worker)."""
-    from maskgen.maskjob import MaskJob, PredictorSpec, run_mask_job
-    from maskgen.postprocess_batched import POSTPROCESS_PATHS
+    from maskgen.generate.job import MaskJob, PredictorSpec, run_mask_job
+    from maskgen.generate.postprocess_batched import POSTPROCESS_PATHS
 
     def job(out, frames, path):
         return MaskJob(out=str(out), reader=ArrayReaderSpec(frames), predictor=PredictorSpec(str(adapt)), post=post,
@@ -125,9 +125,9 @@ def end_to_end(name: str, adapt: Path, tmp: Path, n: int, batch: int, device: st
 
 
 def cpu_part(args, post) -> None:
+    from maskgen.generate.job import MaskJob, PredictorSpec, run_mask_job
     from maskgen.lpsam import load_predictor
     from maskgen.lpsam.testing import make_random_adapt_dir
-    from maskgen.maskjob import MaskJob, PredictorSpec, run_mask_job
 
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")

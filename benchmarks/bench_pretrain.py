@@ -25,7 +25,8 @@ import time
 
 import torch
 
-from maskgen.devices import synchronize
+from maskgen.common.devices import synchronize
+from maskgen.store.testing import make_synthetic_store, synthetic_frames
 from pretrain.model import (
     ModelConfig,
     OnlineNetwork,
@@ -38,7 +39,6 @@ from pretrain.model import (
 )
 from pretrain.optim import OptimConfig, build_optimizer
 from pretrain.step import ObjectiveConfig, compute_loss, prepare_inputs
-from pretrain.synthetic import make_synthetic_store, synthetic_frames
 
 
 class NaiveOnline(OnlineNetwork):

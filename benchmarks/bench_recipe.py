@@ -84,7 +84,7 @@ def main() -> None:
         work = Path(tmp)
         store = args.store
         if store is None:
-            from pretrain.synthetic import make_synthetic_store
+            from maskgen.store.testing import make_synthetic_store
 
             store = work / "store"
             make_synthetic_store(store, n=128, size=96, k=16, chunk=16)

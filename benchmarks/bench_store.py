@@ -20,14 +20,8 @@ import numpy as np
 import zarr
 from PIL import Image
 
-from maskgen.store import (
-    create_store,
-    open_store,
-    pack_masks,
-    store_attributes,
-    unpack_masks,
-    write_manifest,
-)
+from maskgen.store import open_store, pack_masks, store_attributes, unpack_masks
+from maskgen.store.writer import create_store, write_manifest
 
 
 def synthetic_frames(n: int, k: int, size: int, seed: int = 0):

@@ -20,6 +20,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from maskgen.common.provenance import RUN_INFO_NAME
+from pretrain.checkpoint import CHECKPOINT_NAME
+
 log = logging.getLogger(__name__)
 
 # method name -> extra ``pretrain run`` options (the full method first)
@@ -69,7 +72,7 @@ def run_progress(run_dir: Path) -> tuple[int, int | None]:
     metrics.jsonl (a line being written is skipped)."""
     total = None
     try:
-        info = json.loads((run_dir / "run.json").read_text())
+        info = json.loads((run_dir / RUN_INFO_NAME).read_text())
         total = info["inputs"]["steps"]
         if info["config"].get("max_steps"):
             total = min(total, info["config"]["max_steps"])
@@ -168,7 +171,7 @@ def ensure_ablations(store: str | Path, out_dir: str | Path, pretrain_args: tupl
                    "--device", devices[i % len(devices)], *pretrain_args, *ABLATIONS[name]]
         if threads is not None:
             command += ["--threads", str(threads)]
-        if (run_dir / "checkpoint.pt").is_file():  # an interrupted run continues exactly
+        if (run_dir / CHECKPOINT_NAME).is_file():  # an interrupted run continues exactly
             command.append("--resume")
         log_path = folder / f"{name}.log"
         _run(command, log_path, runner)

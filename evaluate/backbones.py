@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 import torchvision
 
-from maskgen.provenance import safetensors_bytes, sha256_file
+from maskgen.common.files import safetensors_bytes, sha256_file
+from pretrain.archs import DEFAULT_ARCH
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
     A ``.pth`` holding ``{"state_dict": ...}`` or ``{"model": ...}`` is unwrapped.
     """
-    from maskgen.weightfiles import WeightsFileError, read_safetensors, read_torch_weights
+    from maskgen.common.weightfiles import WeightsFileError, read_safetensors, read_torch_weights
 
     path = Path(path)
     if not path.is_file():
@@ -172,7 +173,7 @@ def load_backbone(name: str, path: str | Path, arch: str | None = None) -> Backb
     Raises:
         CheckpointError: unreadable file, non-ResNet keys, or a key/shape mismatch with ``arch``.
     """
-    from maskgen.weightfiles import NonFiniteWeightsError, check_finite
+    from maskgen.common.weightfiles import NonFiniteWeightsError, check_finite
 
     path = Path(path)
     state = canonical_keys(read_state_dict(path))
@@ -221,7 +222,7 @@ def read_fpn(path: Path) -> dict[str, torch.Tensor] | None:
     return state
 
 
-def random_backbone(arch: str = "resnet18", seed: int = 0, fpn_dim: int = 256) -> Backbone:
+def random_backbone(arch: str = DEFAULT_ARCH, seed: int = 0, fpn_dim: int = 256) -> Backbone:
     """The reference: exactly the step-0 backbone + FPN of ``pretrain run --arch ARCH --seed SEED``.
 
     Built with ``pretrain.export.initial_state`` (same constructor, initialisation recipe and

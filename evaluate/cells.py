@@ -26,7 +26,7 @@ from evaluate.metrics import per_frame_segmentation
 from evaluate.profiles import Profile
 from evaluate.tasks import TaskData
 from evaluate.train import Split, fit, make_head, predict
-from maskgen.provenance import atomic_write_bytes, atomic_write_json
+from maskgen.common.files import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +68,10 @@ def split_indices(data: TaskData, folds: np.ndarray, fold: int, val_fraction: fl
                   seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(train, val, test) frame indices: test = the fold; val = groups carved from the rest.
 
-    The validation groups are drawn with ``maskgen.folds.grouped_split`` from the training
+    The validation groups are drawn with ``maskgen.datasets.folds.grouped_split`` from the training
     folds only (stratified by class for classification), so no group is in two splits.
     """
-    from maskgen.folds import grouped_split
+    from maskgen.datasets.folds import grouped_split
 
     test = np.flatnonzero(folds == fold)
     rest = np.flatnonzero(folds != fold)

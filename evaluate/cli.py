@@ -9,8 +9,9 @@ from pathlib import Path
 
 import click
 
-from maskgen.cli import setup_logging
-from maskgen.cliutils import StrictGroup, config_option, version_option, write_config
+from maskgen.cli.options import StrictGroup, config_option, version_option, write_config
+from maskgen.common.logs import setup_logging
+from pretrain.archs import DEFAULT_ARCH
 
 log = logging.getLogger(__name__)
 
@@ -102,29 +103,33 @@ def main(verbose: int) -> None:
               help="Override the profile's fine-tuning batch size (frames per step; quick 8, full 32).")
 @click.option("--seg-head", type=click.Choice(["maskrcnn", "fpn"]), default=None,
               help="Override the segmentation head (full: maskrcnn, quick: fpn).")
+@click.option("--min-steps", type=click.IntRange(min=0), default=None,
+              help="Override the floor on fine-tuning optimiser steps (quick/study 120, full 0 = one "
+                   "pass per epoch): a small training split is reshuffled within an epoch until the "
+                   "epochs add up to this many steps.")
 def sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, protocols, label_fraction,
           pretrain_seed, folds, seeds, device, workers, threads, ablations, store, pretrain_args, resolution,
-          epochs, max_frames, batch_size, seg_head):
+          epochs, max_frames, batch_size, seg_head, min_steps):
     """Fine-tune every backbone on every task and fold; write OUT/report.md.
 
     Exits with status 1 when any task or cell failed (the report says which and why); a rerun
     retries them. Writes OUT/config.toml (replay it with --config OUT/config.toml). One sweep
     writes OUT at a time (a second one is refused, exit 75).
     """
-    from maskgen.cli import describe_os_error, locked_output
+    from maskgen.cli.options import describe_os_error, locked_output
 
     with locked_output(out_dir, "evaluate sweep"):
         try:
             _sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, protocols, label_fraction,
                    pretrain_seed, folds, seeds, device, workers, threads, ablations, store, pretrain_args,
-                   resolution, epochs, max_frames, batch_size, seg_head)
+                   resolution, epochs, max_frames, batch_size, seg_head, min_steps)
         except OSError as err:
             raise click.ClickException(describe_os_error(err, str(out_dir))) from err
 
 
 def _sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, protocols, label_fraction,
            pretrain_seed, folds, seeds, device, workers, threads, ablations, store, pretrain_args, resolution,
-           epochs, max_frames, batch_size, seg_head):
+           epochs, max_frames, batch_size, seg_head, min_steps):
     from evaluate.ablations import ABLATIONS, FULL_METHOD, PretrainError, ensure_ablations
     from evaluate.backbones import (
         CheckpointError,
@@ -136,13 +141,13 @@ def _sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, 
     from evaluate.protocols import parse_protocols
     from evaluate.sweep import SweepPlan, run_sweep
     from evaluate.tasks import resolve_tasks
-    from maskgen.devices import check_slots, slot_devices
+    from maskgen.common.devices import check_slots, slot_devices
 
     seed_list = _seeds(seeds)  # every option is checked before any training starts
     try:
         profile = build_profile(profile_name, resolution=resolution, cls_epochs=epochs, seg_epochs=epochs,
                                 max_frames=max_frames, batch_size=batch_size, seg_head=seg_head,
-                                protocols=parse_protocols(protocols) if protocols else None,
+                                min_steps=min_steps, protocols=parse_protocols(protocols) if protocols else None,
                                 label_fraction=label_fraction,
                                 pretrain_args=tuple(shlex.split(pretrain_args)) if pretrain_args else None)
         task_specs = resolve_tasks(tasks)
@@ -178,7 +183,7 @@ def _sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, 
         ablation_names = tuple(n for n in ABLATIONS if n != FULL_METHOD)
     widths = [b.fpn_channels for b in backbones if b.fpn is not None]
     try:
-        reference = random_backbone(arch or (backbones[0].arch if backbones else "resnet18"), pretrain_seed,
+        reference = random_backbone(arch or (backbones[0].arch if backbones else DEFAULT_ARCH), pretrain_seed,
                                     widths[0] if widths else profile.seg_fpn_channels)
     except CheckpointError as err:
         raise click.UsageError(str(err)) from err

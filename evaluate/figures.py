@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskgen.provenance import atomic_path
+from maskgen.common.files import atomic_path
 
 
 def _pyplot():

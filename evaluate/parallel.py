@@ -1,7 +1,7 @@
 """Cells in parallel: ``evaluate sweep --workers N`` runs N cells at a time in spawned processes.
 
 Each worker receives the task's frames, folds, backbones and profile once (when it starts),
-sets its own torch thread count and takes one device by ``maskgen.devices``' policy: on CPU
+sets its own torch thread count and takes one device by ``maskgen.common.devices``' policy: on CPU
 every worker uses the CPU, with accelerators worker i takes GPU i (from --device's index on)
 and more workers than GPUs is refused before the sweep starts. Workers only
 compute; the parent writes every finished cell, so the cells on disk, resumability and the
@@ -26,7 +26,7 @@ from evaluate.backbones import Backbone
 from evaluate.cells import CellKey, run_cell
 from evaluate.profiles import Profile
 from evaluate.tasks import TaskData
-from maskgen.devices import claim_device, slot_devices
+from maskgen.common.devices import claim_device, slot_devices
 
 _WORKER: dict = {}  # this worker process's task, set once by _start_worker
 

@@ -7,7 +7,7 @@
 - ``frozen`` (segmentation): backbone + FPN frozen; their fused stride-4 features are computed
   once, and only the light head (1x1 reduction + two convolutions) is trained on them.
 - ``low-label``: fine-tuning on ``label_fraction`` of the training folds' groups (drawn with
-  ``maskgen.folds.grouped_split``, stratified for classification, a function of fold and
+  ``maskgen.datasets.folds.grouped_split``, stratified for classification, a function of fold and
   seed), validated and tested on the same frames as ``finetune``.
 
 Every protocol keeps the epoch that scores best on the validation split; the test fold is
@@ -54,7 +54,7 @@ def label_subset(groups: np.ndarray, labels: np.ndarray | None, train_idx: np.nd
 
     Deterministic in (``train_idx``, ``seed``); at least two frames are kept (BatchNorm).
     """
-    from maskgen.folds import grouped_split
+    from maskgen.datasets.folds import grouped_split
 
     keep = np.asarray(grouped_split(list(groups[train_idx]), fraction, seed=seed,
                                     labels=None if labels is None else labels[train_idx]), dtype=bool)

@@ -21,7 +21,7 @@ from evaluate.figures import bar_chart, overlay_grid, summary_figure
 from evaluate.metrics import SELECTION_METRIC, metrics_for
 from evaluate.protocols import TITLES, applies
 from evaluate.stats import paired_tests, summary
-from maskgen.provenance import atomic_path, atomic_write_text
+from maskgen.common.files import atomic_path, atomic_write_text
 
 COLUMNS = ("task", "protocol", "fold", "method", "seed", "metric", "value", "best_epoch", "n_train",
            "n_val", "n_test", "seconds")
@@ -286,10 +286,10 @@ def _profile_lines(plan: dict) -> list[str]:
                      "epochs, no augmentation).")
     if "low-label" in protocols:
         lines.append(f"- Label efficiency: fine-tuning as above on {100 * p.get('label_fraction', 0.1):g}% of "
-                     "the training folds' groups (maskgen.folds.grouped_split, stratified for classification, "
+                     "the training folds' groups (maskgen.datasets.folds.grouped_split, stratified for classification, "
                      "drawn per fold and seed), same validation and test frames as the 100% cells.")
     lines += [
-        f"- {plan['folds']}-fold grouped cross-validation (maskgen.folds; stratified by class for "
+        f"- {plan['folds']}-fold grouped cross-validation (maskgen.datasets.folds; stratified by class for "
         f"classification; fold files in `folds/`), seeds {list(plan['seeds'])}. In every cell the epoch "
         f"is chosen on a validation split ({int(100 * p['val_fraction'])}% of the training folds' groups); "
         "the test fold is scored once, after selection.",

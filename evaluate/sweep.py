@@ -32,7 +32,8 @@ from evaluate.parallel import CellPool
 from evaluate.profiles import Profile
 from evaluate.protocols import applies
 from evaluate.tasks import TaskData, TaskSpec, load_task
-from maskgen.provenance import atomic_write_json, write_run_info
+from maskgen.common.files import atomic_write_json
+from maskgen.common.provenance import write_run_info
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +53,14 @@ class SweepPlan:
 
 
 def default_opener(dataset: str, root):
-    from maskgen.registry import open_dataset
+    from maskgen.datasets.registry import open_dataset
 
     return open_dataset(dataset, root)
 
 
 def make_folds(data: TaskData, k: int) -> np.ndarray:
     """Grouped (and, for classification, stratified) k-fold ids, seed 0 for every method."""
-    from maskgen.folds import grouped_kfold
+    from maskgen.datasets.folds import grouped_kfold
 
     n_groups = len(set(data.groups))
     if n_groups < k:
@@ -82,8 +83,8 @@ def _task_info(data: TaskData, folds: np.ndarray) -> dict:
 
 def prepare_task(task: TaskSpec, out_dir: Path, plan: SweepPlan, root, opener: Callable,
                  progress: bool) -> tuple[TaskData, np.ndarray]:
-    """Load the task, make and write its folds (``maskgen.folds.write_folds``) and task info."""
-    from maskgen.folds import write_folds
+    """Load the task, make and write its folds (``maskgen.datasets.folds.write_folds``) and task info."""
+    from maskgen.datasets.folds import write_folds
 
     reader = opener(task.dataset, root)
     data = load_task(task, reader, plan.profile.resolution, plan.profile.max_frames, seed=0, progress=progress)
@@ -158,7 +159,7 @@ def run_sweep(out_dir: str | Path, tasks: list[TaskSpec], backbones: list[Backbo
 
     Args:
         roots: dataset name -> its root folder (None: the registry's environment variable).
-        opener: ``(dataset, root) -> DatasetReader``; default ``maskgen.registry.open_dataset``.
+        opener: ``(dataset, root) -> DatasetReader``; default ``maskgen.datasets.registry.open_dataset``.
         workers / threads: cells run at a time (processes) and torch threads of each; with one
             worker the cells run in this process (its own thread setting applies).
     """

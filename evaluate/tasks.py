@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from maskgen.framecheck import frame_problem
-from maskgen.frames import CorruptFrameError
-from maskgen.imaging import letterbox
+from maskgen.datasets.framecheck import frame_problem
+from maskgen.datasets.frames import CorruptFrameError
+from maskgen.datasets.letterbox import letterbox
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class TaskData:
 
 def _registry_spec(dataset: str):
     try:
-        from maskgen.registry import get_spec
+        from maskgen.datasets.registry import get_spec
         return get_spec(dataset)
     except (ImportError, KeyError, ValueError):
         return None
@@ -157,7 +157,7 @@ def load_task(task: TaskSpec, reader, resolution: int, max_frames: int = 0, seed
               progress: bool = True) -> TaskData:
     """Read a task's usable frames through ``reader`` (a registry ``DatasetReader``).
 
-    Frames that fail to decode or fail ``maskgen.framecheck.frame_problem`` (oversized, tiny,
+    Frames that fail to decode or fail ``maskgen.datasets.framecheck.frame_problem`` (oversized, tiny,
     blank) are recorded in ``problems`` with their reason and skipped; segmentation frames
     whose mask is empty (e.g. BUSI ``normal``) are excluded and counted.
 

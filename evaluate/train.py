@@ -12,6 +12,7 @@ import copy
 import logging
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,8 +29,11 @@ from evaluate.models import (
     maskrcnn_to_masks,
     segmentation_loss,
 )
-from evaluate.profiles import Profile
-from maskgen.devices import autocast_dtype
+from maskgen.common.devices import autocast_dtype
+from maskgen.common.schedules import warmup_cosine
+
+if TYPE_CHECKING:  # evaluate.profiles validates its protocols at import, and they import this module
+    from evaluate.profiles import Profile
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +126,7 @@ class SegmentationHead(Head):
 
     def lr(self, step: int, total: int) -> float:
         """Linear warm-up over the first 5% of steps, then cosine decay to zero."""
-        warmup = max(1, total // 20)
-        if step < warmup:
-            return self.profile.seg_lr * (step + 1) / warmup
-        return self.profile.seg_lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+        return warmup_cosine(step, self.profile.seg_lr, max(1, total // 20), total)
 
     def loss(self, model, images, targets):
         if self.profile.seg_head == "maskrcnn":
@@ -169,24 +170,45 @@ def predict(head: Head, model: nn.Module, images: torch.Tensor, device: torch.de
     return torch.cat(out).numpy()
 
 
+def steps_per_epoch(n_train: int, batch: int, epochs: int, min_steps: int = 0) -> int:
+    """Optimiser steps in one epoch: one pass over ``n_train`` frames in batches of ``batch``
+    (the ragged last batch dropped), or more when ``epochs`` such passes would give fewer than
+    ``min_steps`` steps in all (a small training split: the quick profile, 10% of the labels)."""
+    per_pass = max(1, n_train // batch)
+    return max(per_pass, math.ceil(min_steps / max(1, epochs)))
+
+
+def _epoch_order(n_train: int, steps: int, batch: int, generator: torch.Generator) -> torch.Tensor:
+    """Training indices for one epoch of ``steps`` batches: one shuffle of ``n_train``, followed
+    by further shuffles when the epoch needs more frames than one pass holds."""
+    need = steps * min(batch, n_train)
+    orders = [torch.randperm(n_train, generator=generator)]
+    while sum(len(o) for o in orders) < need:
+        orders.append(torch.randperm(n_train, generator=generator))
+    return torch.cat(orders)
+
+
 def train_and_select(model: nn.Module, optimizer: torch.optim.Optimizer, n_train: int, batch: int, epochs: int,
                      step_loss, lr_fn, val_scores, selection: str, generator: torch.Generator,
-                     progress=None) -> FitResult:
+                     progress=None, min_steps: int = 0) -> FitResult:
     """The epoch loop shared by every protocol: shuffled batches of ``batch`` training indices
     (the ragged last batch dropped, for BatchNorm), ``step_loss(index) -> loss``, the rate
     ``lr_fn(step, total)``; after each epoch ``val_scores(model)`` and the best epoch by
-    ``selection`` kept (ties keep the earliest) and restored."""
-    steps_per_epoch = max(1, n_train // batch)
-    total, step = epochs * steps_per_epoch, 0
+    ``selection`` kept (ties keep the earliest) and restored. ``min_steps``: a floor on the
+    optimiser steps in all (see ``steps_per_epoch``); the number of epochs, hence of
+    validations, stays ``epochs``."""
+    per_epoch = steps_per_epoch(n_train, batch, epochs, min_steps)
+    step_batch = min(batch, n_train)
+    total, step = epochs * per_epoch, 0
     best, best_state, best_epoch, history = -math.inf, None, 0, []
     for epoch in range(1, epochs + 1):
         model.train()
-        order = torch.randperm(n_train, generator=generator)
+        order = _epoch_order(n_train, per_epoch, batch, generator)
         losses = []
-        for i in range(steps_per_epoch):
+        for i in range(per_epoch):
             for group in optimizer.param_groups:
                 group["lr"] = lr_fn(step, total)
-            loss = step_loss(order[i * batch:(i + 1) * batch])
+            loss = step_loss(order[i * step_batch:(i + 1) * step_batch])
             if not torch.isfinite(loss.detach()):  # the cell fails with this reason; the sweep goes on
                 raise NonFiniteLossError(f"fine-tuning loss is {float(loss.detach())} at epoch {epoch}, step {step + 1} "
                                          f"of {total}; the cell is not scored")
@@ -230,4 +252,4 @@ def fit(head: Head, backbone: Backbone, train: Split, val: Split, epochs: int,
         return head.metrics(predict(head, m, val.images, device, batch), val.targets.numpy())
 
     return train_and_select(model, optimizer, len(train), batch, epochs, step_loss, head.lr, val_scores,
-                            SELECTION_METRIC[head.kind], generator, progress)
+                            SELECTION_METRIC[head.kind], generator, progress, head.profile.min_steps)

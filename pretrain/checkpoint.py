@@ -19,8 +19,13 @@ from typing import Any
 
 import torch
 
-from maskgen.provenance import atomic_path
-from maskgen.weightfiles import check_finite, first_non_finite, largest_weight, read_torch_weights
+from maskgen.common.files import atomic_path
+from maskgen.common.weightfiles import (
+    check_finite,
+    first_non_finite,
+    largest_weight,
+    read_torch_weights,
+)
 
 log = logging.getLogger(__name__)
 CHECKPOINT_NAME = "checkpoint.pt"

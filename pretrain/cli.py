@@ -10,8 +10,9 @@ import os
 
 import click
 
-from maskgen.cli import setup_logging
-from maskgen.cliutils import StrictGroup, config_option, version_option, write_config
+from maskgen.cli.options import StrictGroup, config_option, version_option, write_config
+from maskgen.common.logs import setup_logging
+from pretrain.archs import DEFAULT_ARCH
 
 
 @click.group(cls=StrictGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,7 +42,7 @@ def main(verbose: int) -> None:
 @click.option("--resume", is_flag=True, help="Continue RUN_DIR/checkpoint.pt exactly.")
 @click.option("--seed", default=0, show_default=True, type=int,
               help="Seeds the initial weights, the data order and every view's random draws.")
-@click.option("--arch", default="resnet18", show_default=True, help="resnet18|34|50|101|152 (timm).")
+@click.option("--arch", default=DEFAULT_ARCH, show_default=True, help="resnet18|34|50|101|152 (timm).")
 @click.option("--recipe", default="auto", show_default=True, type=click.Choice(["auto", "paper", "small-batch"]),
               help="Optimiser recipe: paper (LARS, lr 0.3 x batch/256, trust 1e-3), small-batch (AdamW, lr "
                    "1.6e-2 x batch/256 = 1e-3 at batch 16: learns in a few hundred small steps; "
@@ -79,7 +80,10 @@ def main(verbose: int) -> None:
               help="(a, b, g): shuffle probability per window, remap strength, in-paint probability per block.")
 @click.option("--log-every", default=1, show_default=True, type=int,
               help="Steps between lines of RUN_DIR/metrics.jsonl (and TensorBoard scalars).")
-@click.option("--probe", default=None, help="Online kNN probe on a labelled classification task (busi-cls, pocus-cls).")
+@click.option("--probe", default=None, metavar="TASK[,TASK]",
+              help="Online probes of the frozen backbone on labelled tasks: a classification task "
+                   "(busi-cls, pocus-cls) gets a leave-one-group-out kNN, a segmentation task (busi-seg, "
+                   "udiat-seg, tn3k-seg, hmcqu-seg) a dense linear (ridge) probe scored by held-out Dice.")
 @click.option("--probe-root", default=None, type=click.Path(exists=True, file_okay=False),
               help="The probe dataset's folder (default: its ANAUS_<NAME>_ROOT variable).")
 @click.option("--probe-every", default=25, show_default=True, type=int, help="Steps between probes (and step 0, last).")
@@ -91,7 +95,7 @@ def run(store, out, threads, resume, seed, **options):
     explicit --lr lower than the checkpoint's continues with that rate (recorded in run.json),
     e.g. after a NaN stop.
     """
-    from maskgen.cli import describe_os_error, locked_output
+    from maskgen.cli.options import describe_os_error, locked_output
     from maskgen.store import StoreError
     from pretrain import distributed as dist
     from pretrain.checkpoint import NonFiniteStateError
@@ -212,7 +216,7 @@ def export(run_dir, out, fmt, results, method):
 @main.command()
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
               help="FILE.safetensors (+ FILE.fpn.safetensors + FILE.json).")
-@click.option("--arch", default="resnet18", show_default=True, help="resnet18|34|50|101|152 (timm).")
+@click.option("--arch", default=DEFAULT_ARCH, show_default=True, help="resnet18|34|50|101|152 (timm).")
 @click.option("--seed", default=0, show_default=True, type=int, help="The --seed of the pre-training it is the start of.")
 def init(out, arch, seed):
     """Export the step-0 backbone + FPN of `pretrain run --arch ARCH --seed SEED`.

@@ -24,13 +24,14 @@ from typing import Any
 
 import torch
 
-from maskgen.provenance import (
+from maskgen.common.files import (
     atomic_write_bytes,
     atomic_write_json,
-    code_revision,
     safetensors_bytes,
     sha256_file,
 )
+from maskgen.common.provenance import RUN_INFO_NAME, code_revision
+from pretrain.archs import DEFAULT_ARCH, run_arch
 from pretrain.checkpoint import CHECKPOINT_NAME, read_checkpoint
 
 BODY_PREFIX = "encoder.body."
@@ -87,9 +88,9 @@ def write_backbone(out: str | os.PathLike, online_state: dict[str, torch.Tensor]
         raise ValueError(f"--out {str(out)!r} must end in .safetensors (and not in {FPN_SUFFIX})")
     tensors = with_classifier_placeholder(backbone_state(online_state))
     fpn = fpn_state(online_state)
-    run_info = _read_json(run_dir / "run.json") if run_dir is not None else {}
+    run_info = _read_json(run_dir / RUN_INFO_NAME) if run_dir is not None else {}
     inputs = run_info.get("inputs", {})
-    arch = str(config.get("model", {}).get("arch", ""))
+    arch = run_arch(config)
     meta = {"format": "pt", "arch": arch, "step": str(step), "source": "anaus pretrain export"}
     atomic_write_bytes(out, safetensors_bytes(tensors, meta))
     atomic_write_bytes(fpn_path(out), safetensors_bytes(fpn, {**meta, "part": "fpn"}))
@@ -121,14 +122,14 @@ INIT_RECIPE = ("timm ResNet (features_only) default initialisation, zero_init_la
                "initialisation, drawn after torch.manual_seed(seed)")
 
 
-def initial_state(arch: str = "resnet18", seed: int = 0, fpn_dim: int = 256) -> dict[str, torch.Tensor]:
+def initial_state(arch: str = DEFAULT_ARCH, seed: int = 0, fpn_dim: int = 256) -> dict[str, torch.Tensor]:
     """The online network's state at step 0 of ``pretrain run --arch ARCH --seed SEED``."""
     from pretrain.model import ModelConfig, build_online
 
     return build_online(ModelConfig(arch=arch, fpn_dim=fpn_dim), seed).state_dict()
 
 
-def export_initial(out: str | os.PathLike, arch: str = "resnet18", seed: int = 0,
+def export_initial(out: str | os.PathLike, arch: str = DEFAULT_ARCH, seed: int = 0,
                    fpn_dim: int = 256) -> dict[str, Any]:
     """``pretrain init``: the step-0 backbone + FPN, the fair ``random`` reference."""
     from pretrain.model import ModelConfig

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maskgen.provenance import atomic_path
+from maskgen.common.files import atomic_path
 from pretrain.jsonl import read_records
 
 CURVES_NAME = "curves.png"
@@ -34,8 +34,23 @@ def _smooth(y: np.ndarray, window: int) -> np.ndarray:
     return np.convolve(padded, kernel, mode="valid")
 
 
+# the probe read-outs (pretrain.probe.OnlineProbe) and the references drawn beside them
+PROBE_SCORES = {"knn_acc": "leave-one-group-out kNN accuracy", "dice": "dense ridge probe, held-out Dice"}
+PROBE_REFERENCES = {"chance": "majority class", "pixels": "same probe on raw pixels"}
+
+
+def _probe_panels(keys: list[str]) -> list[tuple[str, list[str]]]:
+    """One panel per probe task: keys ``probe/<task>/<score>``."""
+    panels = []
+    for k in keys:
+        parts = k.split("/")
+        if len(parts) == 3 and parts[0] == "probe" and parts[2] in PROBE_SCORES:
+            panels.append((f"online probe {parts[1]}: {PROBE_SCORES[parts[2]]}", [k]))
+    return panels
+
+
 def draw_curves(metrics_path: str | Path, out: str | Path, title: str = "") -> Path:
-    """Panels: total loss, alignment and prediction loss per scale, kNN probe, backbone
+    """Panels: total loss, alignment and prediction loss per scale, each online probe, backbone
     weight change and last-BN gamma, learning rate and EMA momentum. Returns ``out``."""
     import matplotlib
 
@@ -48,7 +63,7 @@ def draw_curves(metrics_path: str | Path, out: str | Path, title: str = "") -> P
         ("loss (total)", ["loss"]),
         ("alignment loss per scale (0 = coarsest)", [k for k in keys if k.startswith("align/")]),
         ("prediction loss per scale", [k for k in keys if k.startswith("pred/")]),
-        ("online kNN probe accuracy", [k for k in keys if k.startswith("probe/") and k != "probe/chance"]),
+        *_probe_panels(keys),
         ("backbone: ||w - w0|| / ||w0||", ["backbone/rel_change"]),
         ("backbone: mean |last-BN gamma| of residual blocks", ["backbone/last_bn_gamma"]),
         ("learning rate", ["lr"]),
@@ -72,14 +87,17 @@ def draw_curves(metrics_path: str | Path, out: str | Path, title: str = "") -> P
             if k.startswith("probe/") and len(y):
                 ax.annotate(f"{y[0]:.3f} -> {y[-1]:.3f}", (x[-1], y[-1]), fontsize=8,
                             xytext=(-70, 8), textcoords="offset points")
-        if panel_title.startswith("online kNN"):
-            chance = [r["probe/chance"] for r in records if "probe/chance" in r]
-            if chance:
-                ax.axhline(chance[0], ls="--", color="grey", lw=1, label="majority class")
+        is_probe = panel_title.startswith("online probe")
+        if is_probe:
+            task = ks[0].split("/")[1]
+            for ref, label in PROBE_REFERENCES.items():
+                values = [r[f"probe/{task}/{ref}"] for r in records if f"probe/{task}/{ref}" in r]
+                if values:
+                    ax.axhline(values[0], ls="--", color="grey", lw=1, label=f"{label} {values[0]:.3f}")
         ax.set_title(panel_title, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
-        if len(ks) > 1 or panel_title.startswith("online kNN"):
+        if len(ks) > 1 or is_probe:
             ax.legend(fontsize=7, ncol=2)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(panels):]:

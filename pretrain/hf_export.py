@@ -28,14 +28,15 @@ from typing import Any
 
 import torch
 
-from maskgen.provenance import (
+from maskgen.common.files import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
-    code_revision,
     safetensors_bytes,
     sha256_file,
 )
+from maskgen.common.provenance import RUN_INFO_NAME, code_revision
+from pretrain.archs import run_arch
 from pretrain.checkpoint import CHECKPOINT_NAME, read_checkpoint
 from pretrain.export import backbone_state, fpn_state
 from pretrain.model_card import model_card, sweep_results
@@ -94,7 +95,7 @@ def write_hf_folder(out: str | os.PathLike, online_state: dict[str, torch.Tensor
     out = Path(out)
     if out.suffix == ".safetensors" or out.is_file():
         raise ValueError(f"--out {str(out)!r} must be a folder for --format hf")
-    arch = str(config.get("model", {}).get("arch", ""))
+    arch = run_arch(config)
     resolution = int(config.get("objective", {}).get("resolution", 224))
     backbone = backbone_state(online_state)
     hf_config = timm_config(arch, backbone, resolution)
@@ -108,7 +109,7 @@ def write_hf_folder(out: str | os.PathLike, online_state: dict[str, torch.Tensor
         "projector": f"mlp({model_cfg.get('fpn_dim')}, {model_cfg.get('proj_hidden')}, {model_cfg.get('proj_dim')})",
         "predictor": f"mlp({model_cfg.get('proj_dim')}, {model_cfg.get('pred_hidden')}, {model_cfg.get('proj_dim')})"}))
     atomic_write_json(out / "config.json", hf_config)
-    run_info = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
+    run_info = json.loads((run_dir / RUN_INFO_NAME).read_text()) if (run_dir / RUN_INFO_NAME).exists() else {}
     inputs = run_info.get("inputs", {})
     provenance = {
         "weights": WEIGHTS_NAME, "weights_sha256": sha256_file(out / WEIGHTS_NAME),

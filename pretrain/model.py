@@ -15,16 +15,16 @@ import torch
 from torch import nn
 from torchvision.ops import FeaturePyramidNetwork
 
+from pretrain.archs import ARCHS, DEFAULT_ARCH
 from pretrain.fpn_pool import pooled_pyramid
 from pretrain.masks import mask_pool
 
-ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 STRIDES = (32, 16, 8, 4)  # coarsest first
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: str = "resnet18"
+    arch: str = DEFAULT_ARCH
     fpn_dim: int = 256
     proj_hidden: int = 1024
     proj_dim: int = 256

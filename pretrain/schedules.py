@@ -1,20 +1,11 @@
-"""Learning rate and EMA momentum: pure functions of the optimisation step."""
+"""EMA momentum and the batch scaling of the learning rate: pure functions of the step.
+
+The learning rate itself is ``maskgen.common.schedules.warmup_cosine`` (one schedule for every stage).
+"""
 
 from __future__ import annotations
 
 import math
-
-
-def learning_rate(step: int, base_lr: float, warmup_steps: int, total_steps: int) -> float:
-    """Linear warm-up from 0 to ``base_lr`` over ``warmup_steps``, then cosine decay to 0.
-
-    ``step`` counts from 0; the value returned is the one used for that step's update.
-    """
-    if step < warmup_steps:
-        return base_lr * (step + 1) / warmup_steps
-    span = max(total_steps - warmup_steps, 1)
-    progress = min((step - warmup_steps) / span, 1.0)
-    return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def ema_momentum(step: int, base_momentum: float, total_steps: int) -> float:

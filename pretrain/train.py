@@ -21,8 +21,10 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from maskgen.devices import autocast_dtype, rank_device, syncs_batchnorm
-from maskgen.provenance import sha256_file, write_run_info
+from maskgen.common.devices import autocast_dtype, rank_device, syncs_batchnorm
+from maskgen.common.files import sha256_file
+from maskgen.common.provenance import write_run_info
+from maskgen.common.schedules import warmup_cosine
 from maskgen.store import MANIFEST_NAME, open_store, unpack_masks_torch
 from pretrain import distributed as dist
 from pretrain.checkpoint import (
@@ -45,8 +47,8 @@ from pretrain.model import (
 )
 from pretrain.monitor import BackboneDrift
 from pretrain.optim import OptimConfig, build_optimizer
-from pretrain.probe import OnlineProbe, ProbeConfig, load_probe
-from pretrain.schedules import ema_momentum, learning_rate, scaled_lr
+from pretrain.probe import OnlineProbe, ProbeConfig, load_probes
+from pretrain.schedules import ema_momentum, scaled_lr
 from pretrain.step import ObjectiveConfig, compute_loss, prepare_inputs
 
 log = logging.getLogger(__name__)
@@ -188,7 +190,7 @@ def run(store_path: str | Path, out_dir: str | Path, cfg: RunConfig, seed: int =
                 break
             tic = time.perf_counter()
             frames, masks = batch_to_device(batch, device)
-            lr = learning_rate(step, base_lr, warmup, total)
+            lr = warmup_cosine(step, base_lr, warmup, total)
             momentum = ema_momentum(step, cfg.optim.ema_base, total)
             value, parts = train_step(model, online, target, optimizer, frames, masks, cfg.objective,
                                       step_generator(seed, step, rank, device), lr, momentum)
@@ -305,19 +307,22 @@ class Watch:
         self.drift = BackboneDrift(initial.to(device))
         self.probe = None
         if cfg.probe is not None:
-            probe_set = load_probe(cfg.probe, cfg.objective.resolution)
-            self.probe = OnlineProbe(probe_set, cfg.probe, device)
-            self.chance = probe_set.chance()
-            log.info("online probe: %s, %d frames in %d groups (leave-one-group-out kNN), majority class %.3f",
-                     probe_set.name, len(probe_set.labels), len(set(probe_set.groups.tolist())), self.chance)
+            probes = load_probes(cfg.probe, cfg.objective.resolution)
+            self.probe = OnlineProbe(probes, cfg.probe, device)
+            for p in probes:
+                log.info("online probe: %s, %d frames in %d groups (%s)", p.name, len(p.images),
+                         len(set(p.groups.tolist())),
+                         "dense ridge probe, group folds" if p.dense else "leave-one-group-out kNN")
+            self.references = self.probe.references()
+            log.info("probe references (step-independent): %s",
+                     ", ".join(f"{k} {v:.3f}" for k, v in self.references.items()))
 
     def at_step(self, step: int, force_probe: bool = False) -> None:
         if self.probe is None or not (force_probe or step % self.cfg.probe.every == 0):
             return
         result = self.probe(self.online.encoder.body)
-        self.metrics.write({"step": step, **result, "probe/chance": self.chance})
-        log.info("step %d: probe kNN accuracy %.3f (majority class %.3f)", step, result["probe/knn_acc"],
-                 self.chance)
+        self.metrics.write({"step": step, **result, **self.references})
+        log.info("step %d: probe %s", step, ", ".join(f"{k} {v:.3f}" for k, v in result.items()))
 
     def view_pair(self, path: Path, frames: torch.Tensor, masks: torch.Tensor, seed: int) -> None:
         from pretrain.step import source_masks

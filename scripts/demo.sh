@@ -10,9 +10,10 @@ CORES=$(nproc 2>/dev/null || echo 2)
 WORKERS=${DEMO_WORKERS:-$(( CORES < 4 ? CORES : 4 ))}   # evaluation cells run in parallel
 # one pre-training budget for the method and its controls (a fair comparison): 8 epochs of the
 # 240-frame store at batch 16 = 120 steps, the small-batch recipe (--recipe auto picks it below a
-# global batch of 128), and an online kNN probe on the phantom's BUSI classes every 15 steps
+# global batch of 128), and online probes of the frozen backbone on the phantom's BUSI every 15 steps
+# (a kNN on its classes and a dense linear probe on its lesion masks)
 PRETRAIN_ARGS=(--epochs 8 --batch-size 16 --resolution 96 --warmup-epochs 1
-               --probe busi-cls --probe-root "$OUT/phantom/busi" --probe-every 15)
+               --probe busi-cls,busi-seg --probe-root "$OUT/phantom/busi" --probe-every 15)
 mkdir -p "$OUT"
 step() { printf '\n== %s   [%s]\n' "$*" "$(date +%H:%M:%S)"; }
 

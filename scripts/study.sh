@@ -14,7 +14,7 @@ WORKERS=${STUDY_WORKERS:-$(( CORES < 4 ? CORES : 4 ))}
 SEEDS=${STUDY_SEEDS:-0,1}        # fine-tuning seeds (each cell repeated per seed)
 # 30 epochs of the 240-frame store at batch 16 = 450 steps: long enough for the probe to flatten
 PRETRAIN_ARGS=(--epochs ${STUDY_EPOCHS:-30} --batch-size 16 --resolution 96 --warmup-epochs 2
-               --probe busi-cls --probe-root "$DEMO/phantom/busi" --probe-every 30)
+               --probe busi-cls,busi-seg --probe-root "$DEMO/phantom/busi" --probe-every 30)
 for need in "$DEMO/phantom/phantom.json" "$DEMO/store/manifest.parquet"; do
   [ -f "$need" ] || { echo "study: $need is missing: run 'make demo' first" >&2; exit 2; }
 done

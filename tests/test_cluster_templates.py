@@ -15,9 +15,9 @@ import pytest
 
 from evaluate.cli import sweep
 from evaluate.tasks import TASKS
-from maskgen.cliutils import read_config
-from maskgen.lpsam.cli import adapt
-from maskgen.run_cli import run as maskgen_run
+from maskgen.cli.adapt import adapt
+from maskgen.cli.options import read_config
+from maskgen.cli.run import run as maskgen_run
 from pretrain.cli import check_run_options
 from pretrain.cli import run as pretrain_run
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from maskgen.cli import main as maskgen_main
+from maskgen.cli.main import main as maskgen_main
 from maskgen.lpsam.testing import make_random_adapt_dir
 from maskgen.phantom.generate import PhantomScale, generate
 from maskgen.store import open_store

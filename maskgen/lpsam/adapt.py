@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from maskgen.common.files import sha256_file
 from maskgen.lpsam.artifacts import save_adapt_dir
 from maskgen.lpsam.checkpoint import load_sam_checkpoint
 from maskgen.lpsam.config import LPSAMConfig
@@ -19,7 +20,6 @@ from maskgen.lpsam.model import build_lpsam, parameter_counts
 from maskgen.lpsam.report import collapse_warnings, write_report
 from maskgen.lpsam.score_quality import evaluate_scores
 from maskgen.lpsam.train import PhaseSettings, run_phase
-from maskgen.provenance import sha256_file
 
 log = logging.getLogger(__name__)
 

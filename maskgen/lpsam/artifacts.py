@@ -16,10 +16,15 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, safe_open
 
+from maskgen.common.files import (
+    atomic_write_bytes,
+    atomic_write_json,
+    safetensors_bytes,
+    sha256_file,
+)
 from maskgen.lpsam.config import LPSAMConfig
 from maskgen.lpsam.data import AnatomyClass
 from maskgen.lpsam.model import LPSAM, build_lpsam
-from maskgen.provenance import atomic_write_bytes, atomic_write_json, safetensors_bytes, sha256_file
 
 FORMAT = "anaus-lpsam/1"
 WEIGHTS = "lpsam.safetensors"
@@ -84,7 +89,7 @@ def load_adapt_dir(adapt_dir: str | os.PathLike, sam_checkpoint: str | os.PathLi
     meta = read_meta(adapt_dir)
     config = LPSAMConfig.from_dict(meta["model"])
     model = build_lpsam(config, len(meta["classes"]))
-    from maskgen.weightfiles import check_finite, read_safetensors
+    from maskgen.common.weightfiles import check_finite, read_safetensors
 
     weights = read_safetensors(Path(adapt_dir) / WEIGHTS, "LP-SAM weights")
     check_finite(weights, f"LP-SAM weights {Path(adapt_dir) / WEIGHTS}")

@@ -68,7 +68,7 @@ def convert_sam_state_dict(state: Mapping[str, torch.Tensor], config: LPSAMConfi
 
 def read_sam_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """An official SAM ``.pth`` (a plain state dict), loaded with ``weights_only=True``."""
-    from maskgen.weightfiles import read_torch_weights
+    from maskgen.common.weightfiles import read_torch_weights
 
     state = read_torch_weights(path, "SAM checkpoint")
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):

@@ -108,6 +108,26 @@ CONFIGS: dict[str, LPSAMConfig] = {
     ),
 }
 
+@dataclass(frozen=True)
+class PhaseDefaults:
+    """Adaptation budget of a model size when ``maskgen adapt`` is not given one: steps and
+    learning rate of phase 1 (adapters) and phase 2 (latent prompt engine)."""
+
+    steps1: int
+    steps2: int
+    lr1: float
+    lr2: float
+
+
+# tiny trains from scratch (every weight), so it takes a higher rate than the SAM-initialised ViTs
+PHASE_DEFAULTS = {"tiny": PhaseDefaults(1600, 400, 2e-3, 2e-3), "vit": PhaseDefaults(4000, 4000, 1e-4, 1e-4)}
+
+
+def phase_defaults(name: str) -> PhaseDefaults:
+    """The default adaptation budget of model ``name`` (``tiny``, or any ViT)."""
+    return PHASE_DEFAULTS["tiny" if get_config(name).sam_variant is None else "vit"]
+
+
 # The official SAM image encoder geometry that checkpoints of each variant were trained at.
 OFFICIAL_INPUT_SIZE = 1024
 OFFICIAL_PATCH_SIZE = 16

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from maskgen.framecheck import frame_problem
-from maskgen.frames import CorruptFrameError, Frame
-from maskgen.imaging import letterbox
+from maskgen.datasets.framecheck import frame_problem
+from maskgen.datasets.frames import CorruptFrameError, Frame
+from maskgen.datasets.letterbox import letterbox
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +107,8 @@ def frames_to_pairs(frames: Iterable[Frame], size: int) -> tuple[np.ndarray, np.
 
 
 def split_groups(groups: Sequence[str], fraction: float, seed: int) -> np.ndarray:
-    """Grouped held-out flags (True = held out), via ``maskgen.folds.grouped_split``."""
-    from maskgen.folds import grouped_split
+    """Grouped held-out flags (True = held out), via ``maskgen.datasets.folds.grouped_split``."""
+    from maskgen.datasets.folds import grouped_split
 
     return np.asarray(grouped_split(list(groups), fraction, seed=seed), dtype=bool)
 
@@ -129,7 +129,7 @@ def load_pairs(sources: Sequence[tuple[str, str | None]], size: int, held_out_fr
         max_frames: at most this many labelled frames per dataset (deterministic subsample).
     Corrupt frames are logged, recorded in ``problems`` and skipped.
     """
-    from maskgen.registry import get_spec, open_dataset
+    from maskgen.datasets.registry import get_spec, open_dataset
 
     label_maps = {name: get_spec(name).labels for name, _ in sources}
     images, masks, ds_index, held, ids, problems = [], [], [], [], [], []

@@ -15,7 +15,7 @@ import contextlib
 import numpy as np
 import torch
 
-from maskgen.devices import autocast_dtype
+from maskgen.common.devices import autocast_dtype
 from maskgen.lpsam.data import PairSet
 from maskgen.lpsam.model import LPSAM
 from maskgen.lpsam.prompts import mask_boxes

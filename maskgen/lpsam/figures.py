@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from maskgen.common.files import atomic_path
 from maskgen.lpsam.data import PairSet
 from maskgen.lpsam.evaluate import heldout_batches, overlap_scores
-from maskgen.provenance import atomic_path
 
 FIGURES = "figures"
 OVERLAYS_NAME = "heldout_overlays.png"

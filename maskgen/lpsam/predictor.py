@@ -12,11 +12,11 @@ from pathlib import Path
 
 import torch
 
-from maskgen.devices import autocast_dtype, resolve_device
+from maskgen.common.devices import autocast_dtype, resolve_device
+from maskgen.common.files import sha256_file
 from maskgen.lpsam.artifacts import WEIGHTS, load_adapt_dir
 from maskgen.lpsam.model import LPSAM
 from maskgen.lpsam.proposals import ProposalConfig, grid_proposals
-from maskgen.provenance import sha256_file
 
 
 class MaskPredictor:

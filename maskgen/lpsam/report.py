@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from maskgen.common.files import atomic_write_json, atomic_write_text
 from maskgen.lpsam.figures import figures_markdown
-from maskgen.provenance import atomic_write_json, atomic_write_text
 
 # a latent token has collapsed when its held-out Dice is this far below the GT-box Dice
 COLLAPSE_RATIO = 0.5

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maskgen.devices import autocast_dtype
+from maskgen.common.devices import autocast_dtype
 from maskgen.lpsam.data import PairSet
 from maskgen.lpsam.losses import mask_iou
 from maskgen.lpsam.model import LPSAM
@@ -99,7 +99,7 @@ def plot_score_vs_iou(path: str | Path, scores: np.ndarray, ious: np.ndarray, cl
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from maskgen.provenance import atomic_path
+    from maskgen.common.files import atomic_path
 
     fig, ax = plt.subplots(figsize=(5, 5), dpi=120)
     for t, name in enumerate(names):

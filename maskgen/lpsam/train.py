@@ -16,7 +16,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,7 +23,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from maskgen.devices import autocast_dtype
+from maskgen.common.devices import autocast_dtype
+from maskgen.common.schedules import warmup_cosine
 from maskgen.lpsam.artifacts import load_phase_state, save_phase_state
 from maskgen.lpsam.augment import NO_AUGMENT, AugmentConfig, domain_randomise
 from maskgen.lpsam.data import PairSet
@@ -33,6 +33,8 @@ from maskgen.lpsam.model import LPSAM
 from maskgen.lpsam.prompts import PROMPT_MODES, gt_prompts
 
 log = logging.getLogger(__name__)
+
+LR_FLOOR = 0.01  # each phase's cosine ends at 1% of its learning rate
 
 
 @dataclass(frozen=True)
@@ -76,14 +78,6 @@ class PhaseSettings:
             fields.pop("augment")
         blob = json.dumps({"phase": phase, **fields, **extra}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def lr_at(step: int, total: int, base: float, warmup: int) -> float:
-    """Learning rate at ``step`` (0-based) of ``total``: linear warm-up, cosine to 1% of base."""
-    if step < warmup:
-        return base * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return base * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
 def step_generator(seed: int, phase: int, step: int) -> torch.Generator:
@@ -214,7 +208,7 @@ def run_phase(model: LPSAM, pairs: PairSet, phase: int, settings: PhaseSettings,
     for step in bar:
         gen = step_generator(settings.seed, phase, step)
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, settings.steps, settings.lr, settings.warmup)
+            group["lr"] = warmup_cosine(step, settings.lr, settings.warmup, settings.steps, LR_FLOOR)
         batch = draw_batch(pairs, pool, settings.batch_size, gen, settings.flip, device, settings.balance_datasets,
                            settings.augment)
         autocast = torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()

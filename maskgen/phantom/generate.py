@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from maskgen.common.provenance import write_run_info
 from maskgen.phantom import write_images as wi
 from maskgen.phantom import write_videos as wv
-from maskgen.provenance import write_run_info
 
 log = logging.getLogger(__name__)
 

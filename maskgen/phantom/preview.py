@@ -8,13 +8,13 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from maskgen.imaging import letterbox
+from maskgen.common.files import atomic_path
+from maskgen.datasets.letterbox import letterbox
 from maskgen.phantom.abdomen import abdomen_scene
 from maskgen.phantom.cardiac import heart_scene
 from maskgen.phantom.lung import lung_scene
 from maskgen.phantom.scene import ROLE_IDS, ROLES
 from maskgen.phantom.softtissue import breast_scene, thyroid_scene
-from maskgen.provenance import atomic_path
 
 # one colour per anatomy role (RGB), in ROLES order
 PALETTE = np.array([

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from evaluate.profiles import Profile
-from maskgen.frames import CorruptFrameError, Frame, FrameRef
+from maskgen.datasets.frames import CorruptFrameError, Frame, FrameRef
 
 
 class FakeReader:

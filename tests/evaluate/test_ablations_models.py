@@ -113,9 +113,8 @@ def test_profiles_validate_input():
 @pytest.mark.slow
 def test_ablations_through_the_real_pretrain_cli(tmp_path):
     """Contract check: `pretrain run` + `pretrain export` subprocesses -> loadable backbones."""
-    pytest.importorskip("pretrain.synthetic")
     from evaluate.backbones import load_backbone
-    from pretrain.synthetic import make_synthetic_store
+    from maskgen.store.testing import make_synthetic_store
 
     store = tmp_path / "store"
     make_synthetic_store(store, n=16, size=64, k=4)

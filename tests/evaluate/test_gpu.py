@@ -8,7 +8,7 @@ import torch
 from evaluate.backbones import random_backbone
 from evaluate.profiles import Profile
 from evaluate.train import Split, fit, make_head, predict
-from maskgen.devices import resolve_device
+from maskgen.common.devices import resolve_device
 
 
 @pytest.mark.gpu

@@ -111,3 +111,48 @@ def test_frozen_segmentation_trains_only_the_head(splits, tiny_profile):
     assert torch.equal(fresh.body.fpn.state_dict()["layer_blocks.0.0.weight"], fpn["layer_blocks.0.0.weight"])
     assert not torch.equal(fresh.head[0].weight, model.head[0].weight)  # the head did learn
     assert len(result.history) == 5
+
+
+def _drawn_batches(n_train, batch, epochs, min_steps, seed=0):
+    """The index batches train_and_select feeds to the loss, on a one-parameter model."""
+    from evaluate.train import train_and_select
+
+    seen = []
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+
+    def step_loss(index):
+        seen.append(index.tolist())
+        return (weight - 1).pow(2).sum()
+
+    result = train_and_select(torch.nn.Linear(1, 1), optimizer, n_train, batch, epochs, step_loss,
+                              lambda step, total: 0.1, lambda m: {"dice": 0.0}, "dice",
+                              torch.Generator().manual_seed(seed), min_steps=min_steps)
+    return seen, result
+
+
+def test_min_steps_floors_the_steps_of_a_small_split_and_keeps_the_epochs():
+    from evaluate.train import steps_per_epoch
+
+    assert steps_per_epoch(26, 8, 6) == 3 and steps_per_epoch(26, 8, 6, 120) == 20
+    assert steps_per_epoch(3, 8, 6, 120) == 20 and steps_per_epoch(800, 8, 6, 120) == 100
+    seen, result = _drawn_batches(26, 8, epochs=6, min_steps=120)
+    assert len(seen) == 120 and len(result.history) == 6          # 6 validations, as without it
+    assert all(len(b) == 8 for b in seen)
+    per_epoch = [sum(seen[e * 20:(e + 1) * 20], []) for e in range(6)]
+    for frames in per_epoch:  # reshuffled full passes: every frame used 6 times, the rest once more
+        counts = np.bincount(frames, minlength=26)
+        assert counts.min() >= 6 and counts.max() <= 7
+    tiny, _ = _drawn_batches(3, 8, epochs=2, min_steps=10)
+    assert len(tiny) == 10 and all(sorted(b) == [0, 1, 2] for b in tiny)
+
+
+def test_min_steps_zero_draws_the_batches_of_one_pass_per_epoch():
+    """The paper's protocol (min_steps 0) is unchanged: one shuffle per epoch, ragged batch dropped."""
+    seen, _ = _drawn_batches(26, 8, epochs=3, min_steps=0, seed=5)
+    generator = torch.Generator().manual_seed(5)
+    expected = []
+    for _ in range(3):
+        order = torch.randperm(26, generator=generator)
+        expected += [order[i * 8:(i + 1) * 8].tolist() for i in range(3)]
+    assert seen == expected

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pretrain.synthetic import make_synthetic_store
+from maskgen.store.testing import make_synthetic_store
 
 
 @pytest.fixture(scope="session")

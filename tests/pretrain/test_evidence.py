@@ -11,7 +11,7 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from maskgen.frames import Frame, FrameRef
+from maskgen.datasets.frames import Frame, FrameRef
 from pretrain.cli import main
 from pretrain.export import export_initial, fpn_path, initial_state
 from pretrain.loader import LoaderConfig
@@ -19,7 +19,14 @@ from pretrain.masks import dominant_ids
 from pretrain.model import ModelConfig, build_online
 from pretrain.monitor import BackboneDrift, last_bn_gammas
 from pretrain.optim import RECIPES, OptimConfig, build_optimizer, resolve_recipe
-from pretrain.probe import ProbeConfig, group_codes, knn_accuracy, load_probe
+from pretrain.probe import (
+    ProbeConfig,
+    dense_ridge_dice,
+    group_codes,
+    knn_accuracy,
+    load_probe,
+    load_probes,
+)
 from pretrain.step import ObjectiveConfig, source_masks
 from pretrain.train import RunConfig, run
 
@@ -88,34 +95,47 @@ def test_knn_probe_is_leave_one_group_out():
 
 
 class ProbeReader:
-    """busi-like frames: class c is a disc of brightness 60 + 80 c; two frames per group."""
+    """busi-like frames: class c is a disc of brightness 60 + 80 c at a frame-dependent place,
+    with its mask (class 2, ``normal``, has none); two frames per group."""
 
     def refs(self):
-        return [FrameRef("busi", f"img/{i:03d}.png", 0, f"g{i // 2}", i % 3, False) for i in range(36)]
+        return [FrameRef("busi", f"img/{i:03d}.png", 0, f"g{i // 2}", i % 3, True) for i in range(36)]
 
     def load(self, ref):
         i = int(ref.source[4:7])
         rng = np.random.default_rng(i)
         image = rng.integers(0, 40, size=(40, 40)).astype(np.uint8)
         yy, xx = np.mgrid[:40, :40]
-        image[(yy - 20) ** 2 + (xx - 20) ** 2 <= 100] = 60 + 80 * ref.label
-        return Frame(ref, image, None)
+        cy, cx = 12 + (i * 7) % 16, 12 + (i * 5) % 16
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= 60
+        image[disc] = 60 + 80 * ref.label
+        mask = (disc & (ref.label != 2)).astype(np.uint8)
+        return Frame(ref, image, mask)
 
 
 def test_run_logs_probe_drift_and_draws_curves(tiny_store, tmp_path, monkeypatch):
-    import maskgen.registry
+    import maskgen.datasets.registry
 
-    monkeypatch.setattr(maskgen.registry, "open_dataset", lambda name, root=None: ProbeReader())
+    monkeypatch.setattr(maskgen.datasets.registry, "open_dataset", lambda name, root=None: ProbeReader())
     probe_set = load_probe(ProbeConfig(task="busi-cls"), 32)
     assert probe_set.images.shape == (36, 32, 32) and len(set(probe_set.groups.tolist())) == 18
-    assert probe_set.chance() == pytest.approx(1 / 3)
-    with pytest.raises(ValueError, match="not a classification task"):
-        load_probe(ProbeConfig(task="busi-seg"), 32)
-    out = run(tiny_store, tmp_path / "run", tiny_config(probe=ProbeConfig(task="busi-cls", every=2)), seed=0)
+    assert probe_set.chance() == pytest.approx(1 / 3) and not probe_set.dense
+    cls, seg = load_probes(ProbeConfig(task="busi-cls,busi-seg"), 32)
+    assert cls.name == "busi-cls" and seg.dense and seg.labels is None
+    assert seg.masks.shape == (24, 32, 32) and bool((seg.masks.reshape(24, -1).max(1) == 1).all())  # normal: excluded
+    with pytest.raises(ValueError, match="not a task"):
+        load_probes(ProbeConfig(task="busi-cls,bogus-seg"), 32)
+    with pytest.raises(ValueError, match="one dataset's folder"):
+        load_probes(ProbeConfig(task="busi-cls,pocus-cls", root=str(tmp_path)), 32)
+    cfg = tiny_config(probe=ProbeConfig(task="busi-cls,busi-seg", every=2))
+    out = run(tiny_store, tmp_path / "run", cfg, seed=0)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    probes = [r for r in records if "probe/knn_acc" in r]
+    probes = [r for r in records if "probe/busi-cls/knn_acc" in r]
     steps = [r for r in records if "loss" in r]
-    assert [r["step"] for r in probes] == [0, 2, 4] and all(0 <= r["probe/knn_acc"] <= 1 for r in probes)
+    assert [r["step"] for r in probes] == [0, 2, 4]
+    assert all(0 <= r["probe/busi-cls/knn_acc"] <= 1 and 0 <= r["probe/busi-seg/dice"] <= 1 for r in probes)
+    assert all(r["probe/busi-cls/chance"] == pytest.approx(1 / 3) for r in probes)
+    assert len({r["probe/busi-seg/pixels"] for r in probes}) == 1  # the reference is computed once
     assert all(r["backbone/rel_change"] > 0 for r in steps)
     assert all(k in steps[0] for k in ("lr", "ema_momentum", "align/0", "align/1", "pred/0", "pred/1"))
     for name in ("curves.png", "view_pair.png"):
@@ -182,3 +202,40 @@ def test_small_batch_recipe_resumes_exactly(tiny_store, tmp_path):
     b = load_file(str(tmp_path / "b" / "backbone.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not torch.equal(a["conv1.weight"], initial_state(seed=1)["encoder.body.conv1.weight"])
+
+
+def _disc_masks(n: int = 40, size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """n frames with one disc each at a random place; two frames per group."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:size, :size]
+    masks = np.zeros((n, size, size), np.uint8)
+    for i in range(n):
+        cy, cx = rng.integers(8, size - 8, 2)
+        masks[i] = (yy - cy) ** 2 + (xx - cx) ** 2 <= 30
+    return masks, np.arange(n) // 2
+
+
+def test_dense_probe_reads_out_what_the_features_hold():
+    """Features that hold the mask give a high held-out Dice, features of pure noise a low one."""
+    masks, groups = _disc_masks()
+    share = torch.nn.functional.avg_pool2d(torch.from_numpy(masks).float().unsqueeze(1), 8)  # (n,1,4,4)
+    cells = share.permute(0, 2, 3, 1)
+    oracle = dense_ridge_dice(lambda idx: cells[idx], masks, groups)
+    noise = torch.randn(len(masks), 4, 4, 16, generator=torch.Generator().manual_seed(0))
+    blind = dense_ridge_dice(lambda idx: noise[idx], masks, groups)
+    assert oracle > 0.7 and blind < 0.35 and oracle > blind + 0.4
+    with pytest.raises(ValueError, match="multiple of 8"):
+        dense_ridge_dice(lambda idx: cells[idx], masks[:, :30, :30], groups)
+
+
+def test_dense_probe_never_fits_on_the_frames_it_scores():
+    """Each group's foreground carries its own random direction: a probe that saw the held-out
+    group would read it out perfectly; fitted on the other groups only, it cannot."""
+    masks, groups = _disc_masks()
+    share = torch.nn.functional.avg_pool2d(torch.from_numpy(masks).float().unsqueeze(1), 8)
+    directions = torch.randn(int(groups.max()) + 1, 256, generator=torch.Generator().manual_seed(1))
+    cells = share.permute(0, 2, 3, 1) * directions[torch.from_numpy(groups)][:, None, None, :]
+    held_out = dense_ridge_dice(lambda idx: cells[idx], masks, groups)
+    shared = share.permute(0, 2, 3, 1) * directions[:1, None, None, :]   # one direction for all groups
+    assert dense_ridge_dice(lambda idx: shared[idx], masks, groups) > 0.7
+    assert held_out < 0.5

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from maskgen.store.testing import synthetic_frames
 from pretrain.fpn_pool import _plain_3x3, conv3x3_pooled, pooled_pyramid
 from pretrain.masks import mask_pool
 from pretrain.model import (
@@ -20,7 +21,6 @@ from pretrain.model import (
     valid_rows,
 )
 from pretrain.step import ObjectiveConfig, compute_loss, prepare_inputs
-from pretrain.synthetic import synthetic_frames
 
 
 class FullMapsOnline(OnlineNetwork):

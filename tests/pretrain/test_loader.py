@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from maskgen.store import open_store, unpack_masks
+from maskgen.store.testing import synthetic_frames
 from pretrain.loader import (
     FrameStream,
     LoaderConfig,
@@ -15,7 +16,6 @@ from pretrain.loader import (
     partition,
     round_robin_skip,
 )
-from pretrain.synthetic import synthetic_frames
 
 
 def test_partitions_disjoint_and_complete(tiny_store):

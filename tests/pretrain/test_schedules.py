@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import pytest
 
+from maskgen.common.schedules import warmup_cosine
 from pretrain.optim import OptimConfig, param_groups
-from pretrain.schedules import ema_momentum, learning_rate, scaled_lr
+from pretrain.schedules import ema_momentum, scaled_lr
 
 
 def test_learning_rate_warmup_then_cosine():
-    lrs = [learning_rate(s, 1.0, 4, 20) for s in range(20)]
+    lrs = [warmup_cosine(s, 1.0, 4, 20) for s in range(20)]
     assert lrs[:4] == [0.25, 0.5, 0.75, 1.0]
     assert lrs[4] == 1.0 and all(a >= b for a, b in zip(lrs[4:], lrs[5:], strict=False))
-    assert learning_rate(20, 1.0, 4, 20) == pytest.approx(0.0)
-    assert learning_rate(12, 1.0, 4, 20) == pytest.approx(0.5)  # half-way through the cosine
+    assert warmup_cosine(20, 1.0, 4, 20) == pytest.approx(0.0)
+    assert warmup_cosine(12, 1.0, 4, 20) == pytest.approx(0.5)  # half-way through the cosine
     assert scaled_lr(0.3, 192) == pytest.approx(0.225)
 
 

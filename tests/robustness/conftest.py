@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-for folder in (HERE, HERE.parent / "store"):  # faults.py; the store tests' toy reader / predictor
+for folder in (HERE, HERE.parent / "maskgen" / "generate"):  # faults.py; the store tests' toy reader / predictor
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
@@ -26,7 +26,7 @@ def live_process():
 @pytest.fixture(scope="session")
 def tiny_store(tmp_path_factory):
     """24 frames of 32 x 32, K = 4, chunks of 5 frames, rows 3 and 11 failed (unusable)."""
-    from pretrain.synthetic import make_synthetic_store
+    from maskgen.store.testing import make_synthetic_store
 
     path = tmp_path_factory.mktemp("store")
     make_synthetic_store(path, n=24, size=32, k=4, chunk=5, failed=(3, 11))

@@ -18,8 +18,8 @@ from faults import evaluate_fakes, huge_png
 from evaluate.backbones import random_backbone
 from evaluate.sweep import SweepPlan, run_sweep
 from evaluate.tasks import TASKS, load_task, resolve_tasks
-from maskgen.frames import CorruptFrameError, Frame
-from maskgen.readers.imageio import read_gray
+from maskgen.datasets.frames import CorruptFrameError, Frame
+from maskgen.datasets.readers.imageio import read_gray
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 fakes = evaluate_fakes()

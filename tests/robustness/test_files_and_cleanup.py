@@ -14,11 +14,11 @@ from click.testing import CliRunner
 from faults import TINY_RUN, huge_png
 from PIL import Image
 
-from maskgen.cli import main as maskgen_main
-from maskgen.readers.audit import odd_entries
+from maskgen.cli.main import main as maskgen_main
+from maskgen.datasets.readers.audit import odd_entries
+from maskgen.lpsam import testing as lpsam_testing
 from pretrain.cli import main as pretrain_main
 
-lpsam_testing = pytest.importorskip("maskgen.lpsam.testing")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -205,7 +205,7 @@ def test_full_disk_and_unwritable_out_are_one_line(tiny_store, tmp_path, monkeyp
 
 
 def test_read_safetensors_never_loads_pickles(tmp_path):
-    from maskgen.weightfiles import WeightsFileError, read_safetensors, read_torch_weights
+    from maskgen.common.weightfiles import WeightsFileError, read_safetensors, read_torch_weights
 
     marker = tmp_path / "pwned"
     path = evil_pickle(tmp_path / "w.safetensors", marker)

@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner
 from faults import TINY_RUN, tree
 
-from maskgen import locks
-from maskgen.cli import EXIT_BUSY
-from maskgen.locks import LOCK_NAME, OutputLockedError, output_lock
+from maskgen.cli.options import EXIT_BUSY
+from maskgen.common import locks
+from maskgen.common.locks import LOCK_NAME, OutputLockedError, output_lock
 
 
 def hold_lock(folder, proc, command="pretrain run"):
@@ -108,9 +108,9 @@ def test_failed_command_leaves_no_new_empty_folder(tmp_path):
 
 
 COMMANDS = {
-    "maskgen run": ("maskgen.cli", ["run", "--dataset", "butus", "--root", "{tmp}", "--checkpoint", "{tmp}",
+    "maskgen run": ("maskgen.cli.main", ["run", "--dataset", "butus", "--root", "{tmp}", "--checkpoint", "{tmp}",
                                     "--out", "{out}", "--no-progress"]),
-    "maskgen adapt": ("maskgen.cli", ["adapt", "--out", "{out}", "--dataset", "tg3k", "--root", "{data}"]),
+    "maskgen adapt": ("maskgen.cli.main", ["adapt", "--out", "{out}", "--dataset", "tg3k", "--root", "{data}"]),
     "pretrain run": ("pretrain.cli", ["run", "--store", "{tmp}", "--out", "{out}"]),
     "evaluate sweep": ("evaluate.cli", ["sweep", "--root", "{tmp}", "--out", "{out}", "--tasks", "busi-seg"]),
 }

@@ -10,9 +10,9 @@ import pytest
 import zarr
 from click.testing import CliRunner
 
-from maskgen.cli import main as maskgen_main
+from maskgen.cli.main import main as maskgen_main
 from maskgen.store import ARRAY_NAMES, ZARR_NAME, StoreChunkError, chunk_files, open_store
-from maskgen.verify import verify_store
+from maskgen.store.verify import verify_store
 
 
 @pytest.fixture

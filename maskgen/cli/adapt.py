@@ -1,0 +1,192 @@
+"""``maskgen adapt``: one-time LP-SAM adaptation (phase 1 adapters, phase 2 latent prompts)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from maskgen.cli.options import StrictCommand, config_option, write_config
+
+DEFAULT_PHANTOM = "runs/demo/phantom"
+PHANTOM_DATASETS = ("camus", "ddti", "tg3k")
+
+
+def _refuse_downstream(datasets: tuple[str, ...], allow: bool) -> None:
+    """Adapting LP-SAM on a downstream evaluation dataset leaks that benchmark into the masks."""
+    from maskgen.datasets.frames import DatasetError
+    from maskgen.datasets.registry import get_spec
+
+    for name in datasets:
+        try:
+            spec = get_spec(name)
+        except DatasetError as err:
+            raise click.BadParameter(str(err), param_hint="--dataset") from err
+        if spec.is_downstream and not allow:
+            raise click.BadParameter(
+                f"{name} is a downstream evaluation dataset (role: {spec.role}); adapting LP-SAM on it "
+                "leaks the benchmark into the masks. Adapt on camus, ddti or tg3k, or pass "
+                "--allow-downstream if that is what you mean", param_hint="--dataset")
+
+
+def _sources(datasets: tuple[str, ...], roots: tuple[str, ...], phantom: str) -> list[tuple[str, str | None]]:
+    if not datasets:
+        if roots:
+            raise click.BadParameter("--root needs a --dataset before it", param_hint="--root")
+        base = Path(phantom)
+        if not base.exists():
+            raise click.BadParameter(f"{phantom} does not exist; create it with `maskgen phantom --out {phantom}` "
+                                     "or pass --dataset NAME --root DIR", param_hint="--phantom")
+        return [(name, str(base / name)) for name in PHANTOM_DATASETS]
+    if roots and len(roots) != len(datasets):
+        raise click.BadParameter(f"{len(roots)} --root for {len(datasets)} --dataset; give one --root per "
+                                 "--dataset, or none to use the manifests' environment variables",
+                                 param_hint="--root")
+    return list(zip(datasets, roots or (None,) * len(datasets), strict=True))
+
+
+def _print_params(model_name: str, datasets: tuple[str, ...]) -> None:
+    import torch
+
+    from maskgen.datasets.registry import get_spec
+    from maskgen.lpsam.adapt import format_counts
+    from maskgen.lpsam.config import get_config
+    from maskgen.lpsam.model import build_lpsam, parameter_counts
+    from maskgen.lpsam.train import phase_trainable_counts
+
+    classes = sum(len(get_spec(name).labels) for name in datasets)
+    with torch.device("meta"):  # shapes only: no memory, no weights
+        model = build_lpsam(get_config(model_name), classes)
+    click.echo(f"LP-SAM {model_name} with {classes} anatomy classes ({', '.join(datasets)}):\n{format_counts(parameter_counts(model))}")
+    train_base = get_config(model_name).sam_variant is None  # no SAM weights: phase 1 trains all
+    click.echo("trainable:\n" + format_counts(phase_trainable_counts(model, train_base)))
+
+
+@click.command("adapt", cls=StrictCommand)
+@config_option
+@click.option("--out", type=click.Path(file_okay=False), help="Adaptation folder (ADAPT_DIR); required.")
+@click.option("--dataset", "datasets", multiple=True, help="Adaptation dataset (repeat): camus, ddti, tg3k, ...")
+@click.option("--root", "roots", multiple=True, type=click.Path(file_okay=False),
+              help="Root of each --dataset, in order (the folder its owners ship; default: the "
+                   "datasets' environment variables).")
+@click.option("--allow-downstream", is_flag=True,
+              help="Allow a --dataset whose registry role is downstream evaluation (leaks that benchmark).")
+@click.option("--phantom", default=DEFAULT_PHANTOM, show_default=True, type=click.Path(),
+              help="Without --dataset: adapt on this phantom's camus, ddti and tg3k.")
+@click.option("--sam-checkpoint", type=click.Path(exists=True, dir_okay=False),
+              help="Official SAM checkpoint (e.g. sam_vit_b_01ec64.pth) to start from.")
+@click.option("--model", "model_name", type=click.Choice(["tiny", "vit_b", "vit_l", "vit_h"]),
+              help="Model size [default: vit_b with --sam-checkpoint, else tiny].")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
+@click.option("--steps1", type=int, help="Phase-1 steps [tiny 1600, ViT 4000].")
+@click.option("--steps2", type=int, help="Phase-2 steps [tiny 400, ViT 4000].")
+@click.option("--batch-size", default=8, show_default=True, type=int, help="Labelled frames per step.")
+@click.option("--lr1", type=float, help="Phase-1 learning rate [tiny 2e-3, ViT 1e-4].")
+@click.option("--lr2", type=float, help="Phase-2 learning rate [tiny 2e-3, ViT 1e-4].")
+@click.option("--dice-weight", default=0.8, show_default=True, type=float,
+              help="a in the loss (1-a) BCE + a Dice.")
+@click.option("--iou-weight", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="Weight of the mask-quality (IoU) regression; SAM's IoU head is trained with it in both "
+                   "phases, so the store's scores are learned. 0 drops the term and leaves the head as it is.")
+@click.option("--train-decoder", is_flag=True,
+              help="Phase 2 also trains SAM's mask decoder (as the authors' code does; +4.06 M trainable "
+                   "parameters for vit_b).")
+@click.option("--held-out", default=0.2, show_default=True, type=float,
+              help="Grouped held-out share of each dataset (evaluated, never trained on).")
+@click.option("--max-frames", type=int, help="At most N labelled frames per dataset (deterministic sample).")
+@click.option("--checkpoint-every", default=50, show_default=True, type=int, help="Steps between resume checkpoints.")
+@click.option("--augment/--no-augment", default=False, show_default=True,
+              help="Domain randomisation of training batches (probe geometry, depth, gain, speckle, blur); "
+                   "not yet measured at the tiny default budget, so off by default.")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Seeds the held-out split, the weights of new modules and the batch order.")
+@click.option("--threads", type=int, help="torch CPU threads (default: torch's choice).")
+@click.option("--print-params", is_flag=True, help="Print the trainable parameter counts and exit.")
+def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model_name, device, steps1, steps2,
+          batch_size, lr1, lr2, dice_weight, iou_weight, train_decoder, held_out, max_frames, checkpoint_every, augment,
+          seed, threads, print_params):
+    """One-time LP-SAM adaptation: phase 1 (adapters + conv branch, GT prompts), phase 2 (latent
+    prompt engine), then Dice/IoU per anatomy class on grouped held-out pairs (report.md).
+
+    A rerun with the same options continues from the per-phase checkpoints in OUT/checkpoints.
+    Writes OUT/config.toml (replay it with --config OUT/config.toml).
+    """
+    model_name = model_name or ("vit_b" if sam_checkpoint else "tiny")
+    if print_params:
+        _print_params(model_name, datasets or PHANTOM_DATASETS)
+        return
+    if not out:
+        raise click.UsageError("Missing option '--out' (the adaptation folder).")
+    if model_name == "tiny" and sam_checkpoint:
+        raise click.BadParameter("tiny has no official SAM checkpoint; use --model vit_b/vit_l/vit_h",
+                                 param_hint="--sam-checkpoint")
+    if not 0 < held_out < 1:
+        raise click.BadParameter(f"{held_out} must lie strictly between 0 and 1", param_hint="--held-out")
+    _refuse_downstream(datasets, allow_downstream)
+    import torch
+
+    from maskgen.common.devices import resolve_device
+    from maskgen.common.provenance import write_run_info
+    from maskgen.lpsam.adapt import adapt as run_adapt
+    from maskgen.lpsam.augment import NO_AUGMENT, AugmentConfig
+    from maskgen.lpsam.config import get_config, phase_defaults
+    from maskgen.lpsam.data import load_pairs
+    from maskgen.lpsam.train import PhaseSettings
+
+    if threads:
+        torch.set_num_threads(threads)
+    logging.getLogger("maskgen").setLevel(min(logging.getLogger("maskgen").getEffectiveLevel(), logging.INFO))
+    sources = _sources(datasets, roots, phantom)
+    config = get_config(model_name)
+    budget = phase_defaults(model_name)
+    try:
+        dev = resolve_device(device)
+        common = {"batch_size": batch_size, "dice_weight": dice_weight, "iou_weight": iou_weight,
+                  "checkpoint_every": checkpoint_every, "seed": seed,
+                  "augment": AugmentConfig() if augment else NO_AUGMENT}
+        phase1 = PhaseSettings(steps1 if steps1 is not None else budget.steps1, lr1 or budget.lr1, **common)
+        phase2 = PhaseSettings(steps2 if steps2 is not None else budget.steps2, lr2 or budget.lr2,
+                               train_decoder=train_decoder, **common)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from err
+    where = ", ".join(f"{n} ({r or 'root from env'})" for n, r in sources)
+    click.echo(f"LP-SAM {model_name} on {where}, device {dev}")
+    from maskgen.datasets.frames import DatasetError
+
+    try:
+        pairs = load_pairs(sources, config.input_size, held_out, seed, max_frames)
+    except (DatasetError, ValueError) as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(f"{len(pairs)} labelled frames, {len(pairs.problems)} skipped; classes: "
+               + ", ".join(c.name for c in pairs.classes))
+    resolved = {"out": out, "sources": sources, "model": config.to_dict(), "sam_checkpoint": sam_checkpoint,
+                "device": str(dev), "phase1": asdict(phase1), "phase2": asdict(phase2), "held_out": held_out,
+                "max_frames": max_frames}
+    from maskgen.cli.options import describe_os_error, locked_output
+    from maskgen.lpsam.checkpoint import CheckpointKeyError
+
+    try:
+        with locked_output(out, "maskgen adapt"):
+            write_config(out, exclude=("print_params",))
+            report = run_adapt(Path(out), pairs, config, phase1, phase2, dev,
+                               Path(sam_checkpoint) if sam_checkpoint else None, seed)
+            write_run_info(out, resolved, seed, data=pairs.summary(), weights_sha256=report["weights_sha256"],
+                           base_checkpoint=report["base_checkpoint"])
+    except (ValueError, CheckpointKeyError) as err:  # bad SAM weights (maskgen.common.weightfiles), key mismatches
+        raise click.ClickException(err.args[0] if isinstance(err, KeyError) else str(err)) from err
+    except OSError as err:
+        raise click.ClickException(describe_os_error(err, out)) from err
+    p = report["params"]
+    click.echo(f"trainable parameters: phase 1 {report['phases']['phase1']['trainable_params']:,} "
+               f"(adapter + conv branch {p['phase1_adapter']:,}), phase 2 LPE {p['phase2_lpe']:,}")
+    for name, r in report["heldout"]["latent"].items():
+        dice = "n/a" if r["dice_mean"] is None else f"{r['dice_mean']:.3f}"
+        iou = "n/a" if r["iou_mean"] is None else f"{r['iou_mean']:.3f}"
+        click.echo(f"  held-out {name:<28} Dice {dice}  IoU {iou}  ({r['frames']} frames)")
+    from maskgen.lpsam.report import collapse_warnings
+
+    for warning in collapse_warnings(report["heldout"]):
+        click.echo(f"WARNING: {warning}", err=True)
+    click.echo(f"wrote {Path(out) / 'lpsam.safetensors'} and {Path(out) / 'report.md'}")

@@ -1,8 +1,0 @@
-"""One reader per public dataset, each turning a root in its native layout into frames.
-
-See ``maskgen.registry`` (``open_dataset``) and /work/shared/design/DATASETS.md.
-"""
-
-from maskgen.readers.base import DatasetReader
-
-__all__ = ["DatasetReader"]

@@ -1,0 +1,70 @@
+"""``maskgen adapt`` end to end on a tiny DDTI folder in its native (SAMUS-style) layout."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from maskgen.cli.adapt import adapt
+
+
+@pytest.fixture
+def ddti_root(tmp_path, ddti_sample):
+    root = tmp_path / "ddti"
+    shutil.copytree(ddti_sample / "img", root / "img")
+    shutil.copytree(ddti_sample / "label", root / "label")
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:96, :128]
+    for i in range(9):
+        cy, cx, r = rng.uniform(30, 60), rng.uniform(40, 90), rng.uniform(10, 20)
+        mask = (((yy - cy) ** 2 + (xx - cx) ** 2) <= r * r).astype(np.uint8)
+        image = np.clip(rng.gamma(2, 25, mask.shape) + 80 * mask, 0, 255).astype(np.uint8)
+        Image.fromarray(image).save(root / "img" / f"{i}.png")
+        Image.fromarray(mask).save(root / "label" / f"{i}.png")
+    return root
+
+
+def test_adapt_cli_writes_weights_report_and_resumes(tmp_path, ddti_root):
+    out = tmp_path / "lpsam"
+    args = ["--out", str(out), "--dataset", "ddti", "--root", str(ddti_root), "--steps1", "2", "--steps2", "2",
+            "--batch-size", "2", "--checkpoint-every", "1", "--device", "cpu"]
+    result = CliRunner().invoke(adapt, args)
+    assert result.exit_code == 0, result.output
+    for name in ("lpsam.safetensors", "lpsam.json", "report.json", "report.md", "run.json",
+                 "checkpoints/phase1.safetensors", "checkpoints/phase2.safetensors"):
+        assert (out / name).exists(), name
+    meta = json.loads((out / "lpsam.json").read_text())
+    assert meta["input_size"] == 256 and meta["weights"] == "full" and meta["base_checkpoint"] is None
+    assert [c["dataset"] for c in meta["classes"]] == ["ddti"]
+    report = json.loads((out / "report.json").read_text())
+    (name, quality), = report["heldout"]["latent"].items()
+    assert name.startswith("ddti/") and quality["frames"] >= 1 and 0 <= quality["dice_mean"] <= 1
+    assert report["data"]["datasets"]["ddti"]["frames"] == 10
+    assert "held-out" in result.output and "Dice" in (out / "report.md").read_text()
+    scores = report["score_quality"]  # predicted score vs true IoU on the held-out frames
+    assert scores["pairs"] == quality["frames"] + quality["empty_gt"] and scores["figure"] == "score_vs_iou.png"
+    assert (out / "score_vs_iou.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "![predicted score vs true IoU](score_vs_iou.png)" in (out / "report.md").read_text()
+    first = (out / "lpsam.safetensors").read_bytes()
+    again = CliRunner().invoke(adapt, ["--config", str(out / "config.toml")])  # the run's own config:
+    assert again.exit_code == 0, again.output                                 # resumes, same weights
+    assert (out / "lpsam.safetensors").read_bytes() == first
+    rerun = json.loads((out / "report.json").read_text())["phases"]
+    for phase in ("phase1", "phase2"):  # the training time is the original run's, not the rerun's
+        assert rerun[phase]["seconds"] == round(report["phases"][phase]["seconds"], 1) > 0, phase
+
+
+def test_adapt_cli_rejects_bad_input(tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(adapt, ["--out", str(tmp_path / "o"), "--phantom", str(tmp_path / "nothing")])
+    assert res.exit_code != 0 and "maskgen phantom" in res.output
+    res = runner.invoke(adapt, ["--out", str(tmp_path / "o"), "--dataset", "ddti", "--dataset", "tg3k",
+                                "--root", str(tmp_path)])
+    assert res.exit_code != 0 and "--root" in res.output
+    res = runner.invoke(adapt, ["--out", str(tmp_path / "o"), "--held-out", "1.5"])
+    assert res.exit_code != 0 and "1.5" in res.output

@@ -1,0 +1,137 @@
+"""Point-grid proposals through the adapted decoder, and domain randomisation of batches."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from maskgen.lpsam import load_predictor
+from maskgen.lpsam.augment import NO_AUGMENT, AugmentConfig, domain_randomise
+from maskgen.lpsam.proposals import (
+    PROPOSAL_MODES,
+    ProposalConfig,
+    grid_proposals,
+    point_grid,
+    stability_scores,
+)
+from maskgen.lpsam.testing import DEFAULT_CLASSES, make_random_adapt_dir, synthetic_pairs
+
+
+@pytest.fixture(scope="module")
+def adapt_dir(tmp_path_factory):
+    return make_random_adapt_dir(tmp_path_factory.mktemp("lpsam"), seed=4)
+
+
+def test_point_grid_and_stability():
+    pts = point_grid(2, 256)
+    assert pts.tolist() == [[64, 64], [192, 64], [64, 192], [192, 192]]
+    logits = torch.tensor([[[3.0, 0.5], [-0.5, -3.0]]])         # > +1: 1 px, > -1: 3 px
+    assert stability_scores(logits, 1.0).tolist() == pytest.approx([1 / 3])
+    assert stability_scores(torch.full((1, 2, 2), -5.0), 1.0).tolist() == [0.0]
+
+
+def test_grid_proposals_equal_one_point_at_a_time(adapt_dir):
+    predictor = load_predictor(adapt_dir, "cpu")
+    model = predictor.model
+    frames = synthetic_pairs(2).images[:2]
+    cfg = ProposalConfig(mode="grid", points_per_side=3, min_iou=0.0, min_stability=0.0, chunk=4)
+    with torch.inference_mode():
+        emb = model.encode(model.preprocess(frames))
+        logits, scores = grid_proposals(model, emb, cfg)
+        assert logits.shape[:2] == (2, 9) and scores.shape == (2, 9)
+        for b in range(2):
+            for i, (x, y) in enumerate(point_grid(3, 256).tolist()):
+                sparse, _ = model.prompt_encoder(points=(torch.tensor([[[x, y]]]), torch.ones(1, 1, dtype=torch.int64)),
+                                                 boxes=None, masks=None)
+                one, iou = model.decode(emb[b:b + 1], sparse)
+                torch.testing.assert_close(logits[b, i], one[0, 0], atol=1e-4, rtol=0)
+                assert scores[b, i].item() == pytest.approx(iou[0, 0].clamp(0, 1).item(), abs=1e-5)
+        strict = ProposalConfig(mode="grid", points_per_side=3, min_iou=1.0, min_stability=1.0)
+        _, filtered = grid_proposals(model, emb, strict)
+    kept = ~torch.isnan(filtered)
+    assert (filtered[kept] >= 1.0).all() and kept.sum() < kept.numel()
+
+
+def test_predictor_with_both_proposals(adapt_dir):
+    latent = load_predictor(adapt_dir, "cpu")
+    both = load_predictor(adapt_dir, "cpu", proposals=ProposalConfig(mode="both", points_per_side=2,
+                                                                       min_iou=0.0, min_stability=0.0))
+    frames = synthetic_pairs(2).images[:2]
+    p0, s0 = latent(frames)
+    p1, s1 = both(frames)
+    t = len(DEFAULT_CLASSES)
+    assert p1.shape == (2, t + 4, 256, 256) and s1.shape == (2, t + 4)
+    torch.testing.assert_close(p1[:, :t], p0, atol=1e-5, rtol=0)
+    assert both.candidate_classes == [c.name for c in DEFAULT_CLASSES] + [f"grid#{i}" for i in range(4)]
+    grid_only = load_predictor(adapt_dir, "cpu", proposals=ProposalConfig(mode="grid", points_per_side=2))
+    assert grid_only.candidate_classes == [f"grid#{i}" for i in range(4)]
+    assert grid_only(frames)[0].shape == (2, 4, 256, 256)
+
+
+@pytest.mark.parametrize("kwargs", [{"mode": "all"}, {"points_per_side": 0}, {"min_iou": 2.0},
+                                    {"min_stability": -1.0}, {"stability_offset": 0.0}, {"chunk": 0}])
+def test_bad_proposal_settings(kwargs):
+    with pytest.raises(ValueError, match=list(kwargs)[0]):
+        ProposalConfig(**kwargs)
+
+
+def test_run_cli_offers_every_proposal_mode():
+    from maskgen.cli.run import PROPOSAL_CHOICES
+
+    assert tuple(PROPOSAL_CHOICES) == PROPOSAL_MODES
+
+
+def _lesion_batch(b=6, s=64):
+    yy, xx = torch.meshgrid(torch.arange(s), torch.arange(s), indexing="ij")
+    target = ((yy - 32) ** 2 + (xx - 30) ** 2 < 100).float()[None, None].repeat(b, 2, 1, 1)
+    target[:, 1] = 0
+    images = torch.where(target[:, 0] > 0, 200, 60).to(torch.uint8)
+    return images, target
+
+
+def test_domain_randomise_moves_masks_with_the_anatomy():
+    images, target = _lesion_batch()
+    out, tgt = domain_randomise(images, target, AugmentConfig(p=1.0), torch.Generator().manual_seed(0))
+    assert out.dtype == torch.uint8 and out.shape == images.shape and tgt.shape == target.shape
+    assert set(tgt.unique().tolist()) <= {0.0, 1.0} and not tgt[:, 1].any()
+    assert not torch.equal(out, images)
+    for b in range(len(out)):
+        inside, area = tgt[b, 0] > 0, tgt[b, 0].sum()
+        if area > 20:  # the lesion stayed in view: still brighter than its surroundings
+            assert out[b][inside].float().mean() > out[b][~inside & (out[b] > 0)].float().mean() + 30
+        assert math.isclose(area / target[b, 0].sum(), 1.0, rel_tol=0.8)  # zoom within range
+    again = domain_randomise(images, target, AugmentConfig(p=1.0), torch.Generator().manual_seed(0))
+    assert torch.equal(again[0], out) and torch.equal(again[1], tgt)  # reproducible from the generator
+    same = domain_randomise(images, target, NO_AUGMENT, torch.Generator().manual_seed(0))
+    assert torch.equal(same[0], images) and torch.equal(same[1], target)
+
+
+def test_collapsed_latent_token_is_flagged():
+    from maskgen.lpsam.report import collapse_warnings
+
+    def cls(d):
+        return {"dice_mean": d}
+
+    heldout = {"latent": {"camus/left atrium": cls(0.02), "ddti/nodule": cls(0.70), "tg3k/gland": cls(0.3),
+                          "none": cls(None)},
+               "box": {"camus/left atrium": cls(0.94), "ddti/nodule": cls(0.72), "tg3k/gland": cls(0.45),
+                       "none": cls(0.9)}}
+    warnings = collapse_warnings(heldout)
+    assert len(warnings) == 1 and "camus/left atrium collapsed" in warnings[0] and "0.020" in warnings[0]
+
+
+def test_augment_is_part_of_the_phase_fingerprint_only_when_on():
+    from maskgen.lpsam.train import PhaseSettings, draw_batch
+
+    off, on = PhaseSettings(10, 1e-3), PhaseSettings(10, 1e-3, augment=AugmentConfig())
+    assert off.augment == NO_AUGMENT and off.fingerprint(1, {}) != on.fingerprint(1, {})
+    pairs = synthetic_pairs(4)
+    pool = pairs.indices(held_out=False)
+    plain = draw_batch(pairs, pool, 3, torch.Generator().manual_seed(1), True, torch.device("cpu"), True)
+    again = draw_batch(pairs, pool, 3, torch.Generator().manual_seed(1), True, torch.device("cpu"), True, NO_AUGMENT)
+    randomised = draw_batch(pairs, pool, 3, torch.Generator().manual_seed(1), True, torch.device("cpu"), True,
+                            AugmentConfig(p=1.0))
+    assert all(torch.equal(a, b) for a, b in zip(plain, again, strict=True))
+    assert not torch.equal(plain[0], randomised[0]) and torch.equal(plain[2], randomised[2])

@@ -1,0 +1,178 @@
+"""Adaptation steps: losses, partial labels, the loss goes down, resume equals a clean run."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from maskgen.common.schedules import warmup_cosine
+from maskgen.lpsam import train as train_mod
+from maskgen.lpsam.losses import bce_dice_loss, dice_loss, mask_iou
+from maskgen.lpsam.model import build_lpsam
+from maskgen.lpsam.testing import MICRO, synthetic_pairs
+from maskgen.lpsam.train import (
+    LR_FLOOR,
+    PhaseSettings,
+    phase1_loss,
+    phase2_loss,
+    run_phase,
+    set_trainable,
+)
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    return synthetic_pairs(n_per_dataset=8, size=MICRO.input_size, seed=1)
+
+
+def test_dice_loss_against_formula():
+    logits = torch.tensor([[[10.0, -10.0], [10.0, -10.0]]])
+    target = torch.tensor([[[1.0, 0.0], [0.0, 0.0]]])
+    # p ~ [1, 0, 1, 0]: 2 * 1 / (2 + 1) with smooth 1: 1 - (2 + 1) / (3 + 1)
+    torch.testing.assert_close(dice_loss(logits, target), torch.tensor([0.25]), atol=1e-3, rtol=0)
+    assert bce_dice_loss(logits, target, 1.0).item() == pytest.approx(dice_loss(logits, target).item())
+    torch.testing.assert_close(mask_iou(logits, target), torch.tensor([0.5]))
+    with pytest.raises(ValueError, match="1.5"):
+        bce_dice_loss(logits, target, 1.5)
+
+
+def test_lr_schedule_is_a_pure_function():
+    assert warmup_cosine(0, 1.0, 10, 100, LR_FLOOR) == pytest.approx(0.1)
+    assert warmup_cosine(9, 1.0, 10, 100, LR_FLOOR) == pytest.approx(1.0)
+    assert warmup_cosine(99, 1.0, 10, 100, LR_FLOOR) < 0.02
+    assert warmup_cosine(50, 1.0, 10, 100, LR_FLOOR) == warmup_cosine(50, 1.0, 10, 100, LR_FLOOR)
+
+
+def test_targets_are_partial(pairs):
+    idx = torch.tensor([0, len(pairs) - 1])  # a heart frame and a thyroid frame
+    target, valid = pairs.targets(idx)
+    assert valid.tolist() == [[True, True, False], [False, False, True]]
+    assert target[0, 2].sum() == 0 and target[0, 0].sum() > 0 and target[1, 2].sum() > 0
+
+
+def test_phase2_loss_ignores_classes_of_other_datasets(pairs):
+    torch.manual_seed(0)
+    model = build_lpsam(MICRO, len(pairs.classes))
+    set_trainable(model, 2, False)
+    settings = PhaseSettings(1, 1e-3)
+    images = pairs.images[:2]
+    target, valid = pairs.targets(torch.tensor([0, 1]))  # heart frames: nodule class invalid
+    base = phase2_loss(model, images, target, valid, settings, None)
+    changed = target.clone()
+    changed[:, 2] = 1.0  # a nodule everywhere would change a loss that used it
+    assert phase2_loss(model, images, changed, valid, settings, None).item() == pytest.approx(base.item())
+    changed[:, 0] = 1.0 - changed[:, 0]
+    assert phase2_loss(model, images, changed, valid, settings, None).item() != pytest.approx(base.item())
+
+
+def _fixed_batch_loss(model, pairs, phase):
+    gen = train_mod.step_generator(123, phase, 0)
+    batch = train_mod.draw_batch(pairs, pairs.indices(False), 8, gen, False, torch.device("cpu"))
+    fn = phase1_loss if phase == 1 else phase2_loss
+    with torch.no_grad():
+        return fn(model, *batch, PhaseSettings(1, 1e-3), gen).item()
+
+
+def test_a_few_steps_reduce_the_loss(pairs, tmp_path):
+    torch.manual_seed(0)
+    model = build_lpsam(MICRO, len(pairs.classes))
+    for phase, steps, lr in ((1, 80, 3e-3), (2, 60, 3e-3)):
+        set_trainable(model, phase, True)
+        model.eval()
+        before = _fixed_batch_loss(model, pairs, phase)
+        run_phase(model, pairs, phase, PhaseSettings(steps, lr, batch_size=8, warmup=5, checkpoint_every=100),
+                  torch.device("cpu"), tmp_path / f"p{phase}.safetensors", train_base=True)
+        after = _fixed_batch_loss(model, pairs, phase)
+        assert after < before - 0.01, (phase, before, after)
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_resume_equals_uninterrupted_run(pairs, tmp_path, monkeypatch):
+    settings = PhaseSettings(6, 2e-3, batch_size=4, warmup=2, checkpoint_every=2)
+
+    def train(ckpt):
+        torch.manual_seed(0)
+        model = build_lpsam(MICRO, len(pairs.classes))
+        run_phase(model, pairs, 1, settings, torch.device("cpu"), ckpt, train_base=True)
+        return model
+
+    clean = train(tmp_path / "clean.safetensors").state_dict()
+    real_draw, calls = train_mod.draw_batch, []
+
+    def dying_draw(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:  # killed during step 4, after the checkpoint at step 2
+            raise _Killed
+        return real_draw(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "draw_batch", dying_draw)
+    with pytest.raises(_Killed):
+        train(tmp_path / "resumed.safetensors")
+    monkeypatch.setattr(train_mod, "draw_batch", real_draw)
+    resumed = train(tmp_path / "resumed.safetensors").state_dict()
+    for key in clean:
+        torch.testing.assert_close(resumed[key], clean[key], msg=key)
+
+
+def test_resume_with_other_settings_is_refused(pairs, tmp_path):
+    torch.manual_seed(0)
+    model = build_lpsam(MICRO, len(pairs.classes))
+    ckpt = tmp_path / "p1.safetensors"
+    run_phase(model, pairs, 1, PhaseSettings(1, 1e-3, batch_size=2), torch.device("cpu"), ckpt, True)
+    with pytest.raises(ValueError, match="other settings"):
+        run_phase(model, pairs, 1, PhaseSettings(2, 1e-3, batch_size=2), torch.device("cpu"), ckpt, True)
+
+
+def test_balanced_sampling_draws_datasets_equally():
+    datasets = torch.tensor([0] * 90 + [1] * 10)
+    pool = torch.arange(100)
+    gen = torch.Generator().manual_seed(0)
+    drawn = train_mod.sample_frames(datasets, pool, 4000, gen, balance=True)
+    share_small = (drawn >= 90).float().mean().item()
+    assert 0.45 < share_small < 0.55
+    plain = train_mod.sample_frames(datasets, pool, 4000, torch.Generator().manual_seed(0), balance=False)
+    assert (plain >= 90).float().mean().item() < 0.15
+
+
+def _iou_head_error(model, pairs) -> float:
+    """Mean squared error of the predicted quality against the true IoU on the held-out pairs."""
+    from maskgen.lpsam.score_quality import score_iou_pairs
+
+    model.eval()
+    scores, ious, _ = score_iou_pairs(model, pairs, torch.device("cpu"))
+    return float(((scores - ious) ** 2).mean())
+
+
+def test_phase2_trains_the_iou_head_where_its_loss_is_used(pairs, tmp_path):
+    """SAM frozen (a base checkpoint): phase 2 trains the LPE and the IoU head, whose error on
+    held-out pairs falls; the rest of the decoder and the encoder stay as they are."""
+    torch.manual_seed(0)
+    model = build_lpsam(MICRO, len(pairs.classes))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    error_before = _iou_head_error(model, pairs)
+    run_phase(model, pairs, 2, PhaseSettings(60, 3e-3, batch_size=8, warmup=5, checkpoint_every=100),
+              torch.device("cpu"), tmp_path / "p2.safetensors", train_base=False)
+    after = model.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any(k.startswith("mask_decoder.iou_prediction_head.") for k in moved)
+    assert any(k.startswith("lpe.") for k in moved)
+    assert not [k for k in moved if k.startswith(("image_encoder.", "adapter.", "mask_decoder.transformer."))]
+    assert _iou_head_error(model, pairs) < 0.5 * error_before
+
+
+@pytest.mark.parametrize(("settings", "head_moves", "decoder_moves"), [
+    (PhaseSettings(3, 1e-3, batch_size=2, iou_weight=0.0), False, False),  # term dropped, head left alone
+    (PhaseSettings(3, 1e-3, batch_size=2, train_decoder=True), True, True),  # the authors' phase 2
+])
+def test_phase2_iou_weight_zero_and_train_decoder(pairs, tmp_path, settings, head_moves, decoder_moves):
+    torch.manual_seed(0)
+    model = build_lpsam(MICRO, len(pairs.classes))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    run_phase(model, pairs, 2, settings, torch.device("cpu"), tmp_path / "p2.safetensors", train_base=False)
+    after = model.state_dict()
+    moved = {k.split(".")[1] for k in before if k.startswith("mask_decoder.") and not torch.equal(before[k], after[k])}
+    assert ("iou_prediction_head" in moved) == head_moves
+    assert ("transformer" in moved) == decoder_moves
