@@ -48,8 +48,8 @@ class NaiveOnline(OnlineNetwork):
         out = []
         for s, mat in enumerate(matrices):
             fmap = self.encoder(x)[s]
-            z = self.embed([fmap], [mat])[0]
-            out.append(self.predictor(z.flatten(0, 1)).view_as(z))
+            z = self.embed([fmap], [mat])[0]  # draws without anatomy skip the MLPs, as in the step
+            out.append(through_valid_rows(self.predictor, z.flatten(0, 1), valid_rows(mat)).view_as(z))
         return out
 
 
