@@ -16,6 +16,7 @@ from torch import nn
 from torchvision.ops import FeaturePyramidNetwork
 
 from pretrain.archs import ARCHS, DEFAULT_ARCH
+from pretrain.fpn_pool import pooled_pyramid
 from pretrain.masks import mask_pool
 
 STRIDES = (32, 16, 8, 4)  # coarsest first
@@ -87,15 +88,20 @@ class TargetNetwork(nn.Module):
         self.encoder, self.projector = encoder, projector
 
     def embed(self, maps: list[torch.Tensor], matrices: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Full feature maps (n, C, h, w) -> mask-pooled projections (the reference path)."""
+        return self.project([mask_pool(fmap, mat) for fmap, mat in zip(maps, matrices, strict=True)], matrices)
+
+    def project(self, pooled: list[torch.Tensor], matrices: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Mask-pooled features (n, D, C) per scale -> projections (n, D, proj_dim)."""
         out = []
-        for fmap, mat in zip(maps, matrices, strict=True):
-            pooled = mask_pool(fmap, mat)                           # (n, D, C)
-            n, d, c = pooled.shape
-            out.append(through_valid_rows(self.projector, pooled.reshape(n * d, c), valid_rows(mat)).view(n, d, -1))
+        for feat, mat in zip(pooled, matrices, strict=True):
+            n, d, c = feat.shape
+            out.append(through_valid_rows(self.projector, feat.reshape(n * d, c), valid_rows(mat)).view(n, d, -1))
         return out
 
     def forward(self, x: torch.Tensor, matrices: list[torch.Tensor]) -> list[torch.Tensor]:
-        return self.embed(self.encoder(x), matrices)
+        # == self.embed(self.encoder(x), matrices), without the FPN's full-resolution output convs
+        return self.project(pooled_pyramid(self.encoder, x, matrices), matrices)
 
 
 class OnlineNetwork(TargetNetwork):

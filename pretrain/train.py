@@ -138,7 +138,7 @@ def run(store_path: str | Path, out_dir: str | Path, cfg: RunConfig, seed: int =
         online = with_synced_batchnorm(online)
     online = online.to(device)
     target = build_target(online).to(device)
-    if device.type == "cuda":
+    if device.type not in CONTIGUOUS_DEVICES:
         online, target = online.to(memory_format=torch.channels_last), target.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(online, cfg.optim, base_lr)
     config = dataclasses.asdict(cfg)
@@ -226,6 +226,11 @@ def run(store_path: str | Path, out_dir: str | Path, cfg: RunConfig, seed: int =
     return out_dir
 
 
+# channels-last convolutions are faster on the GPU and on the CPU too (oneDNN: about even at the demo's
+# batch 16 / 96 px, 1.27x at batch 8 / 224 px); not on Apple's MPS
+CONTIGUOUS_DEVICES = ("mps",)
+
+
 def train_step(model, online, target, optimizer, frames: torch.Tensor, masks: torch.Tensor,
                objective: ObjectiveConfig, gen: torch.Generator, lr: float, momentum: float
                ) -> tuple[float, dict[str, torch.Tensor]]:
@@ -239,7 +244,7 @@ def train_step(model, online, target, optimizer, frames: torch.Tensor, masks: to
     for group in optimizer.param_groups:
         group["lr"] = lr
     inputs = prepare_inputs(frames, masks, objective, gen)
-    if device.type == "cuda":
+    if device.type not in CONTIGUOUS_DEVICES:
         inputs.images = inputs.images.contiguous(memory_format=torch.channels_last)
         inputs.target_images = inputs.target_images.contiguous(memory_format=torch.channels_last)
     amp = autocast_dtype(device)

@@ -16,6 +16,7 @@ from maskgen.cli.options import (
 from maskgen.datasets.frames import DatasetError
 from maskgen.generate.job import MaskJob, PredictorSpec, reader_spec, run_mask_job
 from maskgen.generate.postprocess import PostprocessConfig
+from maskgen.generate.postprocess_batched import POSTPROCESS_PATHS
 from maskgen.store import StoreError
 from maskgen.store.writer import StoreMismatchError
 
@@ -68,13 +69,16 @@ PROPOSAL_CHOICES = ("latent", "grid", "both")
               help="Drop point-grid proposals with a lower predicted IoU.")
 @click.option("--proposal-min-stability", default=0.85, show_default=True,
               help="Drop point-grid proposals with a lower stability score (SAM's, logit offset 1).")
+@click.option("--postprocess", default="frame", show_default=True, type=click.Choice(POSTPROCESS_PATHS),
+              help="Post-processing path: frame (per frame on the host, the reference) or batched (tensor "
+                   "operations on the predictor's device); the store is the same either way.")
 @click.option("--limit", default=None, type=int,
               help="Only the first N frames (quick runs; of several datasets, in --dataset order).")
 @click.option("--overwrite", is_flag=True, help="Replace a store made with other settings.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def run(datasets, roots, adapt_dir, out, k, batch_size, device, workers, workers_per_gpu, scheduler, threads, size,
         chunk, shard, mask_threshold, min_score, min_area, dedup_iou, coherent, smooth, min_area_frac, proposals,
-        points_per_side, proposal_min_iou, proposal_min_stability, limit, overwrite, no_progress):
+        points_per_side, proposal_min_iou, proposal_min_stability, postprocess, limit, overwrite, no_progress):
     """Generate up to K anatomy masks per frame with LP-SAM and write the mask store.
 
     Resumable: run the same command again after an interruption and it finishes the store;
@@ -98,7 +102,8 @@ def run(datasets, roots, adapt_dir, out, k, batch_size, device, workers, workers
                       reader=reader_spec(list(datasets), [os.path.abspath(r) for r in roots]),
                       predictor=PredictorSpec(os.path.abspath(adapt_dir), candidates),
                       post=post, size=size, chunk=chunk, shard=shard, batch_size=batch_size,
-                      device=device, workers_per_gpu=workers_per_gpu, limit=limit)
+                      device=device, workers_per_gpu=workers_per_gpu, limit=limit,
+                      postprocess=postprocess)
         with locked_output(job.out, "maskgen run"):
             summary = run_mask_job(job, workers=workers, scheduler=scheduler, overwrite=overwrite,
                                    progress=not no_progress, threads=threads,

@@ -31,6 +31,7 @@ from maskgen.common.files import sha256_file
 from maskgen.common.provenance import RUN_INFO_NAME, write_run_info
 from maskgen.datasets.framecheck import MAX_ASPECT, MIN_SIDE
 from maskgen.generate.postprocess import PostprocessConfig
+from maskgen.generate.postprocess_batched import POSTPROCESS_PATHS
 from maskgen.generate.worker import WorkUnit
 from maskgen.store.format import STATUS_FAILED
 from maskgen.store.reader import read_manifest
@@ -147,6 +148,9 @@ class MaskJob:
         shard or None. batch_size: frames per predictor call. limit: first N frames only.
         device / workers_per_gpu: ``--device``, and how many workers share one GPU (1: none).
         min_side / max_aspect: frames smaller or more elongated than this fail.
+        postprocess: ``frame`` (per frame on the host, the reference) or ``batched`` (tensor
+        operations on the predictor's device, ``maskgen.generate.postprocess_batched``); the store's
+        contents are the same either way, so it is not part of ``settings()``.
     """
 
     out: str
@@ -162,8 +166,11 @@ class MaskJob:
     limit: int | None = None
     min_side: int = MIN_SIDE
     max_aspect: float = MAX_ASPECT
+    postprocess: str = "frame"
 
     def __post_init__(self):
+        if self.postprocess not in POSTPROCESS_PATHS:
+            raise ValueError(f"postprocess must be one of {', '.join(POSTPROCESS_PATHS)}, got {self.postprocess!r}")
         for name in ("size", "chunk", "batch_size", "min_side"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

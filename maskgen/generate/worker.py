@@ -21,7 +21,7 @@ import numpy as np
 from maskgen.datasets.framecheck import frame_problem
 from maskgen.datasets.frames import FrameRef
 from maskgen.generate.inference import predict_batch, worker_device
-from maskgen.generate.postprocess import postprocess_batch
+from maskgen.generate.postprocess_batched import run_postprocess
 from maskgen.store.format import STATUS_FAILED, manifest_row, pack_masks
 from maskgen.store.writer import write_part, write_region
 
@@ -108,7 +108,8 @@ def process_unit(unit: WorkUnit, job, checkpoint_sha256: str) -> UnitResult:
         batch = good[b:b + job.batch_size]
         batch_images = np.stack([img for _, img in batch])
         probs, batch_scores = predict_batch(predictor, batch_images, device, s)
-        for (i, img), (m, sc) in zip(batch, postprocess_batch(probs, batch_scores, job.post), strict=True):
+        results = run_postprocess(job.postprocess, probs, batch_scores, job.post)
+        for (i, img), (m, sc) in zip(batch, results, strict=True):
             images[i], counts[i] = img, len(m)
             masks[i, : len(m)], scores[i, : len(m)] = pack_masks(m), sc
             rows[i]["mask_count"] = len(m)

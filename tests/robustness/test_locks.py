@@ -180,7 +180,8 @@ def test_two_concurrent_pretrain_runs_on_one_out(tiny_store, tmp_path):
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:
         deadline = time.monotonic() + 180
-        while not (out / "run.json").exists():  # the first run holds the lock and has started
+        # the first run holds the lock and has started (run.json, then config.toml: both before its step)
+        while not ((out / "run.json").exists() and (out / "config.toml").exists()):
             assert first.poll() is None, first.communicate()
             assert time.monotonic() < deadline
             time.sleep(0.05)
