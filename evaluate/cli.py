@@ -253,14 +253,25 @@ def check_ablation_args(store: Path, pretrain_args: tuple[str, ...]) -> None:
 
 @main.command()
 @click.argument("out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-def report(out_dir):
+@click.option("--tasks", default=None, help="Comma list of tasks to report (default: the last sweep's).")
+@click.option("--protocols", default=None, metavar="LIST",
+              help="Comma list of protocols to report (default: the last sweep's), e.g. after sweeps "
+                   "of different protocols into one OUT_DIR.")
+def report(out_dir, tasks, protocols):
     """Rebuild OUT_DIR/report.md (+ results, tests, figures) from the stored cells."""
+    from evaluate.protocols import parse_protocols
     from evaluate.report import build_report
+    from evaluate.tasks import resolve_tasks
 
     if not (out_dir / "sweep.json").is_file():
         raise click.ClickException(f"{out_dir} is not a sweep output folder (it has no sweep.json); "
                                    f"give the --out folder of an `evaluate sweep`")
-    click.echo(f"report: {build_report(out_dir)}")
+    try:
+        task_names = [t.name for t in resolve_tasks(tasks)] if tasks else None
+        chosen = list(parse_protocols(protocols)) if protocols else None
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from err
+    click.echo(f"report: {build_report(out_dir, task_names, chosen)}")
 
 
 if __name__ == "__main__":

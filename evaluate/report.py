@@ -299,11 +299,20 @@ def _profile_lines(plan: dict) -> list[str]:
     return lines
 
 
-def build_report(out_dir: str | Path) -> Path:
-    """Write results.parquet/.csv, tests.csv, figures/, overlays/ and report.md; return its path."""
+def build_report(out_dir: str | Path, tasks: list[str] | None = None,
+                 protocols: list[str] | None = None) -> Path:
+    """Write results.parquet/.csv, tests.csv, figures/, overlays/ and report.md; return its path.
+
+    The last sweep's plan (``sweep.json``) says what to report; ``tasks`` / ``protocols``
+    replace its tasks / protocols (the cells that several sweeps into one OUT finished, e.g.
+    ``make demo``'s two passes). Cells that are not there are left out of the tables."""
     out_dir = Path(out_dir)
     plan = load_plan(out_dir)
     info = plan.pop("_info")
+    if tasks:
+        plan["tasks"] = list(tasks)
+    if protocols:
+        plan["profile"] = {**plan["profile"], "protocols": list(protocols)}
     rows, failures = collect(out_dir, plan)
     write_results(out_dir, rows)
     infos = []

@@ -153,6 +153,19 @@ def test_cli_sweep_last_line_names_report(tmp_path, fake_opener, monkeypatch, ch
     assert replay.exit_code == 0, replay.output
     rebuilt = CliRunner().invoke(main, ["report", str(out)])
     assert rebuilt.exit_code == 0 and rebuilt.stdout.strip() == f"report: {out / 'report.md'}"
+    from evaluate.report import TITLES
+
+    with monkeypatch.context() as patch:  # a second sweep of one protocol into the same OUT
+        patch.setattr(sweep_module, "run_cell", must_not_run)
+        second = CliRunner().invoke(main, [*args[:-1], "linear"])
+    assert second.exit_code == 0, second.output
+    text = (out / "report.md").read_text()
+    assert f"## {TITLES['linear']}" in text and f"## {TITLES['finetune']}" not in text
+    both = CliRunner().invoke(main, ["report", str(out), "--protocols", "finetune,linear", "--tasks", "pocus"])
+    assert both.exit_code == 0, both.output
+    text = (out / "report.md").read_text()
+    assert f"## {TITLES['linear']}" in text and f"## {TITLES['finetune']}" in text
+    assert CliRunner().invoke(main, ["report", str(out), "--protocols", "probe"]).exit_code == 2
     bad = CliRunner().invoke(main, ["sweep", "--out", str(out), "--tasks", "nope"])
     assert bad.exit_code != 0 and "nope" in bad.output
     assert cells  # module imported for the monkeypatch target above
