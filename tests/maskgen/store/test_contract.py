@@ -87,7 +87,8 @@ class TestSyntheticStore(StoreContract):
     """Made by ``maskgen.store.testing`` (what the pre-training tests and benchmarks read)."""
 
     @pytest.fixture(scope="class")
-    def store(self, tmp_path_factory):
+    @classmethod
+    def store(cls, tmp_path_factory):
         path = tmp_path_factory.mktemp("synthetic")
         make_synthetic_store(path, n=12, size=32, k=4, chunk=5, failed=(2,))
         return path
