@@ -228,26 +228,35 @@ def bench_cpu_step(batch, res, threads, steps, reference, ref_steps):
     return w1
 
 
+def seconds_per_batch(stream, dev: torch.device, reps: int) -> float:
+    """Mean wall seconds per batch over ``reps`` batches of ``stream`` moved to ``dev`` (its
+    epochs repeat as needed)."""
+    from pretrain.train import batch_to_device
+
+    n, epoch = 0, 0
+    synchronize(dev)
+    tic = time.perf_counter()
+    while n < reps:
+        stream.set_position(epoch, 0)
+        for b in stream:
+            batch_to_device(b, dev)
+            n += 1
+            if n == reps:
+                break
+        epoch += 1
+    synchronize(dev)
+    return (time.perf_counter() - tic) / n
+
+
 def bench_loader(store, batch, res, step_time, reps=30):
     from pretrain.loader import FrameStream, LoaderConfig
-    from pretrain.train import batch_to_device
 
     print(f"== loader (read + batch + unpack masks) vs the step's consumption, batch {batch}, res {res}")
     cpu = torch.device("cpu")
     worst = None
     for cache in ("none", "ram"):
         stream = FrameStream(store, LoaderConfig(batch_size=batch, cache=cache, shuffle_buffer=256))
-        n, tic = 0, time.perf_counter()
-        epoch = 0
-        while n < reps:
-            stream.set_position(epoch, 0)
-            for b in stream:
-                batch_to_device(b, cpu)
-                n += 1
-                if n == reps:
-                    break
-            epoch += 1
-        per_batch = (time.perf_counter() - tic) / n
+        per_batch = seconds_per_batch(stream, cpu, reps)
         ratio = step_time / per_batch
         worst = ratio if worst is None else min(worst, ratio)
         print(f"  cache {cache:>4}: {batch / per_batch:9.1f} frames/s  {per_batch * 1e3:7.2f} ms/batch  "
@@ -318,7 +327,6 @@ def bench_gpu_loader(batch, step_time, frames, size=256, k=16, reps=20):
     RAM, at the step's batch, against the fastest step's consumption (the aim: >= 5x)."""
     from maskgen.store import open_store
     from pretrain.loader import FrameStream, LoaderConfig
-    from pretrain.train import batch_to_device
 
     dev = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     print(f"== loader -> {device_name(dev)}: batch {batch}, {frames} synthetic frames of {size} px, K={k}")
@@ -328,19 +336,7 @@ def bench_gpu_loader(batch, step_time, frames, size=256, k=16, reps=20):
         for cache in ("none", "ram"):
             stream = FrameStream(store, LoaderConfig(batch_size=batch, cache=cache, shuffle_buffer=4 * batch),
                                  device=dev)
-            n, epoch = 0, 0
-            synchronize(dev)
-            tic = time.perf_counter()
-            while n < reps:
-                stream.set_position(epoch, 0)
-                for b in stream:
-                    batch_to_device(b, dev)
-                    n += 1
-                    if n == reps:
-                        break
-                epoch += 1
-            synchronize(dev)
-            per_batch = (time.perf_counter() - tic) / n
+            per_batch = seconds_per_batch(stream, dev, reps)
             print(f"  cache {cache:>4}: {batch / per_batch:9.1f} frames/s  {per_batch * 1e3:7.2f} ms/batch;"
                   f" fastest step {step_time * 1e3:7.2f} ms/batch: loader x{step_time / per_batch:.1f} faster")
 
