@@ -9,6 +9,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+# the protocols a sweep can run (evaluate.protocols implements them; named here, where a profile
+# checks its own, so that importing either module first works)
+PROTOCOLS = ("finetune", "linear", "frozen", "low-label")
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -35,7 +39,7 @@ class Profile:
         seg_fpn_channels / seg_head_channels: width of the light head's FPN (256, that of the
             pre-trained FPN and Mask R-CNN's; a backbone without an FPN gets a new one this wide)
             and of its head after a 1x1 reduction.
-        protocols: which protocols the sweep runs (``evaluate.protocols.PROTOCOLS``); a task runs
+        protocols: which protocols the sweep runs (``PROTOCOLS``; ``evaluate.protocols`` runs them); a task runs
             those that apply to its kind.
         label_fraction: share of the training folds' groups kept by the ``low-label`` protocol.
         linear_epochs / linear_lr / linear_weight_decay: the linear probe's full-batch Adam on
@@ -79,8 +83,6 @@ class Profile:
             raise ValueError("trainable stages must lie in 1..5 (classification), 0..5 (segmentation)")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction {self.val_fraction} must lie strictly between 0 and 1")
-        from evaluate.protocols import PROTOCOLS
-
         unknown = [p for p in self.protocols if p not in PROTOCOLS]
         if unknown or not self.protocols:
             raise ValueError(f"protocols {list(self.protocols)}: choose from {', '.join(PROTOCOLS)}")

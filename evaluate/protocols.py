@@ -23,10 +23,9 @@ from torch import nn
 from evaluate.backbones import Backbone
 from evaluate.metrics import SELECTION_METRIC
 from evaluate.models import FPNSegmenter, segmentation_loss, to_input
-from evaluate.profiles import Profile
+from evaluate.profiles import PROTOCOLS, Profile
 from evaluate.train import FitResult, Split, make_head, train_and_select
 
-PROTOCOLS = ("finetune", "linear", "frozen", "low-label")
 KINDS = {"finetune": ("classification", "segmentation"), "linear": ("classification",),
          "frozen": ("segmentation",), "low-label": ("classification", "segmentation")}
 TITLES = {"finetune": "Fine-tuning", "linear": "Linear probe (frozen backbone)",

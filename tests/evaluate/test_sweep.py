@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 
 import pyarrow.parquet as pq
 import pytest
@@ -166,6 +168,10 @@ def test_cli_sweep_last_line_names_report(tmp_path, fake_opener, monkeypatch, ch
     text = (out / "report.md").read_text()
     assert f"## {TITLES['linear']}" in text and f"## {TITLES['finetune']}" in text
     assert CliRunner().invoke(main, ["report", str(out), "--protocols", "probe"]).exit_code == 2
+    # the same from a fresh interpreter, where evaluate.protocols is the first module imported
+    fresh = subprocess.run([sys.executable, "-m", "evaluate.cli", "report", str(out), "--protocols", "linear"],
+                           capture_output=True, text=True, timeout=300)
+    assert fresh.returncode == 0, fresh.stderr
     bad = CliRunner().invoke(main, ["sweep", "--out", str(out), "--tasks", "nope"])
     assert bad.exit_code != 0 and "nope" in bad.output
     assert cells  # module imported for the monkeypatch target above
