@@ -17,6 +17,8 @@ from torch import nn
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.backbone_utils import BackboneWithFPN, _resnet_fpn_extractor
 
+from pretrain.fpn_pool import single_conv
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 STAGES = ("layer4", "layer3", "layer2", "layer1", "conv1")  # last stage first
@@ -124,7 +126,42 @@ class FPNSegmenter(nn.Module):
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)[:, 0]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.features(images), tuple(images.shape[-2:]))
+        """(B, S, S) uint8 -> (B, S, S) logits: ``decode(features(images))``, computed with the
+        1x1 reduction moved in front of the pyramid's sum (see ``_reduced_levels``)."""
+        reduced = self._reduced_levels(images)
+        if reduced is None:  # an FPN whose blocks are not plain convolutions
+            return self.decode(self.features(images), tuple(images.shape[-2:]))
+        logits = self.head(self.reduce[1:](reduced))
+        return F.interpolate(logits, size=tuple(images.shape[-2:]), mode="bilinear", align_corners=False)[:, 0]
+
+    def _reduced_levels(self, images: torch.Tensor) -> torch.Tensor | None:
+        """``reduce[0](features(images))`` (B, head_channels, S/4, S/4) without the 256-channel
+        output maps: the FPN's 3x3 output convolutions, the bilinear upsampling and the sum are
+        linear, so the 1x1 reduction R goes through them, onto each level's kernel
+        (R W_l, R b_l; its own bias once). Each output convolution then makes 64 channels
+        instead of 256: the same function and gradients up to float rounding, and about half
+        a fine-tuning step's operations fewer (tests/evaluate/test_models.py checks both).
+        None when a block is not a plain convolution (then ``features`` runs in full)."""
+        fpn, reduce = self.body.fpn, single_conv(self.reduce[0], 1)
+        convs = [single_conv(block, 3) for block in fpn.layer_blocks]
+        laterals = [single_conv(block, 1) for block in fpn.inner_blocks]
+        if reduce is None or None in convs or None in laterals:
+            return None
+        r = reduce.weight.flatten(1)                                       # (H, C)
+        feats = list(self.body.body(to_input(images)).values())            # finest first
+        size = feats[0].shape[-2:]                                         # stride 4
+        inner, total = None, None
+        for idx in range(len(feats) - 1, -1, -1):
+            lateral = fpn.inner_blocks[idx](feats[idx])
+            inner = lateral if inner is None else lateral + F.interpolate(inner, size=lateral.shape[-2:],
+                                                                          mode="nearest")
+            conv = convs[idx]
+            weight = (r @ conv.weight.flatten(1)).view(r.shape[0], *conv.weight.shape[1:])
+            bias = None if conv.bias is None else r @ conv.bias
+            level = F.interpolate(F.conv2d(inner, weight, bias, padding=1), size=size, mode="bilinear",
+                                  align_corners=False)
+            total = level if total is None else total + level
+        return total if reduce.bias is None else total + reduce.bias.view(1, -1, 1, 1)
 
 
 def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:

@@ -106,7 +106,7 @@ class Profile:
 
 SEG_HEADS = ("maskrcnn", "fpn")
 
-QUICK_PRETRAIN = ("--epochs", "8", "--batch-size", "16", "--resolution", "96", "--warmup-epochs", "1")  # as make demo
+QUICK_PRETRAIN = ("--epochs", "4", "--batch-size", "16", "--resolution", "96", "--warmup-epochs", "1")  # as make demo
 # the study's longer pre-training (scripts/study.sh's budget, without its probe options, which
 # name the demo's folders); the pre-training side owns this budget
 STUDY_PRETRAIN = ("--epochs", "30", "--batch-size", "16", "--resolution", "96", "--warmup-epochs", "2")

@@ -29,7 +29,7 @@ from evaluate.models import (
     maskrcnn_to_masks,
     segmentation_loss,
 )
-from maskgen.common.devices import autocast_dtype
+from maskgen.common.devices import autocast_dtype, prefers_channels_last
 from maskgen.common.schedules import warmup_cosine
 
 if TYPE_CHECKING:  # evaluate.profiles validates its protocols at import, and they import this module
@@ -263,6 +263,8 @@ def fit(head: Head, backbone: Backbone, train: Split, val: Split, epochs: int,
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     model = head.build(backbone).to(device)
+    if prefers_channels_last(device):
+        model = model.to(memory_format=torch.channels_last)
     optimizer = head.optimizer(model)
     batch = head.profile.batch_size
     dtype = autocast_dtype(device)

@@ -25,7 +25,7 @@ from torch import nn
 from pretrain.masks import mask_pool
 
 
-def _single_conv(block: nn.Module, kernel: int) -> nn.Conv2d | None:
+def single_conv(block: nn.Module, kernel: int) -> nn.Conv2d | None:
     """The Conv2d of an FPN block when it is exactly one ``kernel`` x ``kernel`` / stride 1 /
     'same' zero-padded convolution (torchvision's ``FeaturePyramidNetwork`` without a norm
     layer); else None."""
@@ -40,7 +40,7 @@ def _single_conv(block: nn.Module, kernel: int) -> nn.Conv2d | None:
 
 
 def _plain_3x3(block: nn.Module) -> nn.Conv2d | None:
-    return _single_conv(block, 3)
+    return single_conv(block, 3)
 
 
 def _cells(x: torch.Tensor) -> torch.Tensor:
@@ -116,7 +116,7 @@ def pooled_pyramid(encoder: nn.Module, x: torch.Tensor, matrices: list[torch.Ten
     for s, mat in enumerate(matrices):
         idx = len(feats) - 1 - s
         conv = _plain_3x3(fpn.layer_blocks[idx])
-        lateral_conv = _single_conv(fpn.inner_blocks[idx], 1)
+        lateral_conv = single_conv(fpn.inner_blocks[idx], 1)
         finest = s == len(matrices) - 1
         if (finest and inner is not None and conv is not None and lateral_conv is not None
                 and tuple(feats[idx].shape[-2:]) == (2 * inner.shape[-2], 2 * inner.shape[-1])):

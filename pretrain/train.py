@@ -21,7 +21,12 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from maskgen.common.devices import autocast_dtype, rank_device, syncs_batchnorm
+from maskgen.common.devices import (
+    autocast_dtype,
+    prefers_channels_last,
+    rank_device,
+    syncs_batchnorm,
+)
 from maskgen.common.files import sha256_file
 from maskgen.common.provenance import write_run_info
 from maskgen.common.schedules import warmup_cosine
@@ -138,7 +143,7 @@ def run(store_path: str | Path, out_dir: str | Path, cfg: RunConfig, seed: int =
         online = with_synced_batchnorm(online)
     online = online.to(device)
     target = build_target(online).to(device)
-    if device.type not in CONTIGUOUS_DEVICES:
+    if prefers_channels_last(device):
         online, target = online.to(memory_format=torch.channels_last), target.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(online, cfg.optim, base_lr)
     config = dataclasses.asdict(cfg)
@@ -226,11 +231,6 @@ def run(store_path: str | Path, out_dir: str | Path, cfg: RunConfig, seed: int =
     return out_dir
 
 
-# channels-last convolutions are faster on the GPU and on the CPU too (oneDNN: about even at the demo's
-# batch 16 / 96 px, 1.27x at batch 8 / 224 px); not on Apple's MPS
-CONTIGUOUS_DEVICES = ("mps",)
-
-
 def train_step(model, online, target, optimizer, frames: torch.Tensor, masks: torch.Tensor,
                objective: ObjectiveConfig, gen: torch.Generator, lr: float, momentum: float
                ) -> tuple[float, dict[str, torch.Tensor]]:
@@ -244,7 +244,7 @@ def train_step(model, online, target, optimizer, frames: torch.Tensor, masks: to
     for group in optimizer.param_groups:
         group["lr"] = lr
     inputs = prepare_inputs(frames, masks, objective, gen)
-    if device.type not in CONTIGUOUS_DEVICES:
+    if prefers_channels_last(device):
         inputs.images = inputs.images.contiguous(memory_format=torch.channels_last)
         inputs.target_images = inputs.target_images.contiguous(memory_format=torch.channels_last)
     amp = autocast_dtype(device)

@@ -144,6 +144,17 @@ def autocast_dtype(device) -> object | None:
     return None
 
 
+# channels-last convolutions are faster on the GPU and on the CPU too (oneDNN: about even at the
+# demo's pre-training batch 16 / 96 px, 1.27x at batch 8 / 224 px, 1.18x for a quick-profile
+# fine-tuning cell); not on Apple's MPS
+_CONTIGUOUS_DEVICES = ("mps",)
+
+
+def prefers_channels_last(device) -> bool:
+    """Whether convolutional models and their inputs should be channels-last on this device."""
+    return device.type not in _CONTIGUOUS_DEVICES
+
+
 def syncs_batchnorm(device) -> bool:
     """Whether torch's SyncBatchNorm runs on this device (accelerators only, not the CPU)."""
     return device.type in ("cuda", "xpu")
