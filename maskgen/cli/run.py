@@ -61,6 +61,9 @@ PROPOSAL_CHOICES = ("latent", "grid", "both")
               help="Opening/closing disc radius as a fraction of --size (with --coherent).")
 @click.option("--min-area-frac", default=0.002, show_default=True,
               help="With --coherent, drop components below this fraction of the frame.")
+@click.option("--clip-to-frame/--no-clip-to-frame", default=True, show_default=True,
+              help="Clear every candidate mask outside the frame's letter-box content box (no masks "
+                   "in the padding), before the other post-processing steps.")
 @click.option("--proposals", type=click.Choice(PROPOSAL_CHOICES), default="latent", show_default=True,
               help="Candidates: the latent class tokens, a grid of point prompts through the adapted "
                    "decoder (class-agnostic), or both.")
@@ -77,8 +80,8 @@ PROPOSAL_CHOICES = ("latent", "grid", "both")
 @click.option("--overwrite", is_flag=True, help="Replace a store made with other settings.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def run(datasets, roots, adapt_dir, out, k, batch_size, device, workers, workers_per_gpu, scheduler, threads, size,
-        chunk, shard, mask_threshold, min_score, min_area, dedup_iou, coherent, smooth, min_area_frac, proposals,
-        points_per_side, proposal_min_iou, proposal_min_stability, postprocess, limit, overwrite, no_progress):
+        chunk, shard, mask_threshold, min_score, min_area, dedup_iou, coherent, smooth, min_area_frac, clip_to_frame,
+        proposals, points_per_side, proposal_min_iou, proposal_min_stability, postprocess, limit, overwrite, no_progress):
     """Generate up to K anatomy masks per frame with LP-SAM and write the mask store.
 
     Resumable: run the same command again after an interruption and it finishes the store;
@@ -94,7 +97,7 @@ def run(datasets, roots, adapt_dir, out, k, batch_size, device, workers, workers
             resolve_device(device)
         post = PostprocessConfig(k=k, mask_threshold=mask_threshold, min_score=min_score,
                                  min_area=min_area, dedup_iou=dedup_iou, coherent=coherent,
-                                 smooth=smooth, min_area_frac=min_area_frac)
+                                 smooth=smooth, min_area_frac=min_area_frac, clip_to_frame=clip_to_frame)
         candidates = ProposalConfig(mode=proposals, points_per_side=points_per_side,
                                     min_iou=proposal_min_iou, min_stability=proposal_min_stability)
         # absolute paths: dask workers (possibly on other machines) resolve them the same way

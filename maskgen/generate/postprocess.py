@@ -4,7 +4,10 @@ LP-SAM returns T candidate masks per frame (one per latent prompt token) with a 
 quality score each. Post-processing, per frame:
 
 1. drop tokens whose score is below ``min_score``; threshold probabilities at
-   ``mask_threshold``;
+   ``mask_threshold``; with ``clip_to_frame`` (on by default), clear every pixel outside the
+   frame's letter-box content box (``frame_regions``), so no mask lies in the black padding
+   (a candidate wholly there vanishes, one partly there loses that part). The later steps
+   never grow a mask beyond the (rectangular) box;
 2. coherent regions (``coherent``, on by default; ``coherent_regions``): each thresholded mask
    is opened then closed with a disc of radius ``smooth`` x S (removes speckle-sized specks and
    bridges, joins fragments a few pixels apart), its holes are filled, and components smaller
@@ -45,6 +48,8 @@ class PostprocessConfig:
             (0.01: 3 pixels at S = 256; 0 = no smoothing).
         min_area_frac: with ``coherent``, components below this fraction of the S x S frame
             are dropped (on top of ``min_area``), in [0, 1).
+        clip_to_frame: restrict every candidate to its frame's letter-box content box (when
+            the caller gives the boxes, see ``frame_regions``) before everything else.
     """
 
     k: int = 16
@@ -55,6 +60,7 @@ class PostprocessConfig:
     coherent: bool = True
     smooth: float = 0.01
     min_area_frac: float = 0.002
+    clip_to_frame: bool = True
 
     def __post_init__(self):
         if not 1 <= self.k <= 255:
@@ -74,6 +80,32 @@ class PostprocessConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def frame_regions(boxes, size: int) -> np.ndarray:
+    """Where each frame's image lies in its letter-boxed S x S square.
+
+    Args:
+        boxes: B placements with ``top``, ``left``, ``h``, ``w`` (``maskgen.datasets.letterbox.Letterbox``).
+        size: S.
+    Returns:
+        (B, S, S) bool, True inside each frame's content box (rows top..top+h, columns left..left+w).
+    """
+    out = np.zeros((len(boxes), size, size), dtype=bool)
+    for b, box in enumerate(boxes):
+        if min(box.h, box.w) < 1 or min(box.top, box.left) < 0 or max(box.top + box.h, box.left + box.w) > size:
+            raise ValueError(f"frame {b}: content box {box} does not fit an S x S square of S = {size}")
+        out[b, box.top:box.top + box.h, box.left:box.left + box.w] = True
+    return out
+
+
+def clip_candidates(binary, regions, cfg: PostprocessConfig):
+    """The ``clip_to_frame`` rule: thresholded candidates (..., T, S, S) bool (numpy or torch)
+    AND their frame's region (..., 1, S, S) bool of the same kind; unchanged without regions or
+    with ``clip_to_frame`` off."""
+    if regions is None or not cfg.clip_to_frame:
+        return binary
+    return binary & regions
 
 
 def _disc(radius: int) -> np.ndarray:
@@ -151,8 +183,8 @@ def _is_duplicate(cand: _Instance, kept: list[_Instance], labels: list[np.ndarra
     return False
 
 
-def postprocess_frame(probs: np.ndarray, scores: np.ndarray,
-                      cfg: PostprocessConfig) -> tuple[np.ndarray, np.ndarray]:
+def postprocess_frame(probs: np.ndarray, scores: np.ndarray, cfg: PostprocessConfig,
+                      region: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One frame's candidates -> its anatomy masks.
 
     Near-duplicates are found greedily in score order against the masks kept so far, and the
@@ -162,6 +194,7 @@ def postprocess_frame(probs: np.ndarray, scores: np.ndarray,
     Args:
         probs: (T, S, S) float in [0, 1] (or bool, already thresholded) per-token masks.
         scores: (T,) float in [0, 1], predicted quality per token.
+        region: (S, S) bool, the frame's content box (``frame_regions``); None: the whole square.
     Returns:
         masks (M, S, S) bool and scores (M,) float32, M <= cfg.k, sorted by score (descending).
     """
@@ -170,13 +203,17 @@ def postprocess_frame(probs: np.ndarray, scores: np.ndarray,
     if probs.ndim != 3 or scores.shape != probs.shape[:1]:
         raise ValueError(f"expected probs (T, S, S) and scores (T,), got {probs.shape} and {scores.shape}")
     binary = probs if probs.dtype == bool else probs > cfg.mask_threshold
+    region = None if region is None else np.asarray(region, dtype=bool)
+    if region is not None and region.shape != probs.shape[1:]:
+        raise ValueError(f"region {region.shape} does not match the masks' {probs.shape[1:]}")
+    binary = clip_candidates(binary, None if region is None else region[None], cfg)
     min_area = min_component_area(cfg, probs.shape[1:])
     labels: list[np.ndarray] = []
     instances: list[_Instance] = []
     for t in range(len(binary)):
         keep = scores[t] >= cfg.min_score  # also drops NaN scores
-        region = coherent_regions(binary[t], cfg) if cfg.coherent and keep else binary[t]
-        lab, n = ndimage.label(region, structure=_EIGHT_CONNECTED)
+        cand = coherent_regions(binary[t], cfg) if cfg.coherent and keep else binary[t]
+        lab, n = ndimage.label(cand, structure=_EIGHT_CONNECTED)
         labels.append(lab)
         if n == 0 or not keep:
             continue
@@ -197,13 +234,15 @@ def postprocess_frame(probs: np.ndarray, scores: np.ndarray,
     return masks, np.asarray([inst.score for inst in kept], dtype=np.float32)
 
 
-def postprocess_batch(probs, scores, cfg: PostprocessConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+def postprocess_batch(probs, scores, cfg: PostprocessConfig,
+                      regions: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """A batch straight from the predictor -> ``postprocess_frame`` per frame.
 
     Args:
         probs: (B, T, S, S) float tensor or array in [0, 1], on any device (thresholded there,
             so only booleans cross to the host).
         scores: (B, T) float tensor or array in [0, 1].
+        regions: (B, S, S) bool content boxes (``frame_regions``); None: the whole squares.
     """
     if hasattr(probs, "detach"):  # a torch tensor: threshold on its device
         binary = (probs.detach() > cfg.mask_threshold).cpu().numpy()
@@ -212,4 +251,7 @@ def postprocess_batch(probs, scores, cfg: PostprocessConfig) -> list[tuple[np.nd
         binary = np.asarray(probs) > cfg.mask_threshold
         scores = np.asarray(scores, dtype=np.float32)
     scores = np.clip(scores, 0.0, 1.0)  # the store promises [0, 1] (NaN stays NaN and is dropped)
-    return [postprocess_frame(binary[b], scores[b], cfg) for b in range(len(binary))]
+    if regions is not None and regions.shape != (binary.shape[0], *binary.shape[2:]):
+        raise ValueError(f"regions {regions.shape} do not match the batch's masks {binary.shape}")
+    return [postprocess_frame(binary[b], scores[b], cfg, None if regions is None else regions[b])
+            for b in range(len(binary))]

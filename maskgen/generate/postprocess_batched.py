@@ -4,7 +4,8 @@ The same rules as ``maskgen.generate.postprocess`` (see its module docstring) an
 for bit (``tests/maskgen/generate/test_postprocess_batched.py``), but every frame and token of a batch
 at once, on whatever device holds the predictor's output (CPU or GPU; no device literal):
 
-* threshold, token scores (``min_score``) on the device;
+* threshold, token scores (``min_score``) and the frames' content boxes (``clip_to_frame``, the
+  same ``postprocess.clip_candidates``) on the device;
 * opening / closing with the disc (``coherent``): min / max over the disc, from running
   maxima over its horizontal segments (exact on 0/1 values). Zeros outside the edge-padded frame, as
   scipy's ``border_value=0``;
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from maskgen.generate.postprocess import PostprocessConfig, min_component_area
+from maskgen.generate.postprocess import PostprocessConfig, clip_candidates, min_component_area
 
 POSTPROCESS_PATHS = ("frame", "batched")  # maskgen run --postprocess
 
@@ -171,12 +172,15 @@ def _greedy(order, tokens, areas, inter, k: int, max_iou: float) -> list[int]:
     return kept
 
 
-def postprocess_batch_batched(probs, scores, cfg: PostprocessConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+def postprocess_batch_batched(probs, scores, cfg: PostprocessConfig,
+                              regions: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Same contract and results as ``postprocess.postprocess_batch``.
 
     Args:
         probs: (B, T, S, S) float tensor or array in [0, 1] (or bool, already thresholded).
         scores: (B, T) float tensor or array.
+        regions: (B, S, S) bool array, the frames' content boxes (``postprocess.frame_regions``);
+            None: the whole squares.
     Returns: per frame, masks (M, S, S) bool and scores (M,) float32, M <= cfg.k.
     """
     import torch
@@ -191,6 +195,11 @@ def postprocess_batch_batched(probs, scores, cfg: PostprocessConfig) -> list[tup
     usable = torch.from_numpy(host_scores >= cfg.min_score).to(probs.device)
     binary = probs if probs.dtype == torch.bool else probs > cfg.mask_threshold
     binary = binary & usable[:, :, None, None]
+    if regions is not None:
+        if tuple(regions.shape) != (b, h, w):
+            raise ValueError(f"regions {tuple(regions.shape)} do not match the batch's masks {(b, t, h, w)}")
+        regions = torch.from_numpy(np.asarray(regions, dtype=bool)).to(probs.device)[:, None]
+    binary = clip_candidates(binary, regions, cfg)
     if cfg.coherent:
         x = _coherent(binary.reshape(b * t, 1, h, w).float(), cfg)
         binary = x.view(b, t, h, w) > 0.5
@@ -222,12 +231,14 @@ def postprocess_batch_batched(probs, scores, cfg: PostprocessConfig) -> list[tup
     return out
 
 
-def run_postprocess(path: str, probs, scores, cfg: PostprocessConfig) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``--postprocess frame`` (the per-frame reference on the host) or ``batched``."""
+def run_postprocess(path: str, probs, scores, cfg: PostprocessConfig,
+                    regions: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``--postprocess frame`` (the per-frame reference on the host) or ``batched``; ``regions``
+    (B, S, S) bool: the frames' content boxes (``postprocess.frame_regions``) or None."""
     if path == "frame":
         from maskgen.generate.postprocess import postprocess_batch
 
-        return postprocess_batch(probs, scores, cfg)
+        return postprocess_batch(probs, scores, cfg, regions)
     if path == "batched":
-        return postprocess_batch_batched(probs, scores, cfg)
+        return postprocess_batch_batched(probs, scores, cfg, regions)
     raise ValueError(f"--postprocess {path!r}: choose one of {', '.join(POSTPROCESS_PATHS)}")

@@ -15,15 +15,20 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from maskgen.datasets.framecheck import frame_problem
 from maskgen.datasets.frames import FrameRef
 from maskgen.generate.inference import predict_batch, worker_device
+from maskgen.generate.postprocess import frame_regions
 from maskgen.generate.postprocess_batched import run_postprocess
 from maskgen.store.format import STATUS_FAILED, manifest_row, pack_masks
 from maskgen.store.writer import write_part, write_region
+
+if TYPE_CHECKING:
+    from maskgen.datasets.letterbox import Letterbox
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +68,9 @@ def _row(ref: FrameRef, row: int, shape=(0, 0), reason: str = "") -> dict:
     return manifest_row(ref.frame_id, row, ref.dataset, ref.source, ref.group, ref.index, shape, reason)
 
 
-def _load_frames(unit: WorkUnit, reader, job) -> tuple[list[dict], list[tuple[int, np.ndarray]]]:
-    """Rows for every frame (failed ones final) and the letter-boxed images of the good ones."""
+def _load_frames(unit: WorkUnit, reader, job) -> tuple[list[dict], list[tuple[int, np.ndarray, Letterbox]]]:
+    """Rows for every frame (failed ones final) and, for the good ones, (position in the unit,
+    letter-boxed (S, S) image, its ``Letterbox`` placement)."""
     from maskgen.datasets.letterbox import letterbox
 
     rows, good = [], []
@@ -81,7 +87,7 @@ def _load_frames(unit: WorkUnit, reader, job) -> tuple[list[dict], list[tuple[in
         shape = image.shape if isinstance(image, np.ndarray) and image.ndim == 2 else (0, 0)
         rows.append(_row(ref, row, shape, reason=reason or ""))
         if reason is None:
-            good.append((i, letterbox(image, job.size)[0]))
+            good.append((i, *letterbox(image, job.size)))
     return rows, good
 
 
@@ -106,10 +112,11 @@ def process_unit(unit: WorkUnit, job, checkpoint_sha256: str) -> UnitResult:
     rows, good = _load_frames(unit, reader, job)
     for b in range(0, len(good), job.batch_size):
         batch = good[b:b + job.batch_size]
-        batch_images = np.stack([img for _, img in batch])
+        batch_images = np.stack([img for _, img, _ in batch])
         probs, batch_scores = predict_batch(predictor, batch_images, device, s)
-        results = run_postprocess(job.postprocess, probs, batch_scores, job.post)
-        for (i, img), (m, sc) in zip(batch, results, strict=True):
+        regions = frame_regions([box for _, _, box in batch], s)  # no masks in the padding
+        results = run_postprocess(job.postprocess, probs, batch_scores, job.post, regions)
+        for (i, img, _), (m, sc) in zip(batch, results, strict=True):
             images[i], counts[i] = img, len(m)
             masks[i, : len(m)], scores[i, : len(m)] = pack_masks(m), sc
             rows[i]["mask_count"] = len(m)

@@ -3,12 +3,15 @@ store contents."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
-from maskgen.generate.postprocess import PostprocessConfig, postprocess_batch
+from maskgen.generate.postprocess import PostprocessConfig, frame_regions, postprocess_batch
 from maskgen.generate.postprocess_batched import (
+    POSTPROCESS_PATHS,
     _fill_holes,
     _label8,
     postprocess_batch_batched,
@@ -111,3 +114,78 @@ def test_store_is_identical_with_either_path(tmp_path, toy_job_factory, one_thre
 def test_unknown_path_is_refused(tmp_path, toy_job_factory):
     with pytest.raises(ValueError, match="postprocess"):
         toy_job_factory(tmp_path / "x", postprocess="gpu")
+
+
+def _padding_candidates(size: int = 64):
+    """A tall frame letter-boxed to size x size (content columns 16..47) and three candidates:
+    a disc wholly in the right padding (the best score), a rectangle straddling the right edge
+    of the frame, and a disc inside it."""
+    from maskgen.datasets.letterbox import Letterbox
+
+    box = Letterbox.fit(128, 64, size)
+    assert (box.top, box.left, box.h, box.w) == (0, 16, 64, 32)
+    yy, xx = np.mgrid[:size, :size]
+    probs = np.zeros((1, 3, size, size), np.float32)
+    probs[0, 0] = ((yy - 30) ** 2 + (xx - 56) ** 2 < 36) * 0.9     # columns 51..61: padding only
+    probs[0, 1, 10:31, 30:59] = 0.8                                  # columns 30..58: cut at 48
+    probs[0, 2] = ((yy - 50) ** 2 + (xx - 28) ** 2 < 25) * 0.9      # inside the frame
+    scores = np.array([[0.95, 0.9, 0.5]], np.float32)
+    return box, probs, scores
+
+
+@pytest.mark.parametrize("path", POSTPROCESS_PATHS)
+@pytest.mark.parametrize("coherent", [False, True])
+def test_candidates_are_clipped_to_the_frame(path, coherent, one_thread):
+    """A candidate wholly in the letter-box padding is dropped, one straddling the frame's edge
+    is cut there (before the component / size / dedup steps), on both paths alike."""
+    box, probs, scores = _padding_candidates()
+    regions = frame_regions([box], 64)
+    assert regions[0].sum() == 64 * 32 and regions[0, :, 16:48].all()
+    cfg = PostprocessConfig(k=4, min_area=4, coherent=coherent)
+    (masks, got_scores), = run_postprocess(path, probs, scores, cfg, regions)
+    np.testing.assert_array_equal(got_scores, np.array([0.9, 0.5], np.float32))  # 0.95 is gone
+    assert not (masks & ~regions[0]).any()
+    straddler = np.zeros((64, 64), bool)
+    straddler[10:31, 30:48] = True
+    if not coherent:
+        np.testing.assert_array_equal(masks[0], straddler)
+    else:  # the smoothing may round the corners, never passes the cut
+        assert masks[0][12:29, 32:48].all() and not masks[0][:, 48:].any()
+    # clipping first is the same as candidates that never reached the padding ...
+    (pre, pre_scores), = run_postprocess(path, probs * regions[:, None], scores, cfg)
+    np.testing.assert_array_equal(masks, pre)
+    np.testing.assert_array_equal(got_scores, pre_scores)
+    # ... and without the rule (or without boxes) the padding masks stay
+    for off in (run_postprocess(path, probs, scores, replace(cfg, clip_to_frame=False), regions)[0],
+                run_postprocess(path, probs, scores, cfg)[0]):
+        assert off[1][0] == np.float32(0.95) and off[0][0][:, 48:].any()
+
+
+def test_clipped_batched_equals_the_per_frame_reference(one_thread):
+    """The identity on random candidates with random content boxes (wide and tall frames)."""
+    from maskgen.datasets.letterbox import Letterbox
+
+    probs, scores = _candidates(3, b=3)
+    boxes = [Letterbox.fit(20, 48, 48), Letterbox.fit(48, 30, 48), Letterbox.fit(48, 48, 48)]
+    regions = frame_regions(boxes, 48)
+    for cfg in CONFIGS:
+        ref = run_postprocess("frame", probs, scores, cfg, regions)
+        got = run_postprocess("batched", torch.from_numpy(probs), torch.from_numpy(scores), cfg, regions)
+        unclipped = run_postprocess("frame", probs, scores, cfg)
+        for f, ((m, s), (rm, rs)) in enumerate(zip(got, ref, strict=True)):
+            np.testing.assert_array_equal(m, rm)
+            np.testing.assert_array_equal(s, rs)
+            assert not (rm & ~regions[f]).any()
+        assert any((um & ~regions[f]).any() for f, (um, _) in enumerate(unclipped))  # clipping mattered
+
+
+def test_bad_content_boxes_are_refused():
+    from maskgen.datasets.letterbox import Letterbox
+
+    with pytest.raises(ValueError, match="does not fit"):
+        frame_regions([Letterbox(64, 10, 10, 0, 40, 64, 32)], 64)
+    probs, scores = _candidates(0, b=2)
+    with pytest.raises(ValueError, match="regions"):
+        run_postprocess("batched", probs, scores, CONFIGS[0], np.ones((1, 48, 48), bool))
+    with pytest.raises(ValueError, match="regions"):
+        run_postprocess("frame", probs, scores, CONFIGS[0], np.ones((1, 48, 48), bool))
