@@ -67,13 +67,19 @@ class ToyReaderSpec:
 class ThresholdPredictor:
     """T = 4 tokens: bright (>200), bright again (a near-duplicate), mid+bright (>100), dark.
 
-    Scores are fixed per token, so tests can predict the post-processed order.
+    Scores are fixed per token, so tests can predict the post-processed order. ``padding``
+    adds two tokens that LP-SAM's padding masks stand for: the black pixels (the letter-box
+    padding, wholly outside the frame) and the top quarter of the square (straddling the
+    frame's top edge on a wide frame).
     """
 
     TOKEN_SCORES = (0.9, 0.8, 0.7, 0.2)
+    PADDING_SCORES = (0.95, 0.85)
 
-    def __init__(self, input_size: int, delay: float = 0.0, fail_on_call: int | None = None):
+    def __init__(self, input_size: int, delay: float = 0.0, fail_on_call: int | None = None,
+                 padding: bool = False):
         self.input_size, self.delay, self.fail_on_call = input_size, delay, fail_on_call
+        self.padding = padding
         self.sha256 = "0" * 64
         self.config = {"model": "threshold-standin"}
         self.calls = 0
@@ -87,9 +93,15 @@ class ThresholdPredictor:
         if self.delay:
             time.sleep(self.delay)
         x = images.float()
-        probs = torch.stack([(x > 200).float(), (x > 205).float() * 0.9, (x > 100).float() * 0.8,
-                             torch.zeros_like(x)], dim=1)
-        scores = torch.tensor(self.TOKEN_SCORES, device=x.device).expand(len(x), -1)
+        tokens = [(x > 200).float(), (x > 205).float() * 0.9, (x > 100).float() * 0.8, torch.zeros_like(x)]
+        token_scores = self.TOKEN_SCORES
+        if self.padding:
+            top = torch.zeros_like(x)
+            top[:, : x.shape[1] // 4] = 0.9
+            tokens += [(x < 1).float(), top]
+            token_scores = token_scores + self.PADDING_SCORES
+        probs = torch.stack(tokens, dim=1)
+        scores = torch.tensor(token_scores, device=x.device).expand(len(x), -1)
         return probs, scores
 
 
@@ -98,9 +110,10 @@ class ToyPredictorSpec:
     input_size: int = 64
     delay: float = 0.0
     fail_on_call: int | None = None
+    padding: bool = False
 
     def checkpoint_sha256(self) -> str:
         return "0" * 64
 
     def load(self, device):
-        return ThresholdPredictor(self.input_size, self.delay, self.fail_on_call)
+        return ThresholdPredictor(self.input_size, self.delay, self.fail_on_call, self.padding)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from maskgen.generate.job import run_mask_job
-from maskgen.generate.postprocess import PostprocessConfig, postprocess_frame
+from maskgen.generate.postprocess import PostprocessConfig, frame_regions, postprocess_frame
 from maskgen.store import STATUS_FAILED, open_store, unpack_masks
 from maskgen.store.verify import verify_store
 from maskgen.store.writer import StoreMismatchError
@@ -25,11 +25,13 @@ def test_store_content_matches_direct_prediction(toy_store, standins):
 
     predictor = standins.ToyPredictorSpec(64).load("cpu")
     row = 2
-    image, _ = letterbox(standins.toy_image(row), 64)
+    image, box = letterbox(standins.toy_image(row), 64)
     import torch
 
     probs, scores = predictor(torch.from_numpy(image[None]))
-    masks, sc = postprocess_frame(probs[0].numpy(), scores[0].numpy(), PostprocessConfig(k=4, min_area=4))
+    # the job clips every candidate to the frame's letter-box content box (post_clip_to_frame)
+    masks, sc = postprocess_frame(probs[0].numpy(), scores[0].numpy(), PostprocessConfig(k=4, min_area=4),
+                                  frame_regions([box], 64)[0])
     got = store.read(row, row + 1)
     np.testing.assert_array_equal(got["images"][0], image)
     assert got["counts"][0] == len(masks) > 1

@@ -189,3 +189,49 @@ def test_bad_content_boxes_are_refused():
         run_postprocess("batched", probs, scores, CONFIGS[0], np.ones((1, 48, 48), bool))
     with pytest.raises(ValueError, match="regions"):
         run_postprocess("frame", probs, scores, CONFIGS[0], np.ones((1, 48, 48), bool))
+
+
+def test_stores_hold_no_padding_masks_and_are_identical_with_either_path(tmp_path, toy_job_factory, standins,
+                                                                         one_thread):
+    """End to end with a stand-in that puts masks in the letter-box padding (the best-scored
+    tokens): both paths store the same arrays, every stored mask lies inside its frame, and
+    the setting is recorded; without the rule the padding masks are stored."""
+    from maskgen.datasets.letterbox import Letterbox
+    from maskgen.generate.job import run_mask_job
+    from maskgen.store import STATUS_FAILED, open_store, unpack_masks
+
+    predictor = standins.ToyPredictorSpec(64, padding=True)
+    jobs = {path: toy_job_factory(tmp_path / path, n=10, k=6, predictor=predictor, postprocess=path)
+            for path in ("frame", "batched")}
+    jobs["off"] = replace(jobs["frame"], out=str(tmp_path / "off"), post=replace(jobs["frame"].post,
+                                                                               clip_to_frame=False))
+    for job in jobs.values():
+        run_mask_job(job, progress=False)
+    assert_stores_equal(tmp_path / "frame", tmp_path / "batched")
+
+    def outside(path) -> int:
+        """Stored mask pixels outside their frame's content box, over the whole store."""
+        store = open_store(path)
+        data, total = store.read(0, len(store)), 0
+        for r in store.manifest.to_pylist():
+            if r["status"] == STATUS_FAILED:
+                continue
+            box = Letterbox.fit(r["orig_height"], r["orig_width"], 64)
+            region = frame_regions([box], 64)[0]
+            masks = unpack_masks(data["masks"][r["row"], : data["counts"][r["row"]]])
+            total += int((masks & ~region).sum())
+        return total
+
+    assert open_store(tmp_path / "frame").attrs["generation"]["post_clip_to_frame"] is True
+    assert open_store(tmp_path / "off").attrs["generation"]["post_clip_to_frame"] is False
+    assert outside(tmp_path / "frame") == 0
+    assert outside(tmp_path / "off") > 1000  # the padding token's masks, stored without the rule
+    data = open_store(tmp_path / "frame").read(0, 10)
+    assert not (data["scores"] == np.float32(0.95)).any()  # the padding token: nothing left in any frame
+    # row 0 is a 48 x 64 frame (content rows 8..55): the top-quarter token is cut to rows 8..15
+    n0 = data["counts"][0]
+    top = unpack_masks(data["masks"][0, :n0])[data["scores"][0, :n0] == np.float32(0.85)]
+    expected = np.zeros((64, 64), bool)
+    expected[8:16] = True
+    assert len(top) == 1
+    np.testing.assert_array_equal(top[0], expected)
