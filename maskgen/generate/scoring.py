@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from maskgen.datasets.letterbox import letterbox
-from maskgen.generate.postprocess import PostprocessConfig, coherent_regions
+from maskgen.datasets.letterbox import Letterbox, letterbox
+from maskgen.generate.postprocess import PostprocessConfig, coherent_regions, frame_regions
 from maskgen.phantom.quality import otsu_threshold
 from maskgen.store import STATUS_OK, MaskStore, unpack_masks
 
@@ -128,9 +128,17 @@ def _targets(label_map: np.ndarray, labels: dict[int, str]) -> list[tuple[str, n
     return [(labels.get(v, str(v)), label_map == v) for v in values]
 
 
+def clip_baseline(masks: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """A baseline's masks (M, S, S) bool restricted to the frame's content ``region`` (S, S) bool,
+    as ``maskgen run`` restricts LP-SAM's (``post_clip_to_frame``); masks left empty are dropped."""
+    clipped = masks & region
+    return clipped[clipped.any(axis=(1, 2))]
+
+
 def score_frames(images: np.ndarray, store_masks: list[np.ndarray], label_maps: list[np.ndarray | None],
                  frame_ids: list[str], classes: list[str | None], labels: dict[int, str], k: int,
-                 baselines: Iterable[str] = BASELINES) -> tuple[list[Target], list[FrameStats]]:
+                 baselines: Iterable[str] = BASELINES, regions: np.ndarray | None = None,
+                 ) -> tuple[list[Target], list[FrameStats]]:
     """Score a batch of frames.
 
     Args:
@@ -138,10 +146,13 @@ def score_frames(images: np.ndarray, store_masks: list[np.ndarray], label_maps: 
         store_masks: per frame (M, S, S) bool, the store's masks in slot (score) order.
         label_maps: per frame (S, S) uint8 letter-boxed label map, or None (unlabelled).
         labels: {label value: name}; k: the store's K (also the superpixel count).
+        regions: (B, S, S) bool, where each frame's image lies in its square; when given the
+            baselines' masks are clipped to it (the store's were, ``post_clip_to_frame``).
     """
     methods = {LPSAM: store_masks}
     for name in baselines:
-        methods[name] = baseline_masks(name, images, k)
+        made = baseline_masks(name, images, k)
+        methods[name] = made if regions is None else [clip_baseline(m, regions[b]) for b, m in enumerate(made)]
     pixels = float(images.shape[-1] * images.shape[-2])
     targets: list[Target] = []
     stats: list[FrameStats] = []
@@ -234,6 +245,7 @@ def score_store(store: MaskStore, reader, baselines: Iterable[str] = BASELINES, 
     targets: list[Target] = []
     stats: list[FrameStats] = []
     size = store.size
+    clip = bool(store.attrs.get("generation", {}).get("post_clip_to_frame", False))
     for start in range(0, len(rows), batch):
         part = rows[start:start + batch]
         images, masks, maps, ids, classes = [], [], [], [], []
@@ -254,7 +266,10 @@ def score_store(store: MaskStore, reader, baselines: Iterable[str] = BASELINES, 
             maps.append(label_map)
             ids.append(ref.frame_id)
             classes.append(None if ref.label is None else class_names.get(ref.label, str(ref.label)))
-        t, s = score_frames(np.stack(images), masks, maps, ids, classes, labels, store.k, baselines)
+        regions = None
+        if clip:  # the baselines share the store's clip to the frame (a like-for-like comparison)
+            regions = frame_regions([Letterbox.fit(r["orig_height"], r["orig_width"], size) for r in part], size)
+        t, s = score_frames(np.stack(images), masks, maps, ids, classes, labels, store.k, baselines, regions)
         targets += t
         stats += s
         if progress is not None:

@@ -16,6 +16,7 @@ from maskgen.generate.scoring import (
     LPSAM,
     ScoreError,
     baseline_masks,
+    clip_baseline,
     dice_many,
     report_markdown,
     score_frames,
@@ -87,6 +88,23 @@ def test_score_frames_perfect_store_masks_beat_baselines():
     assert all(t.best[b] < 1.0 for b in BASELINES)
     assert stats[0].counts[LPSAM] == 2 and stats[1].counts[LPSAM] == 0
     assert stats[0].coverage[LPSAM][1] == pytest.approx(lesion.sum() / 64 ** 2)
+
+
+def test_baselines_are_clipped_to_the_frame_like_the_store():
+    """Given the frames' content regions, a baseline mask in the padding is dropped and one
+    across the frame's edge is cut; without regions the baselines cover the whole square."""
+    rng = np.random.default_rng(3)
+    img, lesion = speckled_frame(rng)
+    region = np.zeros((64, 64), bool)
+    region[:, :32] = True                                   # the frame fills the left half
+    args = (np.stack([img]).astype(np.uint8), [np.stack([lesion])], [lesion.astype(np.uint8)], ["a#0"],
+            [None], {1: "lesion"}, 4, ("grid4x4",))
+    _, (full,) = score_frames(*args)
+    _, (clipped,) = score_frames(*args, regions=region[None])
+    assert full.counts["grid4x4"] == 16 and clipped.counts["grid4x4"] == 8
+    assert sum(clipped.coverage["grid4x4"]) == pytest.approx(0.5)
+    masks = clip_baseline(np.stack([np.ones((64, 64), bool), ~region]), region)
+    assert masks.shape == (1, 64, 64) and (masks[0] == region).all()
 
 
 class _Reader:
