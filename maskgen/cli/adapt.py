@@ -90,9 +90,11 @@ def _print_params(model_name: str, datasets: tuple[str, ...]) -> None:
 @click.option("--iou-weight", default=1.0, show_default=True, type=click.FloatRange(min=0),
               help="Weight of the mask-quality (IoU) regression; SAM's IoU head is trained with it in both "
                    "phases, so the store's scores are learned. 0 drops the term and leaves the head as it is.")
-@click.option("--train-decoder", is_flag=True,
-              help="Phase 2 also trains SAM's mask decoder (as the authors' code does; +4.06 M trainable "
-                   "parameters for vit_b).")
+@click.option("--train-decoder/--frozen-decoder", default=True, show_default=True,
+              help="Phase 2 also trains SAM's mask decoder, as the authors' code does (+4.06 M trainable "
+                   "parameters for vit_b). With the decoder frozen a latent token can lock onto a "
+                   "neighbouring structure (seen: the left-atrium token segmenting the LV, held-out Dice "
+                   "0.001; docs/lpsam.md).")
 @click.option("--held-out", default=0.2, show_default=True, type=float,
               help="Grouped held-out share of each dataset (evaluated, never trained on).")
 @click.option("--max-frames", type=int, help="At most N labelled frames per dataset (deterministic sample).")
