@@ -52,25 +52,28 @@ for d in busi udiat tn3k hmcqu; do  # small stores (60 frames each), scored agai
   "$BIN/maskgen" inspect "$OUT/unseen/$d" --frames 12 > /dev/null
 done
 
-step "5/7 pretrain: anatomy-anchored pre-training from the store (SAM never loaded) -> $OUT/pretrain"
-resume=(); [ -f "$OUT/pretrain/checkpoint.pt" ] && resume=(--resume)
-"$BIN/pretrain" run --store "$OUT/store" --out "$OUT/pretrain" "${PRETRAIN_ARGS[@]}" "${resume[@]}" \
-  --threads "$CORES"
+step "5/7 pretrain: the full method and its three controls, two at a time (SAM never loaded) -> $OUT/eval/backbones"
+# evaluate sweep --ablations runs `pretrain run` + `pretrain export` for the full method (anaus)
+# and the controls (whole frame, grid, no prediction) with the same budget, seed and step-0
+# weights, $WORKERS at a time, then evaluates all five methods. The first pass runs the
+# protocols that cost seconds a cell (frozen-backbone segmentation, linear probe) on all six
+# tasks; finished cells and backbones are reused, and each pass rewrites report.md.
+sweep=("$BIN/evaluate" sweep --root "$OUT/phantom" --out "$OUT/eval" --profile quick
+       --workers "$WORKERS" --threads "$THREADS" --ablations --store "$OUT/store"
+       --pretrain-args "${PRETRAIN_ARGS[*]}")
+"${sweep[@]}" --protocols frozen,linear
+if [ -d "$OUT/pretrain" ] && [ ! -L "$OUT/pretrain" ]; then   # a demo of an earlier version trained here
+  echo "moving the earlier demo's $OUT/pretrain aside to $OUT/pretrain.previous"
+  rm -rf "$OUT/pretrain.previous" && mv "$OUT/pretrain" "$OUT/pretrain.previous"
+fi
+ln -sfn eval/backbones/anaus-run "$OUT/pretrain"   # the full method's RUN_DIR, where users look for it
 echo "curves: $OUT/pretrain/curves.png, views: $OUT/pretrain/view_pair.png"
 
 step "6/7 export the backbone (timm / torchvision loadable)"
 "$BIN/pretrain" export "$OUT/pretrain" --out "$OUT/pretrain/backbone.safetensors"
 
-step "7/7 evaluate: six phantom tasks, 5-fold grouped CV, random init + ablations -> $OUT/eval"
-# two passes over one OUT (finished cells are reused, each pass rewrites report.md): first the
-# protocols that cost seconds a cell (frozen-backbone segmentation, linear probe) on all six
-# tasks; then fine-tuning and label efficiency (about 20 CPU s a cell at the quick profile's
-# 60-step floor) on $FINETUNE_TASKS. All five methods in both passes.
-sweep=("$BIN/evaluate" sweep --root "$OUT/phantom" --out "$OUT/eval" --profile quick
-       --workers "$WORKERS" --threads "$THREADS"
-       --checkpoint anaus="$OUT/pretrain/backbone.safetensors" --ablations --store "$OUT/store"
-       --pretrain-args "${PRETRAIN_ARGS[*]}")
-"${sweep[@]}" --protocols frozen,linear
+step "7/7 evaluate: fine-tuning and label efficiency on $FINETUNE_TASKS, all five methods -> $OUT/eval"
+# about 20 CPU s a cell at the quick profile's 60-step floor
 "${sweep[@]}" --protocols finetune,low-label --tasks "$FINETUNE_TASKS"
 "$BIN/evaluate" report "$OUT/eval" --protocols finetune,linear,frozen,low-label   # both passes in one report
 step "done in $(( SECONDS / 60 )) min: $OUT/eval/report.md"

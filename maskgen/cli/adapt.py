@@ -90,11 +90,14 @@ def _print_params(model_name: str, datasets: tuple[str, ...]) -> None:
 @click.option("--iou-weight", default=1.0, show_default=True, type=click.FloatRange(min=0),
               help="Weight of the mask-quality (IoU) regression; SAM's IoU head is trained with it in both "
                    "phases, so the store's scores are learned. 0 drops the term and leaves the head as it is.")
-@click.option("--train-decoder/--frozen-decoder", default=True, show_default=True,
+@click.option("--train-decoder/--frozen-decoder", default=False, show_default=True,
               help="Phase 2 also trains SAM's mask decoder, as the authors' code does (+4.06 M trainable "
-                   "parameters for vit_b). With the decoder frozen a latent token can lock onto a "
-                   "neighbouring structure (seen: the left-atrium token segmenting the LV, held-out Dice "
-                   "0.001; docs/lpsam.md).")
+                   "parameters for vit_b). Measured on the tiny phantom adaptation: it sharpens the "
+                   "adaptation's classes but halves what the masks are worth on anatomy it never saw "
+                   "(docs/lpsam.md), so the decoder stays frozen by default.")
+@click.option("--balanced-bce/--plain-bce", default=True, show_default=True,
+              help="Phase 2: the BCE term weighs each mask's foreground and background half each, a pull "
+                   "toward the structure where the Dice term is flat (a latent token on the wrong structure).")
 @click.option("--held-out", default=0.2, show_default=True, type=float,
               help="Grouped held-out share of each dataset (evaluated, never trained on).")
 @click.option("--max-frames", type=int, help="At most N labelled frames per dataset (deterministic sample).")
@@ -108,7 +111,7 @@ def _print_params(model_name: str, datasets: tuple[str, ...]) -> None:
 @click.option("--threads", type=int, help="torch CPU threads (default: torch's choice).")
 @click.option("--print-params", is_flag=True, help="Print the trainable parameter counts and exit.")
 def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model_name, device, steps1, steps2,
-          batch_size, lr1, lr2, dice_weight, iou_weight, train_decoder, held_out, max_frames, checkpoint_every, augment,
+          batch_size, lr1, lr2, dice_weight, iou_weight, train_decoder, balanced_bce, held_out, max_frames, checkpoint_every, augment,
           seed, threads, print_params):
     """One-time LP-SAM adaptation: phase 1 (adapters + conv branch, GT prompts), phase 2 (latent
     prompt engine), then Dice/IoU per anatomy class on grouped held-out pairs (report.md).
@@ -151,7 +154,7 @@ def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model
                   "augment": AugmentConfig() if augment else NO_AUGMENT}
         phase1 = PhaseSettings(steps1 if steps1 is not None else budget.steps1, lr1 or budget.lr1, **common)
         phase2 = PhaseSettings(steps2 if steps2 is not None else budget.steps2, lr2 or budget.lr2,
-                               train_decoder=train_decoder, **common)
+                               train_decoder=train_decoder, balanced_bce=balanced_bce, **common)
     except ValueError as err:
         raise click.UsageError(str(err)) from err
     where = ", ".join(f"{n} ({r or 'root from env'})" for n, r in sources)

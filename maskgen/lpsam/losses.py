@@ -20,11 +20,28 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -
     return 1 - (2 * inter + smooth) / (p.sum(1) + t.sum(1) + smooth)
 
 
-def bce_dice_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float = DEFAULT_DICE_WEIGHT) -> torch.Tensor:
-    """(1 - a) BCE + a Dice per mask: logits, target (N, H, W) (target in {0, 1}) -> (N,)."""
+def balanced_weights(target: torch.Tensor) -> torch.Tensor:
+    """Per-pixel BCE weights (N, H, W) that give a mask's foreground and background half the
+    weight each (mean 1); a mask without foreground keeps weight 1 everywhere."""
+    frac = target.flatten(1).mean(1).view(-1, *([1] * (target.dim() - 1)))
+    has = (frac > 0) & (frac < 1)
+    pos = torch.where(has, 0.5 / frac.clamp(min=1e-6), 1.0)
+    neg = torch.where(has, 0.5 / (1 - frac).clamp(min=1e-6), 1.0)
+    return torch.where(target > 0.5, pos, neg)
+
+
+def bce_dice_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float = DEFAULT_DICE_WEIGHT,
+                  balanced: bool = False) -> torch.Tensor:
+    """(1 - a) BCE + a Dice per mask: logits, target (N, H, W) (target in {0, 1}) -> (N,).
+
+    ``balanced``: the BCE's foreground and background pixels weigh half each
+    (``balanced_weights``): a mask far from its structure then still feels a pull of the
+    structure's size, where the Dice term is flat (about 1 for an empty and a wrong mask alike).
+    """
     if not 0 <= dice_weight <= 1:
         raise ValueError(f"dice weight a={dice_weight} must lie in [0, 1]")
-    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(1).mean(1)
+    weight = balanced_weights(target) if balanced else None
+    bce = F.binary_cross_entropy_with_logits(logits, target, weight=weight, reduction="none").flatten(1).mean(1)
     return (1 - dice_weight) * bce + dice_weight * dice_loss(logits, target)
 
 
@@ -38,7 +55,8 @@ def mask_iou(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, iou_pred: torch.Tensor,
-                      dice_weight: float = DEFAULT_DICE_WEIGHT, iou_weight: float = 1.0) -> torch.Tensor:
+                      dice_weight: float = DEFAULT_DICE_WEIGHT, iou_weight: float = 1.0,
+                      balanced: bool = False) -> torch.Tensor:
     """Per-mask loss: BCE/Dice on the mask + ``iou_weight`` * MSE of the predicted quality.
 
     Args:
@@ -47,4 +65,4 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, iou_pred: torc
         (N,) losses.
     """
     quality = mask_iou(logits.detach(), target)
-    return bce_dice_loss(logits, target, dice_weight) + iou_weight * (iou_pred - quality) ** 2
+    return bce_dice_loss(logits, target, dice_weight, balanced) + iou_weight * (iou_pred - quality) ** 2

@@ -48,6 +48,8 @@ class PhaseSettings:
     ``iou_weight``: weight of the mask-quality regression; SAM's IoU head is trained whenever
     it is > 0, and 0 drops the term and leaves the head as it is (see ``trainable_parts``).
     ``train_decoder`` (phase 2): also train SAM's whole mask decoder, as the authors' code does.
+    ``balanced_bce`` (phase 2): the BCE term weighs each mask's foreground and background
+    half each (``losses.balanced_weights``).
     """
 
     steps: int
@@ -58,6 +60,7 @@ class PhaseSettings:
     dice_weight: float = DEFAULT_DICE_WEIGHT
     iou_weight: float = 1.0
     train_decoder: bool = False
+    balanced_bce: bool = False
     box_jitter: float = 0.1
     flip: bool = True
     balance_datasets: bool = True
@@ -76,6 +79,8 @@ class PhaseSettings:
         fields = asdict(self)
         if self.augment.p <= 0:  # no randomisation: the same fingerprint as before it existed
             fields.pop("augment")
+        if not self.balanced_bce:  # likewise
+            fields.pop("balanced_bce")
         blob = json.dumps({"phase": phase, **fields, **extra}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -139,7 +144,8 @@ def phase2_loss(model: LPSAM, images, target, valid, settings: PhaseSettings, ge
         embeddings = model.encode(x)
     logits, iou = model.predict_latent(x, embeddings)
     per_mask = segmentation_loss(model.upscale(logits).float().flatten(0, 1), target.flatten(0, 1),
-                                 iou.float().flatten(), settings.dice_weight, settings.iou_weight)
+                                 iou.float().flatten(), settings.dice_weight, settings.iou_weight,
+                                 settings.balanced_bce)
     weight = valid.flatten().float()
     return (per_mask * weight).sum() / weight.sum().clamp(min=1)
 

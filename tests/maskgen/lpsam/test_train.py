@@ -7,7 +7,7 @@ import torch
 
 from maskgen.common.schedules import warmup_cosine
 from maskgen.lpsam import train as train_mod
-from maskgen.lpsam.losses import bce_dice_loss, dice_loss, mask_iou
+from maskgen.lpsam.losses import balanced_weights, bce_dice_loss, dice_loss, mask_iou
 from maskgen.lpsam.model import build_lpsam
 from maskgen.lpsam.testing import MICRO, synthetic_pairs
 from maskgen.lpsam.train import (
@@ -23,6 +23,29 @@ from maskgen.lpsam.train import (
 @pytest.fixture(scope="module")
 def pairs():
     return synthetic_pairs(n_per_dataset=8, size=MICRO.input_size, seed=1)
+
+
+def test_balanced_bce_pulls_a_wrong_mask_toward_its_small_structure():
+    """A mask on the wrong structure: the balanced BCE's pull on the true structure's pixels
+    is 0.5 / (its share) times the plain one; foreground and background weigh half each."""
+    target = torch.zeros(1, 20, 20)
+    target[0, :2, :2] = 1                                   # 1% of the frame
+    w = balanced_weights(target)
+    assert w.mean().item() == pytest.approx(1.0)
+    assert (w * target).sum().item() == pytest.approx(200.0) and w[0, 0, 0].item() == pytest.approx(50.0)
+    torch.testing.assert_close(balanced_weights(torch.zeros(1, 4, 4)), torch.ones(1, 4, 4))  # empty: plain
+    logits = torch.full((1, 20, 20), -4.0, requires_grad=True)
+    logits.data[0, 10:, 10:] = 4.0                          # confidently on the wrong structure
+    grads = []
+    for balanced in (False, True):
+        (g,) = torch.autograd.grad(bce_dice_loss(logits, target, 0.0, balanced).sum(), logits)
+        grads.append(g[0, 0, 0].item())
+    assert grads[1] == pytest.approx(50.0 * grads[0], rel=1e-5) and grads[0] < 0
+
+
+def test_balanced_bce_is_part_of_the_phase_fingerprint_only_when_on():
+    off, on = PhaseSettings(10, 1e-3), PhaseSettings(10, 1e-3, balanced_bce=True)
+    assert off.fingerprint(2, {}) != on.fingerprint(2, {})
 
 
 def test_dice_loss_against_formula():
