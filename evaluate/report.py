@@ -323,11 +323,20 @@ def build_report(out_dir: str | Path, tasks: list[str] | None = None,
     protocols = plan_protocols(plan)
     tests: list[dict] = []
     body, panels = [], []
+    ran = {(r["task"], r["protocol"]) for r in rows} | {(f["task"], f.get("protocol_name", "finetune"))
+                                                         for f in failures}
+    not_run: dict[str, list[str]] = {}  # protocol -> tasks it applies to without a cell (other sweeps' scope)
     for protocol in protocols:
         section = [i for i in infos if i.get("status") != "ok" or applies(protocol, i["kind"])]
+        if rows or failures:
+            not_run[protocol] = [i["task"] for i in section
+                                 if i.get("status") == "ok" and (i["task"], protocol) not in ran]
+            section = [i for i in section if i["task"] not in not_run[protocol]]
         if not section:
             continue
         body += [f"## {TITLES[protocol]}", ""]
+        if not_run.get(protocol):
+            body += [f"Not run under this protocol: {', '.join(not_run[protocol])}.", ""]
         if protocol == "low-label":
             fraction = plan["profile"].get("label_fraction", 0.1)
             body += [f"Main metric with {100 * fraction:g}% and 100% of the training folds' labels "
@@ -351,7 +360,8 @@ def build_report(out_dir: str | Path, tasks: list[str] | None = None,
                          "[Summary figure](figures/summary.png): the main metric (classification macro F1, "
                          "segmentation Dice) of every task and protocol; dots = folds, bars = 95% t intervals.", ""]
     done = len({(r["task"], r["protocol"], r["fold"], r["method"], r["seed"]) for r in rows})
-    planned = sum(sum(applies(p, i["kind"]) for p in protocols) if i.get("status") == "ok" else 0
+    planned = sum(sum(applies(p, i["kind"]) and i["task"] not in not_run.get(p, []) for p in protocols)
+                  if i.get("status") == "ok" else 0
                   for i in infos) * len(plan["methods"]) * len(plan["seeds"]) * plan["folds"]
     lines = [
         "# ANAUS downstream benchmark", "",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 
@@ -167,6 +168,13 @@ def test_cli_sweep_last_line_names_report(tmp_path, fake_opener, monkeypatch, ch
     assert both.exit_code == 0, both.output
     text = (out / "report.md").read_text()
     assert f"## {TITLES['linear']}" in text and f"## {TITLES['finetune']}" in text
+    # a protocol no sweep ran for a task: no empty table, and not counted as missing cells
+    scoped = CliRunner().invoke(main, ["report", str(out), "--protocols", "finetune,linear,low-label"])
+    assert scoped.exit_code == 0, scoped.output
+    text = (out / "report.md").read_text()
+    assert f"## {TITLES['low-label']}" not in text and f"## {TITLES['finetune']}" in text
+    done, planned = re.search(r"Cells finished: (\d+) of (\d+)", text).groups()
+    assert done == planned == "8"  # 2 methods x 2 folds x (finetune, linear)
     assert CliRunner().invoke(main, ["report", str(out), "--protocols", "probe"]).exit_code == 2
     # the same from a fresh interpreter, where evaluate.protocols is the first module imported
     fresh = subprocess.run([sys.executable, "-m", "evaluate.cli", "report", str(out), "--protocols", "linear"],
