@@ -112,8 +112,8 @@ QUICK_PRETRAIN = ("--epochs", "4", "--batch-size", "16", "--resolution", "96", "
 STUDY_PRETRAIN = ("--epochs", "30", "--batch-size", "16", "--resolution", "96", "--warmup-epochs", "2")
 
 # 2 CPU cores (2 workers x 1 thread), six phantom tasks, five methods (random + anaus + three
-# controls), five folds, four protocols: about 16 minutes, extrapolated from measured cell costs
-# (docs/evaluate.md). Fewer frames and epochs than before the protocols and the 256-channel
+# controls), five folds, four protocols: about an hour (the demo measured 150 frozen + linear cells
+# in 3.5 min and 50 busi-seg fine-tuning + 10%-label cells in 9 min). Fewer frames and epochs than before the protocols and the 256-channel
 # pre-trained FPN (which doubles a segmentation step's cost) were added. Adam at the paper's 0.01 diverges in so few steps:
 # 0.001 (the full profile keeps 0.01). At least 60 optimiser steps per fine-tuning: one pass per
 # epoch of 26 training frames at batch 8 is 18 steps in 6 epochs, after which no pixel of any
@@ -127,7 +127,7 @@ QUICK = Profile(
 PROFILES: dict[str, Profile] = {
     "quick": QUICK,
     # quick's downstream protocol on twice the frames, with a longer pre-training for
-    # --ablations (scripts/study.sh: about 2 hours on 2 cores in all, projected)
+    # --ablations (scripts/study.sh: about 3.5 hours on 2 cores in all, projected from the demo's cell costs)
     "study": dataclasses.replace(QUICK, name="study", max_frames=100, pretrain_args=STUDY_PRETRAIN),
     # The paper's protocol: 224 px, 30 epochs, Mask R-CNN, every frame.
     "full": Profile(

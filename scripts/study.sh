@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The longer study behind the README's "does anatomy help?" question (projected at about 2 hours
+# The longer study behind the README's "does anatomy help?" question (projected at about 3.5 hours
 # on 2 CPU cores after `make demo`; minutes on a GPU). Reuses the demo's phantom, LP-SAM and mask store.
 # Usage: bash scripts/study.sh [DEMO_DIR] [OUT_DIR]     (make study calls it)
 # Same fairness as the demo: the full method and its controls (no prediction, grid masks, whole
