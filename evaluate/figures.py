@@ -65,6 +65,7 @@ def summary_figure(path: Path, panels: list[tuple[str, dict[str, dict[str, list[
                              squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     step = 0.8 / max(1, len(methods))
+    handles: dict[str, object] = {}  # one legend entry per method, from wherever it was first drawn
     for ax, (title, data) in zip(axes[: len(panels), 0], panels, strict=True):
         tasks = list(data)
         for j, method in enumerate(methods):
@@ -79,14 +80,17 @@ def summary_figure(path: Path, panels: list[tuple[str, dict[str, dict[str, list[
                            s=8, color=colour, alpha=0.6, linewidths=0)
                 s = summary(values)
                 err = 0 if np.isnan(s["ci_high"]) else s["ci_high"] - s["mean"]
-                ax.errorbar([x], [s["mean"]], yerr=[[err], [err]], fmt="_", color=colour, capsize=3,
-                            markersize=10, label=method if t == 0 else None)
+                bar = ax.errorbar([x], [s["mean"]], yerr=[[err], [err]], fmt="_", color=colour, capsize=3,
+                                  markersize=10)
+                handles.setdefault(method, bar)
         ax.set_xticks(np.arange(len(tasks)), tasks, fontsize=7)
         ax.set_ylabel("macro F1 / Dice (%)", fontsize=7)
         ax.set_ylim(0, 105)
         ax.set_title(title, fontsize=8)
-    if panels:
-        axes[0, 0].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if handles:
+        order = [m for m in methods if m in handles]
+        axes[0, 0].legend([handles[m] for m in order], order, fontsize=6, loc="upper left",
+                          bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
