@@ -18,6 +18,7 @@ import os
 import torch
 
 from evaluate.backbones import random_backbone
+from evaluate.models import segmentation_loss
 from evaluate.profiles import PROFILES
 from evaluate.train import make_head
 from maskgen.common.devices import autocast_dtype, resolve_device, timed
@@ -56,6 +57,36 @@ def per_frame_costs(kind: str, profile, device, steps: int = 4) -> tuple[float, 
     return timed(train_step, device, steps) / b, timed(predict_step, device, steps) / b
 
 
+def light_head_step_ratios(profile, device, steps: int = 6) -> dict[str, float]:
+    """Seconds of one light-head fine-tuning step (batch of the profile) for: the full 256-channel
+    maps then the 1x1 reduction (``decode(features(x))``, the former forward), the reduction folded
+    through the FPN (``forward``), and folded + channels-last; measured in this process, one after
+    the other, from the same weights."""
+    torch.manual_seed(0)
+    b, s = profile.batch_size, profile.resolution
+    images = torch.randint(0, 255, (b, s, s), dtype=torch.uint8, device=device)
+    masks = torch.zeros(b, s, s, dtype=torch.uint8, device=device)
+    masks[:, s // 4: s // 2, s // 3: 2 * s // 3] = 1
+    head = make_head("segmentation", dataclasses.replace(profile, seg_head="fpn"))
+    out = {}
+    for name in ("full maps", "folded", "folded + channels-last"):
+        model = head.build(random_backbone()).to(device)
+        if name.endswith("channels-last"):
+            model = model.to(memory_format=torch.channels_last)
+        forward = (lambda x, m=model: m.decode(m.features(x), tuple(x.shape[-2:]))) if name == "full maps" else model
+        optimizer = head.optimizer(model)
+
+        def train_step(model=model, forward=forward, optimizer=optimizer):
+            model.train()
+            loss = segmentation_loss(forward(images), masks)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+        out[name] = timed(train_step, device, steps)
+    return out
+
+
 def cell_seconds(n: int, epochs: int, train: float, pred: float) -> float:
     return epochs * (0.64 * n * train + 0.16 * n * pred) + 0.2 * n * pred
 
@@ -77,6 +108,10 @@ def main() -> None:
     for key, (train, pred) in costs.items():
         print(f"  {key:15s} train {1e3 * train:8.2f} ms/frame   predict {1e3 * pred:8.2f} ms/frame")
     print(f"  Mask R-CNN / light FPN training cost ratio: {costs['maskrcnn'][0] / costs['fpn'][0]:.2f}")
+    steps = light_head_step_ratios(profile, device)
+    base = steps["full maps"]
+    print("  light head, one training step: " + ", ".join(
+        f"{k} {1e3 * v:.0f} ms (x{base / v:.2f})" for k, v in steps.items()))
     total = 0.0
     for task, n in FULL_SIZES.items():
         n = min(n, profile.max_frames) if profile.max_frames else n
