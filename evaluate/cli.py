@@ -253,7 +253,7 @@ def check_ablation_args(store: Path, pretrain_args: tuple[str, ...]) -> None:
 
 @main.command()
 @click.argument("out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--tasks", default=None, help="Comma list of tasks to report (default: the last sweep's).")
+@click.option("--tasks", default=None, help="Comma list of tasks to report, or 'all' (default: the last sweep's).")
 @click.option("--protocols", default=None, metavar="LIST",
               help="Comma list of protocols to report (default: the last sweep's), e.g. after sweeps "
                    "of different protocols into one OUT_DIR.")

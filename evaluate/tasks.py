@@ -53,12 +53,12 @@ TASKS: dict[str, TaskSpec] = {t.name: t for t in (
 
 
 def resolve_tasks(names: str | list[str] | None) -> list[TaskSpec]:
-    """Task specs from a comma list; a dataset name stands for all its tasks; None -> all six.
+    """Task specs from a comma list; a dataset name stands for all its tasks; None or ``all`` -> all six.
 
     Raises:
         ValueError: a name that is neither a task nor a dataset with tasks.
     """
-    if names is None:
+    if names is None or (isinstance(names, str) and names.strip().lower() == "all"):
         return list(TASKS.values())
     if isinstance(names, str):
         names = [n for n in names.split(",") if n.strip()]

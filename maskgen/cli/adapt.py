@@ -105,7 +105,7 @@ def _print_params(model_name: str, datasets: tuple[str, ...]) -> None:
 @click.option("--augment/--no-augment", default=True, show_default=True,
               help="Domain randomisation of training batches (probe geometry, depth, gain, speckle, blur): "
                    "with it, LP-SAM's best-of-K Dice on phantom datasets the adaptation never saw rose by "
-                   "0.06-0.16 for one seed (docs/lpsam.md); --no-augment for the former recipe.")
+                   "0.04-0.17 at seeds 0 and 1 (docs/store.md); --no-augment for the former recipe.")
 @click.option("--seed", default=0, show_default=True, type=int,
               help="Seeds the held-out split, the weights of new modules and the batch order.")
 @click.option("--threads", type=int, help="torch CPU threads (default: torch's choice).")

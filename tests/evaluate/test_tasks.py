@@ -40,3 +40,8 @@ def test_subsampling_is_deterministic_and_keeps_groups(fake_opener):
     again = load_task(TASKS["pocus-cls"], fake_opener("pocus", None), 32, max_frames=12, progress=False)
     assert len(first) == 12 and list(first.frame_ids) == list(again.frame_ids)
     assert first.grouped and first.labels.dtype == np.int64
+
+
+def test_all_names_every_task():
+    assert [t.name for t in resolve_tasks("all")] == [t.name for t in resolve_tasks(None)]
+    assert len(resolve_tasks(" ALL ")) == 6
