@@ -109,7 +109,7 @@ SEG_HEADS = ("maskrcnn", "fpn")
 QUICK_PRETRAIN = ("--epochs", "4", "--batch-size", "16", "--resolution", "96", "--warmup-epochs", "1")  # as make demo
 # the study's longer pre-training (scripts/study.sh's budget, without its probe options, which
 # name the demo's folders); the pre-training side owns this budget
-STUDY_PRETRAIN = ("--epochs", "16", "--batch-size", "16", "--resolution", "96", "--warmup-epochs", "2")
+STUDY_PRETRAIN = ("--epochs", "30", "--batch-size", "16", "--resolution", "96", "--warmup-epochs", "2")
 
 # 2 CPU cores (2 workers x 1 thread), six phantom tasks, five methods (random + anaus + three
 # controls), five folds, four protocols: about an hour (the demo measured 150 frozen + linear cells
@@ -128,7 +128,7 @@ PROFILES: dict[str, Profile] = {
     "quick": QUICK,
     # quick's downstream protocol on twice the frames, a 240-step fine-tuning floor (at 60 steps
     # fine-tuning measured how fast an initialisation starts to segment: at 240 the order of the
-    # initialisations turned, README), and a 4x longer pre-training for --ablations (scripts/study.sh)
+    # initialisations turned, README), and a 7.5x longer pre-training for --ablations (scripts/study.sh)
     "study": dataclasses.replace(QUICK, name="study", max_frames=100, min_steps=240,
                                  pretrain_args=STUDY_PRETRAIN),
     # The paper's protocol: 224 px, 30 epochs, Mask R-CNN, every frame.

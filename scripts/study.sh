@@ -8,8 +8,8 @@
 # is the step-0 export of the same pre-training. Every step is resumable: rerun to continue.
 #
 # What it runs (the `study` profile: the demo's downstream protocol on 100 frames a task):
-#   1. the full method and its three controls pre-trained 16 epochs of the 240-frame store at
-#      batch 16 (240 steps, 4x the demo), two at a time, with the online probes every 30 steps;
+#   1. the full method and its three controls pre-trained 30 epochs of the 240-frame store at
+#      batch 16 (450 steps, 7.5x the demo), two at a time, with the online probes every 30 steps;
 #   2. frozen-backbone segmentation and linear probes on all six tasks, fine-tuning seeds 0 and 1;
 #   3. full fine-tuning and label efficiency (10% of the labels) on busi-seg at a 240-step floor
 #      (at the demo's 60 steps fine-tuning measures how fast an initialisation starts to segment,
@@ -24,7 +24,7 @@ THREADS=${STUDY_THREADS:-1}
 SEEDS=${STUDY_SEEDS:-0,1}                       # seeds of the frozen-backbone and linear protocols
 FINETUNE_SEEDS=${STUDY_FINETUNE_SEEDS:-0}
 FINETUNE_TASKS=${STUDY_FINETUNE_TASKS:-busi-seg}
-PRETRAIN_ARGS=(--epochs ${STUDY_EPOCHS:-16} --batch-size 16 --resolution 96 --warmup-epochs 2
+PRETRAIN_ARGS=(--epochs ${STUDY_EPOCHS:-30} --batch-size 16 --resolution 96 --warmup-epochs 2
                --probe busi-cls,busi-seg --probe-root "$DEMO/phantom/busi" --probe-every 30)
 for need in "$DEMO/phantom/phantom.json" "$DEMO/store/manifest.parquet"; do
   [ -f "$need" ] || { echo "study: $need is missing: run 'make demo' first" >&2; exit 2; }
