@@ -257,7 +257,10 @@ def check_ablation_args(store: Path, pretrain_args: tuple[str, ...]) -> None:
 @click.option("--protocols", default=None, metavar="LIST",
               help="Comma list of protocols to report (default: the last sweep's), e.g. after sweeps "
                    "of different protocols into one OUT_DIR.")
-def report(out_dir, tasks, protocols):
+@click.option("--seeds", default=None, metavar="LIST",
+              help="Comma list of seeds to report (default: the last sweep's), e.g. after a sweep of "
+                   "more seeds under some protocols than under others (make study).")
+def report(out_dir, tasks, protocols, seeds):
     """Rebuild OUT_DIR/report.md (+ results, tests, figures) from the stored cells."""
     from evaluate.protocols import parse_protocols
     from evaluate.report import build_report
@@ -271,7 +274,7 @@ def report(out_dir, tasks, protocols):
         chosen = list(parse_protocols(protocols)) if protocols else None
     except ValueError as err:
         raise click.BadParameter(str(err)) from err
-    click.echo(f"report: {build_report(out_dir, task_names, chosen)}")
+    click.echo(f"report: {build_report(out_dir, task_names, chosen, list(_seeds(seeds)) if seeds else None)}")
 
 
 if __name__ == "__main__":

@@ -300,12 +300,13 @@ def _profile_lines(plan: dict) -> list[str]:
 
 
 def build_report(out_dir: str | Path, tasks: list[str] | None = None,
-                 protocols: list[str] | None = None) -> Path:
+                 protocols: list[str] | None = None, seeds: list[int] | None = None) -> Path:
     """Write results.parquet/.csv, tests.csv, figures/, overlays/ and report.md; return its path.
 
-    The last sweep's plan (``sweep.json``) says what to report; ``tasks`` / ``protocols``
-    replace its tasks / protocols (the cells that several sweeps into one OUT finished, e.g.
-    ``make demo``'s two passes). Cells that are not there are left out of the tables."""
+    The last sweep's plan (``sweep.json``) says what to report; ``tasks`` / ``protocols`` /
+    ``seeds`` replace its tasks / protocols / seeds (the cells that several sweeps into one OUT
+    finished, e.g. ``make demo``'s two passes). Cells that are not there are left out of the
+    tables, and a protocol that ran fewer seeds than reported says which it ran."""
     out_dir = Path(out_dir)
     plan = load_plan(out_dir)
     info = plan.pop("_info")
@@ -313,7 +314,11 @@ def build_report(out_dir: str | Path, tasks: list[str] | None = None,
         plan["tasks"] = list(tasks)
     if protocols:
         plan["profile"] = {**plan["profile"], "protocols": list(protocols)}
+    if seeds:
+        plan["seeds"] = list(seeds)
     rows, failures = collect(out_dir, plan)
+    ran_seeds = {(r["protocol"], r["seed"]) for r in rows} | {(f["protocol_name"], f["seed"]) for f in failures}
+    seeds_run = {p: sorted(s for q, s in ran_seeds if q == p) or list(plan["seeds"]) for p in plan_protocols(plan)}
     write_results(out_dir, rows)
     infos = []
     for task in plan["tasks"]:
@@ -337,6 +342,8 @@ def build_report(out_dir: str | Path, tasks: list[str] | None = None,
         body += [f"## {TITLES[protocol]}", ""]
         if not_run.get(protocol):
             body += [f"Not run under this protocol: {', '.join(not_run[protocol])}.", ""]
+        if seeds_run[protocol] != list(plan["seeds"]):
+            body += [f"Seeds run under this protocol: {', '.join(map(str, seeds_run[protocol]))}.", ""]
         if protocol == "low-label":
             fraction = plan["profile"].get("label_fraction", 0.1)
             body += [f"Main metric with {100 * fraction:g}% and 100% of the training folds' labels "
@@ -360,9 +367,9 @@ def build_report(out_dir: str | Path, tasks: list[str] | None = None,
                          "[Summary figure](figures/summary.png): the main metric (classification macro F1, "
                          "segmentation Dice) of every task and protocol; dots = folds, bars = 95% t intervals.", ""]
     done = len({(r["task"], r["protocol"], r["fold"], r["method"], r["seed"]) for r in rows})
-    planned = sum(sum(applies(p, i["kind"]) and i["task"] not in not_run.get(p, []) for p in protocols)
-                  if i.get("status") == "ok" else 0
-                  for i in infos) * len(plan["methods"]) * len(plan["seeds"]) * plan["folds"]
+    planned = sum(sum(len(seeds_run[p]) * (applies(p, i["kind"]) and i["task"] not in not_run.get(p, []))
+                      for p in protocols) if i.get("status") == "ok" else 0
+                  for i in infos) * len(plan["methods"]) * plan["folds"]
     lines = [
         "# ANAUS downstream benchmark", "",
         f"Methods: {', '.join(display_order(plan))} (reference: {plan['reference']}). "

@@ -176,6 +176,21 @@ def test_cli_sweep_last_line_names_report(tmp_path, fake_opener, monkeypatch, ch
     done, planned = re.search(r"Cells finished: (\d+) of (\d+)", text).groups()
     assert done == planned == "8"  # 2 methods x 2 folds x (finetune, linear)
     assert CliRunner().invoke(main, ["report", str(out), "--protocols", "probe"]).exit_code == 2
+    # a second seed under one protocol only (make study): both seeds reported, each counted where it ran
+    with monkeypatch.context() as patch:
+        patch.setattr(sweep_module, "run_cell", must_not_run)
+        assert CliRunner().invoke(main, [*args[:-1], "linear"]).exit_code == 0  # seed 0: reused
+    seed1 = CliRunner().invoke(main, [*args[:-1], "linear", "--seeds", "1"])
+    assert seed1.exit_code == 0, seed1.output
+    seeded = CliRunner().invoke(main, ["report", str(out), "--protocols", "finetune,linear", "--seeds", "0,1"])
+    assert seeded.exit_code == 0, seeded.output
+    text = (out / "report.md").read_text()
+    done, planned = re.search(r"Cells finished: (\d+) of (\d+)", text).groups()
+    assert done == planned == "12"  # 2 methods x 2 folds x (finetune seed 0, linear seeds 0 and 1)
+    assert text.count("Seeds run under this protocol: 0.") == 1
+    reported = pq.read_table(out / "results.parquet").to_pylist()
+    assert {r["seed"] for r in reported if r["protocol"] == "linear"} == {0, 1}
+    assert CliRunner().invoke(main, ["report", str(out), "--seeds", "0,0"]).exit_code == 2
     # the same from a fresh interpreter, where evaluate.protocols is the first module imported
     fresh = subprocess.run([sys.executable, "-m", "evaluate.cli", "report", str(out), "--protocols", "linear"],
                            capture_output=True, text=True, timeout=300)
