@@ -41,5 +41,5 @@ ln -sfn eval/backbones/anaus-run "$OUT/pretrain"   # the full method's RUN_DIR (
 
 step "3/3 fine-tuning and label efficiency on $FINETUNE_TASKS (>= 240 steps a cell), seeds $FINETUNE_SEEDS"
 "${sweep[@]}" --protocols finetune,low-label --tasks "$FINETUNE_TASKS" --seeds "$FINETUNE_SEEDS"
-"$BIN/evaluate" report "$OUT/eval" --tasks all --protocols finetune,linear,frozen,low-label
+"$BIN/evaluate" report "$OUT/eval" --tasks all --protocols finetune,linear,frozen,low-label --seeds "$SEEDS"
 step "done in $(( SECONDS / 60 )) min: $OUT/eval/report.md, curves: $OUT/pretrain/curves.png"
