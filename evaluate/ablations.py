@@ -38,6 +38,11 @@ SWEEP_SETS = ("--store", "--out", "--seed", "--device", "--threads", "--resume",
               *sorted({o for extra in ABLATIONS.values() for o in extra if o.startswith("--")}))
 
 
+def run_dir(out_dir: str | Path, name: str) -> Path:
+    """RUN_DIR of the pre-training that ``--ablations`` trained for method ``name``."""
+    return Path(out_dir) / "backbones" / f"{name}-run"
+
+
 class PretrainError(RuntimeError):
     """A ``pretrain`` subprocess failed; the message holds the command and its log's tail."""
 
@@ -67,12 +72,12 @@ def _run(command: list[str], log_path: Path, runner: Callable) -> None:
                             f"(full log: {log_path})")
 
 
-def run_progress(run_dir: Path) -> tuple[int, int | None]:
+def run_progress(run: Path) -> tuple[int, int | None]:
     """(last logged step, total steps or None) of a `pretrain run` from its run.json and
     metrics.jsonl (a line being written is skipped)."""
     total = None
     try:
-        info = json.loads((run_dir / RUN_INFO_NAME).read_text())
+        info = json.loads((run / RUN_INFO_NAME).read_text())
         total = info["inputs"]["steps"]
         if info["config"].get("max_steps"):
             total = min(total, info["config"]["max_steps"])
@@ -80,7 +85,7 @@ def run_progress(run_dir: Path) -> tuple[int, int | None]:
         pass
     step = 0
     try:
-        with open(run_dir / "metrics.jsonl", "rb") as f:
+        with open(run / "metrics.jsonl", "rb") as f:
             f.seek(0, 2)
             f.seek(max(0, f.tell() - 4096))
             for line in f.read().splitlines()[::-1]:
@@ -107,8 +112,8 @@ class PretrainProgress:
         self.thread = threading.Thread(target=self._poll, daemon=True)
 
     def _update(self) -> None:
-        for name, run_dir in self.run_dirs.items():
-            step, total = run_progress(run_dir)
+        for name, run in self.run_dirs.items():
+            step, total = run_progress(run)
             bar = self.bars[name]
             if total is not None and bar.total != total:
                 bar.total = total
@@ -166,16 +171,16 @@ def ensure_ablations(store: str | Path, out_dir: str | Path, pretrain_args: tupl
     devices = devices or [device]
 
     def train(i: int, name: str) -> Path:
-        run_dir, target = folder / f"{name}-run", folder / f"{name}.safetensors"
-        command = [*exe, "run", "--store", str(store), "--out", str(run_dir), "--seed", str(seed),
+        run, target = run_dir(out_dir, name), folder / f"{name}.safetensors"
+        command = [*exe, "run", "--store", str(store), "--out", str(run), "--seed", str(seed),
                    "--device", devices[i % len(devices)], *pretrain_args, *ABLATIONS[name]]
         if threads is not None:
             command += ["--threads", str(threads)]
-        if (run_dir / CHECKPOINT_NAME).is_file():  # an interrupted run continues exactly
+        if (run / CHECKPOINT_NAME).is_file():  # an interrupted run continues exactly
             command.append("--resume")
         log_path = folder / f"{name}.log"
         _run(command, log_path, runner)
-        _run([*exe, "export", str(run_dir), "--out", str(target)], log_path, runner)
+        _run([*exe, "export", str(run), "--out", str(target)], log_path, runner)
         if not target.is_file():
             raise PretrainError(f"`pretrain export` reported success but wrote no {target}")
         return target
@@ -183,7 +188,7 @@ def ensure_ablations(store: str | Path, out_dir: str | Path, pretrain_args: tupl
     for name in missing:
         log.info("pre-training %s (log: %s)", name, folder / f"{name}.log")
     # threads suffice: each job waits on its own subprocess
-    with (PretrainProgress({n: folder / f"{n}-run" for n in missing}, progress),
+    with (PretrainProgress({n: run_dir(out_dir, n) for n in missing}, progress),
           ThreadPoolExecutor(max(1, min(workers, len(missing)))) as pool):
         futures = {name: pool.submit(train, i, name) for i, name in enumerate(missing)}
     errors = []

@@ -257,6 +257,54 @@ def reference_section(out_dir: Path, plan: dict) -> list[str]:
     return lines + [""]
 
 
+def pretraining_section(out_dir: Path, plan: dict) -> list[str]:
+    """The pre-trainings ``--ablations`` ran (OUT/backbones/<method>-run): did each learn, and had
+    it stopped learning; and figures/pretraining.png with their probes side by side."""
+    from evaluate.ablations import run_dir
+    from pretrain.figures import draw_comparison
+    from pretrain.summary import summarize_run
+
+    runs = {m: run_dir(out_dir, m) / "metrics.jsonl" for m in display_order(plan)}
+    runs = {m: p for m, p in runs.items() if p.is_file()}
+    if not runs:
+        return []
+    summaries = {}
+    for method, path in runs.items():
+        try:
+            summaries[method] = summarize_run(path)
+        except ValueError:
+            continue
+    if not summaries:
+        return []
+    keys = sorted({k for s in summaries.values() for k in s.probes})
+    lines = ["## Pre-training", "",
+             "The pre-trainings `--ablations` ran (`backbones/<method>-run/`: metrics.jsonl, curves.png). "
+             "Online probes of the frozen backbone: step 0 -> last (peak, at step); 'last quarter' = the share "
+             "of the probe's rise that came in the run's last quarter of steps (near 0: it had flattened; "
+             "near 100%: still rising when the run ended).", "",
+             "| method | steps | pretext loss first -> last | ‖w − w0‖/‖w0‖ | "
+             + " | ".join(f"`{k.removeprefix('probe/')}`" for k in keys) + " |",
+             "|---|---:|---|---:|" + "---|" * len(keys)]
+    for method, s in summaries.items():
+        cells = []
+        for k in keys:
+            t = s.probes.get(k)
+            if t is None:
+                cells.append("-")
+                continue
+            step, value = t.peak
+            late = "" if math.isnan(t.late_share) else f"; last quarter {100 * t.late_share:.0f}%"
+            cells.append(f"{t.first:.3f} -> {t.last:.3f} (peak {value:.3f} at {step}{late})")
+        lines.append(f"| {method} | {s.steps} | {s.loss[0]:.2f} -> {s.loss[1]:.2f} | {s.rel_change:.3f} | "
+                     + " | ".join(cells) + " |")
+    refs = sorted({f"`{k.removeprefix('probe/')}` {v:.3f}" for s in summaries.values() for k, v in s.references.items()})
+    if refs:
+        lines += ["", f"Probe references at step 0: {', '.join(refs)}."]
+    draw_comparison({m: runs[m] for m in summaries}, out_dir / "figures" / "pretraining.png",
+                    "pre-training runs of this sweep")
+    return lines + ["", "![pre-training](figures/pretraining.png)", ""]
+
+
 def _profile_lines(plan: dict) -> list[str]:
     p = plan["profile"]
     light = (f"ResNet + FPN ({p.get('seg_fpn_channels', 64)} channels) + light semantic head "
@@ -380,6 +428,7 @@ def build_report(out_dir: str | Path, tasks: list[str] | None = None,
         "not the method's value on real ultrasound.", "",
         "## Protocol", *_profile_lines(plan), "",
         "## Reference and FPNs", "", *reference_section(out_dir, plan),
+        *pretraining_section(out_dir, plan),
         "## Tasks", *tasks_table(infos),
         "## Summary", "", *summary_lines,
         *body,

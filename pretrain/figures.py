@@ -1,5 +1,6 @@
-"""Pictures of a pre-training run: ``curves.png`` (from metrics.jsonl) and ``view_pair.png``
-(two views of a few frames with their sampled anatomy masks and the common region).
+"""Pictures of a pre-training run: ``curves.png`` (from metrics.jsonl), ``view_pair.png``
+(two views of a few frames with their sampled anatomy masks and the common region), and
+``draw_comparison`` of several runs (``evaluate report``'s pre-training figure).
 
 Both are written atomically next to the run's other outputs; matplotlib with the Agg backend.
 """
@@ -102,6 +103,49 @@ def draw_curves(metrics_path: str | Path, out: str | Path, title: str = "") -> P
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+    return Path(out)
+
+
+def draw_comparison(runs: dict[str, str | Path], out: str | Path, title: str = "") -> Path:
+    """Several runs (name -> metrics.jsonl) in one figure: each online probe score, the total
+    pretext loss (smoothed) and the backbone's weight change, one line per run. Returns ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = {name: read_records(path) for name, path in runs.items()}
+    keys = sorted({k for rs in records.values() for r in rs for k in r})
+    panels = [*_probe_panels(keys), ("pretext loss (total, smoothed)", ["loss"]),
+              ("backbone: ||w - w0|| / ||w0||", ["backbone/rel_change"])]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.3), squeeze=False)
+    for ax, (panel_title, (key,)) in zip(axes.flat, panels, strict=True):
+        for name, rs in records.items():
+            x, y = _series(rs, key)
+            if not x.size:
+                continue
+            if key == "loss":
+                ax.plot(x, _smooth(y, max(3, len(y) // 20)), lw=1.5, label=name)
+            else:
+                ax.plot(x, y, marker="o" if len(x) < 30 else None, ms=3, lw=1.5, label=name)
+        if key.startswith("probe/"):
+            task = key.split("/")[1]
+            for ref, label in PROBE_REFERENCES.items():
+                values = [r[f"probe/{task}/{ref}"] for rs in records.values() for r in rs
+                          if f"probe/{task}/{ref}" in r]
+                if values:
+                    ax.axhline(values[0], ls="--", color="grey", lw=1, label=f"{label} {values[0]:.3f}")
+        ax.set_title(panel_title, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -209,6 +209,13 @@ def test_cli_ablations_are_compared_with_the_full_method(tmp_path, fake_opener, 
 
     def fake_ensure(store, out_dir, pretrain_args, seed=0, device="auto", skip=(), **parallel):
         asked.update(store=store, args=pretrain_args, skip=skip)
+        for rise, name in ((0.2, "anaus"), (0.1, "anaus-grid")):  # their runs' metrics.jsonl
+            run = ablations.run_dir(out_dir, name)
+            run.mkdir(parents=True)
+            lines = [{"step": s, "loss": 30.0 - s, "backbone/rel_change": 0.01 * s} for s in range(1, 21)]
+            lines += [{"step": s, "probe/busi-seg/dice": 0.1 + rise * s / 20, "probe/busi-seg/pixels": 0.07}
+                      for s in (0, 10, 20)]
+            (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
         return {name: checkpoint for name in ablations.ABLATIONS if name not in skip}
 
     monkeypatch.setattr(ablations, "ensure_ablations", fake_ensure)
@@ -225,5 +232,10 @@ def test_cli_ablations_are_compared_with_the_full_method(tmp_path, fake_opener, 
     for method, baseline in (("anaus", "random"), ("anaus", "anaus-grid"), ("anaus", "anaus-noctx"),
                              ("anaus", "anaus-whole"), ("anaus-grid", "random")):
         assert f'"{method}","{baseline}"' in text, (method, baseline)
+    report = (out / "report.md").read_text()  # the pre-trainings beside the downstream tables
+    section = report.split("## Pre-training")[1].split("\n## ")[0]
+    assert "| anaus-grid | 20 | 24.50 -> 14.50 | 0.200 | 0.100 -> 0.200 (peak 0.200 at 20; last quarter 50%) |" in section
+    assert "| anaus | 20 |" in section and "0.100 -> 0.300" in section and "anaus-whole" not in section
+    assert "`busi-seg/pixels` 0.070" in section and (out / "figures" / "pretraining.png").stat().st_size > 0
     missing_store = CliRunner().invoke(main, ["sweep", "--out", str(out), "--ablations"])
     assert missing_store.exit_code != 0 and "--store" in missing_store.output
