@@ -37,6 +37,8 @@ LAZY_COMMANDS = {
                      "Write a store's frames, label images (each pixel: its best-scoring mask) and per-mask "
                      "files, with index.csv (one row per mask) and frames.csv, for ITK-SNAP, 3D Slicer or CVAT."),
     "score": ("maskgen.cli.score:score", "Score a mask store against a labelled dataset's masks."),
+    "oracle": ("maskgen.cli.phantom:oracle",
+               "Write a copy of a phantom butus store with the phantom's ground-truth anatomy as its masks."),
 }
 COMMANDS = {name: target for name, (target, _) in LAZY_COMMANDS.items()}
 

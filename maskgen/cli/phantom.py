@@ -39,3 +39,32 @@ def phantom(out: Path, scale: str, seed: int, datasets: tuple[str, ...], preview
 
         render_preview(preview, seed=seed)
         click.echo(f"preview: {preview}")
+
+
+@click.command("oracle", cls=StrictCommand)
+@click.argument("template", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--phantom", "phantom_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The phantom folder (`maskgen phantom --out`) whose butus frames TEMPLATE holds.")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output store (replaced if it exists): TEMPLATE's frames with ground-truth masks.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def oracle(template: Path, phantom_dir: Path, out: Path, no_progress: bool) -> None:
+    """Write a copy of a phantom butus store with the phantom's ground-truth anatomy as its masks.
+
+    TEMPLATE is a `maskgen run --dataset butus` store of the phantom at --phantom; OUT keeps its
+    frames, rows and manifest and replaces its masks by every connected region of every anatomy
+    class the phantom drew (the K largest). Pre-training on OUT (`pretrain run --store OUT`) is
+    the oracle beside LP-SAM's masks and the anatomy-free controls: what perfect anatomy masks
+    add on the phantom. Every frame is checked against the phantom before anything is written.
+    """
+    from maskgen.phantom.oracle import OracleError, write_oracle_store
+
+    if out.resolve() == template.resolve():
+        raise click.BadParameter("--out must differ from TEMPLATE", param_hint="--out")
+    try:
+        summary = write_oracle_store(template, phantom_dir, out, progress=not no_progress)
+    except OracleError as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(f"oracle store: {out}  {summary['frames']} frames, {summary['masks_per_frame']:.1f} masks a frame, "
+               f"{100 * summary['coverage']:.0f}% of each frame covered, "
+               f"{summary['frames_without_anatomy']} frame(s) without anatomy")

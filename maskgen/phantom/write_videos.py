@@ -39,12 +39,16 @@ def butterfly_scene(rng: np.random.Generator, view: str, h: int, w: int):
     return abdomen_scene(rng, h, w, view)
 
 
-def write_butus(root: Path, n_clips: int, rng_for: RngFor, progress=None, frames: int = 12) -> dict:
-    """butterfly_dataset/{training,test}/<patient_int>/<view>/<view>_<clip>_<frame>.png.
+def butus_patients(n_clips: int) -> int:
+    return max(2, -(-n_clips // 3))
 
-    Clips rotate through the nine views; three clips per patient; the last ~15% of the
-    patients are the test split. Unlabelled (group = patient)."""
-    n_patients = max(2, -(-n_clips // 3))
+
+def butus_frames(n_clips: int, rng_for: RngFor, frames: int = 12):
+    """Every butus frame in writing order: (path relative to the root, scene, time t).
+
+    ``scene.frame(t)`` draws it (the image and its structures); the same ``rng_for`` gives the
+    same scenes, so this also recovers the anatomy of a written phantom (``maskgen.phantom.oracle``)."""
+    n_patients = butus_patients(n_clips)
     n_test = max(1, round(n_patients * 0.15))
     for c in range(n_clips):
         rng = rng_for(c)
@@ -53,12 +57,21 @@ def write_butus(root: Path, n_clips: int, rng_for: RngFor, progress=None, frames
         split = "test" if patient > n_patients - n_test else "training"
         h, w = _size(rng, (200, 260), (200, 260))
         scene = butterfly_scene(rng, view, h, w)
-        folder = root / "butterfly_dataset" / split / str(patient) / view
+        folder = Path("butterfly_dataset") / split / str(patient) / view
         for k in range(frames):
-            image, _ = scene.frame(k / max(frames - 1, 1))
-            write_bytes(folder / f"{view}_{c:03d}_{k:03d}.png", png_bytes(image))
-            progress and progress.update(1)
-    return {"clips": n_clips, "frames": n_clips * frames, "patients": n_patients}
+            yield folder / f"{view}_{c:03d}_{k:03d}.png", scene, k / max(frames - 1, 1)
+
+
+def write_butus(root: Path, n_clips: int, rng_for: RngFor, progress=None, frames: int = 12) -> dict:
+    """butterfly_dataset/{training,test}/<patient_int>/<view>/<view>_<clip>_<frame>.png.
+
+    Clips rotate through the nine views; three clips per patient; the last ~15% of the
+    patients are the test split. Unlabelled (group = patient)."""
+    for relative, scene, t in butus_frames(n_clips, rng_for, frames):
+        image, _ = scene.frame(t)
+        write_bytes(root / relative, png_bytes(image))
+        progress and progress.update(1)
+    return {"clips": n_clips, "frames": n_clips * frames, "patients": butus_patients(n_clips)}
 
 
 def write_camus(root: Path, n_patients: int, rng_for: RngFor, progress=None, half: int = 10) -> dict:
