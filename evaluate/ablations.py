@@ -33,6 +33,8 @@ ABLATIONS: dict[str, tuple[str, ...]] = {
     "anaus-noctx": ("--lambda-ctx", "0"),         # without the contextual prediction objective
 }
 FULL_METHOD = "anaus"
+# with --oracle-store: the full method pre-trained on ground-truth anatomy masks (``maskgen oracle``)
+ORACLE = "anaus-oracle"
 # `pretrain run` options the sweep sets itself for every pre-training (not for --pretrain-args)
 SWEEP_SETS = ("--store", "--out", "--seed", "--device", "--threads", "--resume", "--config",
               *sorted({o for extra in ABLATIONS.values() for o in extra if o.startswith("--")}))
@@ -142,11 +144,14 @@ class PretrainProgress:
 def ensure_ablations(store: str | Path, out_dir: str | Path, pretrain_args: tuple[str, ...] = (),
                      seed: int = 0, device: str = "auto", skip: tuple[str, ...] = (),
                      runner: Callable = subprocess.run, workers: int = 1, devices: list[str] | None = None,
-                     threads: int | None = None, progress: bool = True) -> dict[str, Path]:
+                     threads: int | None = None, progress: bool = True,
+                     oracle_store: str | Path | None = None) -> dict[str, Path]:
     """Train and export what is missing; returns {method name: exported .safetensors}.
 
     Args:
         store: the mask store (STORE/masks.zarr + manifest) pre-training reads.
+        oracle_store: a store of the same frames with ground-truth masks (``maskgen oracle``):
+            also trains ``ORACLE``, the full method on it, with the same budget and seed.
         out_dir: the sweep's OUT_DIR; backbones go to OUT_DIR/backbones/.
         pretrain_args: extra options for every ``pretrain run`` (the profile's budget).
         skip: method names the user already supplied with ``--checkpoint``.
@@ -159,7 +164,10 @@ def ensure_ablations(store: str | Path, out_dir: str | Path, pretrain_args: tupl
     folder.mkdir(parents=True, exist_ok=True)
     exe = pretrain_executable() if runner is subprocess.run else ["pretrain"]
     exported, missing = {}, []
-    for name in ABLATIONS:
+    stores = {name: store for name in ABLATIONS}
+    if oracle_store is not None:
+        stores[ORACLE] = oracle_store
+    for name in stores:
         if name in skip:
             continue
         target = folder / f"{name}.safetensors"
@@ -172,8 +180,8 @@ def ensure_ablations(store: str | Path, out_dir: str | Path, pretrain_args: tupl
 
     def train(i: int, name: str) -> Path:
         run, target = run_dir(out_dir, name), folder / f"{name}.safetensors"
-        command = [*exe, "run", "--store", str(store), "--out", str(run), "--seed", str(seed),
-                   "--device", devices[i % len(devices)], *pretrain_args, *ABLATIONS[name]]
+        command = [*exe, "run", "--store", str(stores[name]), "--out", str(run), "--seed", str(seed),
+                   "--device", devices[i % len(devices)], *pretrain_args, *ABLATIONS.get(name, ())]
         if threads is not None:
             command += ["--threads", str(threads)]
         if (run / CHECKPOINT_NAME).is_file():  # an interrupted run continues exactly
@@ -199,4 +207,4 @@ def ensure_ablations(store: str | Path, out_dir: str | Path, pretrain_args: tupl
             errors.append(err)
     if errors:
         raise errors[0]
-    return {name: exported[name] for name in ABLATIONS if name in exported}
+    return {name: exported[name] for name in stores if name in exported}

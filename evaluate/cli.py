@@ -93,6 +93,9 @@ def main(verbose: int) -> None:
               "method and its controls (grid masks, lambda_ctx 0) that are missing in OUT/backbones.")
 @click.option("--store", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Mask store (`maskgen run --out`) that --ablations pre-trains on.")
+@click.option("--oracle-store", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="With --ablations: also pre-train the full method on this store of ground-truth "
+                   "masks of the same frames (`maskgen oracle`), as 'anaus-oracle', same budget and seed.")
 @click.option("--pretrain-args", default=None, metavar="'OPTIONS'",
               help="`pretrain run` options for --ablations, one quoted string (replaces the "
                    "profile's), e.g. '--epochs 50 --batch-size 64'. Match the full method's run.")
@@ -108,8 +111,8 @@ def main(verbose: int) -> None:
                    "pass per epoch): a small training split is reshuffled within an epoch until the "
                    "epochs add up to this many steps.")
 def sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, protocols, label_fraction,
-          pretrain_seed, folds, seeds, device, workers, threads, ablations, store, pretrain_args, resolution,
-          epochs, max_frames, batch_size, seg_head, min_steps):
+          pretrain_seed, folds, seeds, device, workers, threads, ablations, store, oracle_store, pretrain_args,
+          resolution, epochs, max_frames, batch_size, seg_head, min_steps):
     """Fine-tune every backbone on every task and fold; write OUT/report.md.
 
     Exits with status 1 when any task or cell failed (the report says which and why); a rerun
@@ -121,16 +124,16 @@ def sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, p
     with locked_output(out_dir, "evaluate sweep"):
         try:
             _sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, protocols, label_fraction,
-                   pretrain_seed, folds, seeds, device, workers, threads, ablations, store, pretrain_args,
-                   resolution, epochs, max_frames, batch_size, seg_head, min_steps)
+                   pretrain_seed, folds, seeds, device, workers, threads, ablations, store, oracle_store,
+                   pretrain_args, resolution, epochs, max_frames, batch_size, seg_head, min_steps)
         except OSError as err:
             raise click.ClickException(describe_os_error(err, str(out_dir))) from err
 
 
 def _sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, protocols, label_fraction,
-           pretrain_seed, folds, seeds, device, workers, threads, ablations, store, pretrain_args, resolution,
-           epochs, max_frames, batch_size, seg_head, min_steps):
-    from evaluate.ablations import ABLATIONS, FULL_METHOD, PretrainError, ensure_ablations
+           pretrain_seed, folds, seeds, device, workers, threads, ablations, store, oracle_store, pretrain_args,
+           resolution, epochs, max_frames, batch_size, seg_head, min_steps):
+    from evaluate.ablations import ABLATIONS, FULL_METHOD, ORACLE, PretrainError, ensure_ablations
     from evaluate.backbones import (
         CheckpointError,
         load_backbone,
@@ -159,6 +162,8 @@ def _sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, 
         raise click.UsageError("--checkpoint names must be distinct")
     if ablations and store is None:
         raise click.UsageError("--ablations needs --store STORE (the mask store pre-training reads)")
+    if oracle_store is not None and not ablations:
+        raise click.UsageError("--oracle-store needs --ablations (it is one of the pre-trainings they train)")
     if ablations:
         check_ablation_args(store, profile.pretrain_args)
     pairs = _pairs(dataset_root, "--dataset-root")
@@ -176,11 +181,12 @@ def _sweep(root, dataset_root, out_dir, tasks, checkpoints, arch, profile_name, 
         try:
             exported = ensure_ablations(store, out_dir, profile.pretrain_args, seed=pretrain_seed, device=device,
                                         skip=tuple(n for n, _ in named), workers=workers,
-                                        devices=slot_devices(device, workers, "--workers"), threads=threads)
+                                        devices=slot_devices(device, workers, "--workers"), threads=threads,
+                                        oracle_store=oracle_store)
             backbones += [load_backbone(n, p, arch) for n, p in exported.items()]
         except (PretrainError, CheckpointError) as err:
             raise click.ClickException(str(err)) from err
-        ablation_names = tuple(n for n in ABLATIONS if n != FULL_METHOD)
+        ablation_names = tuple(n for n in (*ABLATIONS, ORACLE) if n != FULL_METHOD and n in exported)
     widths = [b.fpn_channels for b in backbones if b.fpn is not None]
     try:
         reference = random_backbone(arch or (backbones[0].arch if backbones else DEFAULT_ARCH), pretrain_seed,

@@ -117,6 +117,9 @@ ALLOWED = {
     "maskgen.lpsam": ("maskgen.lpsam", "maskgen.common", "maskgen.datasets", "maskgen.store"),
     "maskgen.generate": ("maskgen.generate", "maskgen.common", "maskgen.datasets", "maskgen.store",
                          "maskgen.lpsam", "maskgen.phantom.quality"),
+    # the oracle's masks are the phantom's ground truth: the one producer of masks that reads it
+    "maskgen.generate.oracle": ("maskgen.generate", "maskgen.common", "maskgen.datasets", "maskgen.store",
+                                "maskgen.phantom"),
     "maskgen.generate.scoring": ("maskgen.generate", "maskgen.common", "maskgen.datasets", "maskgen.store",
                                  "maskgen.phantom.quality", "pretrain.masks"),
     "maskgen.cli": ("maskgen",),

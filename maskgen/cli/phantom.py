@@ -57,7 +57,7 @@ def oracle(template: Path, phantom_dir: Path, out: Path, no_progress: bool) -> N
     the oracle beside LP-SAM's masks and the anatomy-free controls: what perfect anatomy masks
     add on the phantom. Every frame is checked against the phantom before anything is written.
     """
-    from maskgen.phantom.oracle import OracleError, write_oracle_store
+    from maskgen.generate.oracle import OracleError, write_oracle_store
 
     if out.resolve() == template.resolve():
         raise click.BadParameter("--out must differ from TEMPLATE", param_hint="--out")

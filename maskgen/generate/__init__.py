@@ -5,6 +5,7 @@
 - ``worker``: one unit (a chunk-aligned range of frames) from frames to its store region.
 - ``inference``: the predictor on a batch of frames, on this worker's device.
 - ``postprocess``: probabilities -> up to K clean, distinct binary masks with scores.
+- ``oracle``: ``maskgen oracle``, a phantom store whose masks are the phantom's ground truth.
 - ``scoring``: ``maskgen score``, a store's masks against labelled masks, next to masks that
   know nothing of anatomy (grids and superpixels by ``pretrain.masks``' rules, the one import
   of stage two from stage one, made lazily).

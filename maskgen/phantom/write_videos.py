@@ -47,7 +47,7 @@ def butus_frames(n_clips: int, rng_for: RngFor, frames: int = 12):
     """Every butus frame in writing order: (path relative to the root, scene, time t).
 
     ``scene.frame(t)`` draws it (the image and its structures); the same ``rng_for`` gives the
-    same scenes, so this also recovers the anatomy of a written phantom (``maskgen.phantom.oracle``)."""
+    same scenes, so this also recovers the anatomy of a written phantom (``maskgen.generate.oracle``)."""
     n_patients = butus_patients(n_clips)
     n_test = max(1, round(n_patients * 0.15))
     for c in range(n_clips):

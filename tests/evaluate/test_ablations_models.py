@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from evaluate.ablations import ABLATIONS, PretrainError, ensure_ablations
+from evaluate.ablations import ABLATIONS, ORACLE, PretrainError, ensure_ablations
 from evaluate.backbones import random_backbone
 from evaluate.models import maskrcnn_targets
 from evaluate.profiles import Profile, build_profile
@@ -46,6 +46,22 @@ def test_ablations_train_only_what_is_missing(tmp_path):
     again = FakePretrain()
     ensure_ablations(tmp_path / "store", tmp_path, runner=again)
     assert again.commands == []
+    # the oracle arm: the full method's options on the ground-truth store, the same budget and seed
+    oracle = FakePretrain()
+    out = ensure_ablations(tmp_path / "store", tmp_path, ("--epochs", "2"), seed=3, runner=oracle,
+                           oracle_store=tmp_path / "oracle")
+    assert list(out) == [*ABLATIONS, ORACLE]
+    (run,) = [c for c in oracle.commands if c[1] == "run"]
+    full = next(c for c in runs if "--mask-source" not in c and "--lambda-ctx" not in c)
+    assert run[run.index("--store") + 1] == str(tmp_path / "oracle")
+    assert run[run.index("--out") + 1] == str(tmp_path / "backbones" / f"{ORACLE}-run")
+    assert run[run.index("--seed") + 1] == "3" and run[run.index("--epochs") + 1] == "2"
+
+    def without(command, options=("--store", "--out", "--seed")):  # option names and their values
+        flagged = {i for i, a in enumerate(command) if a in options}
+        return [a for i, a in enumerate(command) if i not in flagged and i - 1 not in flagged]
+
+    assert without(run) == without(full)  # the oracle's command is the full method's but for its store
 
 
 def test_ablations_train_concurrently_one_device_each(tmp_path):

@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from maskgen.cli.main import main
 from maskgen.datasets.letterbox import letterbox
 from maskgen.generate.job import MaskJob, ReaderSpec, run_mask_job
+from maskgen.generate.oracle import OracleError, anatomy_masks, write_oracle_store
 from maskgen.generate.postprocess import PostprocessConfig
 from maskgen.phantom.generate import DATASETS
-from maskgen.phantom.oracle import OracleError, anatomy_masks, write_oracle_store
 from maskgen.phantom.write_videos import butus_frames
 from maskgen.store import open_store, unpack_masks
 
