@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from maskgen.datasets.letterbox import letterbox
 from maskgen.generate.postprocess import split_components
-from maskgen.phantom.generate import DATASETS
+from maskgen.phantom.generate import dataset_rng
 from maskgen.phantom.write_videos import butus_frames
 from maskgen.store import open_store, pack_masks, store_attributes
 from maskgen.store.writer import create_store, write_manifest, write_region
@@ -66,8 +66,7 @@ def write_oracle_store(template: str | Path, phantom: str | Path, out: str | Pat
     rows = sorted(store.manifest.to_pylist(), key=lambda r: r["row"])
     if {r["dataset"] for r in rows} != {ORACLE_DATASET}:
         raise OracleError(f"{template} holds {sorted({r['dataset'] for r in rows})}, not only {ORACLE_DATASET} frames")
-    frames = {str(path): (scene, t) for path, scene, t in
-              butus_frames(n_clips, lambda i: np.random.default_rng([seed, DATASETS.index(ORACLE_DATASET), i]))}
+    frames = {str(path): (scene, t) for path, scene, t in butus_frames(n_clips, dataset_rng(seed, ORACLE_DATASET))}
     k, size = store.k, store.size
     generation = dict(store.attrs.get("generation", {}))
     min_area = round(float(generation.get("post_min_area_frac", 0.0)) * size * size)

@@ -96,15 +96,21 @@ def generate(out: str | Path, scale: str | PhantomScale = "quick", seed: int = 0
     return summary
 
 
-def _write_one(out: Path, name: str, n: int, seed: int, bar) -> dict:
+def dataset_rng(seed: int, name: str):
+    """i -> the generator of item i of dataset ``name`` under master ``seed`` (the one seeding rule:
+    the writers use it, and ``maskgen.generate.oracle`` uses it to redraw a written phantom)."""
     d_index = DATASETS.index(name)
+    return lambda i: np.random.default_rng([seed, d_index, i])
+
+
+def _write_one(out: Path, name: str, n: int, seed: int, bar) -> dict:
     tmp, final = out / f".{name}.tmp", out / name
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     writer = WRITERS[name][0]
     try:
-        counts = writer(tmp, n, lambda i: np.random.default_rng([seed, d_index, i]), bar)
+        counts = writer(tmp, n, dataset_rng(seed, name), bar)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -13,7 +13,7 @@ from maskgen.datasets.letterbox import letterbox
 from maskgen.generate.job import MaskJob, ReaderSpec, run_mask_job
 from maskgen.generate.oracle import OracleError, anatomy_masks, write_oracle_store
 from maskgen.generate.postprocess import PostprocessConfig
-from maskgen.phantom.generate import DATASETS
+from maskgen.phantom.generate import dataset_rng
 from maskgen.phantom.write_videos import butus_frames
 from maskgen.store import open_store, unpack_masks
 
@@ -53,8 +53,7 @@ def test_oracle_store_keeps_the_frames_and_holds_the_phantoms_anatomy(tiny_phant
     assert np.array_equal(a["images"], b["images"])
     seed = json.loads((root / "phantom.json").read_text())["seed"]
     frames = {str(p): (s, t) for p, s, t in butus_frames(
-        json.loads((root / "phantom.json").read_text())["config"]["sizes"]["butus"],
-        lambda i: np.random.default_rng([seed, DATASETS.index("butus"), i]))}
+        json.loads((root / "phantom.json").read_text())["config"]["sizes"]["butus"], dataset_rng(seed, "butus"))}
     masks = unpack_masks(b["masks"])
     for i, row in enumerate(oracle.manifest.to_pylist()):
         scene, t = frames[row["source"]]
