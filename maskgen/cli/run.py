@@ -20,7 +20,16 @@ from maskgen.generate.postprocess_batched import POSTPROCESS_PATHS
 from maskgen.store import StoreError
 from maskgen.store.writer import StoreMismatchError
 
-PROPOSAL_CHOICES = ("latent", "grid", "both")
+PROPOSAL_CHOICES = ("latent", "grid", "boxes", "both", "latent+boxes", "latent+grid+boxes")
+
+
+def parse_fractions(value: str, option: str) -> tuple[float, ...]:
+    """``"0.25,0.5"`` -> (0.25, 0.5); a clear usage error otherwise."""
+    try:
+        return tuple(float(x) for x in value.split(",") if x.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated fractions of the frame, e.g. 0.25,0.5; got {value!r}",
+                                 param_hint=option) from None
 
 
 @click.command("run", cls=StrictCommand)
@@ -65,13 +74,17 @@ PROPOSAL_CHOICES = ("latent", "grid", "both")
               help="Clear every candidate mask outside the frame's letter-box content box (no masks "
                    "in the padding), before the other post-processing steps.")
 @click.option("--proposals", type=click.Choice(PROPOSAL_CHOICES), default="latent", show_default=True,
-              help="Candidates: the latent class tokens, a grid of point prompts through the adapted "
-                   "decoder (class-agnostic), or both.")
+              help="Candidates: the latent class tokens, and/or class-agnostic proposals through the adapted "
+                   "decoder from a grid of point prompts (grid) or of tiled box prompts (boxes); both = "
+                   "latent+grid (docs/store.md).")
 @click.option("--points-per-side", default=8, show_default=True, help="Point grid n x n (with grid proposals).")
+@click.option("--box-sides", default="0.25,0.375,0.5", show_default=True,
+              help="Sides of the tiled box prompts as fractions of --size (with box proposals); neighbours "
+                   "overlap by half a side.")
 @click.option("--proposal-min-iou", default=0.5, show_default=True,
-              help="Drop point-grid proposals with a lower predicted IoU.")
+              help="Drop point- and box-grid proposals with a lower predicted IoU.")
 @click.option("--proposal-min-stability", default=0.85, show_default=True,
-              help="Drop point-grid proposals with a lower stability score (SAM's, logit offset 1).")
+              help="Drop point- and box-grid proposals with a lower stability score (SAM's, logit offset 1).")
 @click.option("--postprocess", default="frame", show_default=True, type=click.Choice(POSTPROCESS_PATHS),
               help="Post-processing path: frame (per frame on the host, the reference) or batched (tensor "
                    "operations on the predictor's device); the store is the same either way.")
@@ -81,7 +94,8 @@ PROPOSAL_CHOICES = ("latent", "grid", "both")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def run(datasets, roots, adapt_dir, out, k, batch_size, device, workers, workers_per_gpu, scheduler, threads, size,
         chunk, shard, mask_threshold, min_score, min_area, dedup_iou, coherent, smooth, min_area_frac, clip_to_frame,
-        proposals, points_per_side, proposal_min_iou, proposal_min_stability, postprocess, limit, overwrite, no_progress):
+        proposals, points_per_side, box_sides, proposal_min_iou, proposal_min_stability, postprocess, limit,
+        overwrite, no_progress):
     """Generate up to K anatomy masks per frame with LP-SAM and write the mask store.
 
     Resumable: run the same command again after an interruption and it finishes the store;
@@ -99,6 +113,7 @@ def run(datasets, roots, adapt_dir, out, k, batch_size, device, workers, workers
                                  min_area=min_area, dedup_iou=dedup_iou, coherent=coherent,
                                  smooth=smooth, min_area_frac=min_area_frac, clip_to_frame=clip_to_frame)
         candidates = ProposalConfig(mode=proposals, points_per_side=points_per_side,
+                                    box_sides=parse_fractions(box_sides, "--box-sides"),
                                     min_iou=proposal_min_iou, min_stability=proposal_min_stability)
         # absolute paths: dask workers (possibly on other machines) resolve them the same way
         job = MaskJob(out=os.path.abspath(out),

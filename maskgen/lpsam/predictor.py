@@ -16,7 +16,7 @@ from maskgen.common.devices import autocast_dtype, resolve_device
 from maskgen.common.files import sha256_file
 from maskgen.lpsam.artifacts import WEIGHTS, load_adapt_dir
 from maskgen.lpsam.model import LPSAM
-from maskgen.lpsam.proposals import ProposalConfig, grid_proposals
+from maskgen.lpsam.proposals import ProposalConfig, box_grid, box_proposals, grid_proposals
 
 
 class MaskPredictor:
@@ -28,9 +28,10 @@ class MaskPredictor:
         config: the adaptation's lpsam.json (model config, classes, base checkpoint).
         candidate_classes: anatomy class name of each of the T candidates (class-major; with
             ``multimask`` each class gives 3 candidates, named ``class#0..2``), then, with
-            point-grid proposals, ``grid#0..P-1`` (class-agnostic, see ``maskgen.lpsam.proposals``).
+            point-grid proposals, ``grid#0..P-1``, then, with box-grid proposals, ``box#0..Q-1``
+            (both class-agnostic, see ``maskgen.lpsam.proposals``).
         device: where the model lives.
-        proposals: which candidates are made (latent class tokens, point grid, or both).
+        proposals: which candidates are made (latent class tokens, point grid, box grid).
     """
 
     def __init__(self, model: LPSAM, meta: dict, sha256: str, device: torch.device, multimask: bool = False,
@@ -44,8 +45,11 @@ class MaskPredictor:
         self.input_size = int(model.config.input_size)
         names = [c["name"] for c in meta["classes"]]
         latent = [f"{n}#{j}" for n in names for j in range(3)] if multimask else names
-        grid = [f"grid#{i}" for i in range(self.proposals.points_per_side ** 2)]
-        self.candidate_classes = (latent if self.proposals.latent else []) + (grid if self.proposals.grid else [])
+        cfg = self.proposals
+        grid = [f"grid#{i}" for i in range(cfg.points_per_side ** 2)] if cfg.grid else []
+        boxes = ([f"box#{i}" for i in range(len(box_grid(cfg.box_sides, cfg.box_overlap, self.input_size)))]
+                 if cfg.boxes else [])
+        self.candidate_classes = (latent if cfg.latent else []) + grid + boxes
 
     @property
     def num_candidates(self) -> int:
@@ -59,7 +63,7 @@ class MaskPredictor:
         Returns:
             probs: (B, T, S, S) float32 foreground probabilities in [0, 1].
             scores: (B, T) float32 predicted mask quality (IoU) clamped to [0, 1]; NaN for
-                point-grid proposals that fail the IoU / stability filter.
+                point- or box-grid proposals that fail the IoU / stability filter.
         """
         s = self.input_size
         if images.dtype != torch.uint8 or images.ndim != 3 or images.shape[-2:] != (s, s):
@@ -76,6 +80,9 @@ class MaskPredictor:
             if self.proposals.grid:
                 logits, scores = grid_proposals(self.model, embeddings, self.proposals)
                 parts.append((logits.float(), scores))
+            if self.proposals.boxes:
+                logits, scores = box_proposals(self.model, embeddings, self.proposals)
+                parts.append((logits.float(), scores))
             logits = torch.cat([p[0] for p in parts], dim=1)
             probs = torch.sigmoid(self.model.upscale(logits))
         return probs.float(), torch.cat([p[1] for p in parts], dim=1)
@@ -90,7 +97,7 @@ def load_predictor(adapt_dir: str | os.PathLike, device: torch.device | str = "a
         device: a torch.device or a ``--device`` string (``auto``, ``cpu``, ``cuda:1``).
         sam_checkpoint: where the official SAM base now lies (ViT configs), if it moved.
         multimask: 3 candidates per anatomy class (SAM's multimask outputs) instead of 1.
-        proposals: latent class tokens (default), point-grid proposals, or both.
+        proposals: latent class tokens (default), point-grid and/or box-grid proposals.
     """
     if isinstance(device, str):
         device = resolve_device(device)

@@ -1,10 +1,18 @@
-"""Class-agnostic mask proposals: a grid of point prompts through the adapted decoder.
+"""Class-agnostic mask proposals: grids of point or box prompts through the adapted decoder.
 
-As SAM's automatic mask generator does, every frame is prompted with a regular n x n grid of
-single foreground points (SAM's prompt encoder, as in phase 1's point prompts); all
-(frame, point) pairs go through ``LPSAM.decode`` in batched calls that reuse the frame's image
-embedding. A proposal is kept when its predicted IoU reaches ``min_iou`` and its stability
-reaches ``min_stability``; the stability score is SAM's: the IoU between the mask
+Two families of prompts that know nothing of the anatomy classes:
+
+* ``grid``: as SAM's automatic mask generator does, a regular n x n grid of single foreground
+  points (SAM's prompt encoder, as in phase 1's point prompts);
+* ``boxes``: square boxes tiled over the frame at a few sizes (``box_sides``, fractions of S),
+  neighbours overlapping by ``box_overlap`` of a side. Phase 1 trains the decoder on box
+  prompts as much as on points, and a box says how large the region is where a point does not,
+  so the decoder only has to find the structure inside it (one point on an unseen lesion is
+  ambiguous: a speckle blob, the lesion, or the tissue around it).
+
+All (frame, prompt) pairs go through ``LPSAM.decode`` in batched calls that reuse the frame's
+image embedding. A proposal is kept when its predicted IoU reaches ``min_iou`` and its
+stability reaches ``min_stability``; the stability score is SAM's: the IoU between the mask
 thresholded at logit +offset and at logit -offset (a mask that barely changes when the
 threshold moves is a confident region). Rejected proposals get a NaN score, which the store's
 post-processing drops; the survivors compete with the latent class tokens' masks there
@@ -17,7 +25,16 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-PROPOSAL_MODES = ("latent", "grid", "both")
+# each mode names the candidate families it makes; ``both`` is the older name of latent+grid
+MODE_FAMILIES = {
+    "latent": ("latent",),
+    "grid": ("grid",),
+    "boxes": ("boxes",),
+    "both": ("latent", "grid"),
+    "latent+boxes": ("latent", "boxes"),
+    "latent+grid+boxes": ("latent", "grid", "boxes"),
+}
+PROPOSAL_MODES = tuple(MODE_FAMILIES)
 
 
 @dataclass(frozen=True)
@@ -25,9 +42,12 @@ class ProposalConfig:
     """How candidates are made (recorded in the store's ``generation`` attributes).
 
     Attributes:
-        mode: ``latent`` (one mask per latent class token), ``grid`` (point-grid proposals
-            only) or ``both``.
+        mode: which candidate families (``MODE_FAMILIES``): ``latent`` (one mask per latent
+            class token), ``grid`` (point-grid proposals), ``boxes`` (box-grid proposals),
+            ``both`` (latent + grid), ``latent+boxes`` or ``latent+grid+boxes``.
         points_per_side: n, the grid has n x n points at cell centres, >= 1.
+        box_sides: sides of the tiled boxes as fractions of S, each in (0, 1].
+        box_overlap: overlap of neighbouring boxes as a fraction of their side, in [0, 1).
         min_iou: proposals whose predicted IoU is lower are dropped, in [0, 1].
         min_stability: proposals whose stability score is lower are dropped, in [0, 1].
         stability_offset: the logit offset of the stability score, > 0.
@@ -36,6 +56,8 @@ class ProposalConfig:
 
     mode: str = "latent"
     points_per_side: int = 8
+    box_sides: tuple[float, ...] = (0.25, 0.375, 0.5)
+    box_overlap: float = 0.5
     min_iou: float = 0.5
     min_stability: float = 0.85
     stability_offset: float = 1.0
@@ -53,17 +75,34 @@ class ProposalConfig:
             raise ValueError(f"stability_offset must be > 0, got {self.stability_offset}")
         if self.chunk < 1:
             raise ValueError(f"chunk must be >= 1, got {self.chunk}")
+        object.__setattr__(self, "box_sides", tuple(float(x) for x in self.box_sides))
+        if not self.box_sides or not all(0 < x <= 1 for x in self.box_sides):
+            raise ValueError(f"box_sides must be fractions of the frame in (0, 1], got {self.box_sides}")
+        if not 0.0 <= self.box_overlap < 1.0:
+            raise ValueError(f"box_overlap must be in [0, 1), got {self.box_overlap}")
 
     @property
     def latent(self) -> bool:
-        return self.mode in ("latent", "both")
+        return "latent" in MODE_FAMILIES[self.mode]
 
     @property
     def grid(self) -> bool:
-        return self.mode in ("grid", "both")
+        return "grid" in MODE_FAMILIES[self.mode]
+
+    @property
+    def boxes(self) -> bool:
+        return "boxes" in MODE_FAMILIES[self.mode]
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The settings (the box fields only when boxes are made, so a store without them keeps
+        the identity it had before box proposals existed)."""
+        d = asdict(self)
+        if not self.boxes:
+            d.pop("box_sides")
+            d.pop("box_overlap")
+        else:
+            d["box_sides"] = list(self.box_sides)
+        return d
 
 
 def point_grid(points_per_side: int, size: int, device=None) -> torch.Tensor:
@@ -72,6 +111,21 @@ def point_grid(points_per_side: int, size: int, device=None) -> torch.Tensor:
     centres = (torch.arange(points_per_side, device=device, dtype=torch.float32) + 0.5) * step
     yy, xx = torch.meshgrid(centres, centres, indexing="ij")
     return torch.stack([xx.flatten(), yy.flatten()], dim=1)
+
+
+def box_grid(sides: tuple[float, ...], overlap: float, size: int, device=None) -> torch.Tensor:
+    """(P, 4) float boxes x0, y0, x1, y1 (pixel indices) tiling an S x S frame: for each side
+    fraction f, squares of side round(f * S) at a stride of side * (1 - overlap), the last row
+    and column flush with the frame's far edge so the whole frame is covered."""
+    out = []
+    for frac in sides:
+        side = max(1, round(frac * size))
+        stride = max(1, round(side * (1 - overlap)))
+        starts = list(range(0, size - side + 1, stride))
+        if starts[-1] != size - side:
+            starts.append(size - side)
+        out += [(x, y, x + side - 1, y + side - 1) for y in starts for x in starts]
+    return torch.tensor(out, dtype=torch.float32, device=device)
 
 
 def stability_scores(logits: torch.Tensor, offset: float) -> torch.Tensor:
@@ -91,19 +145,42 @@ def grid_proposals(model, embeddings: torch.Tensor, cfg: ProposalConfig) -> tupl
         low-resolution logits (B, P, m, m) and scores (B, P), P = points_per_side ** 2: the
         predicted IoU, NaN where the proposal fails the IoU or stability filter.
     """
-    b = embeddings.shape[0]
     size = int(model.config.input_size)
     points = point_grid(cfg.points_per_side, size, embeddings.device)            # (P, 2)
-    p = points.shape[0]
-    coords = points[:, None, :]                                                  # (P, 1, 2)
-    labels = torch.ones((p, 1), dtype=torch.int64, device=embeddings.device)
-    sparse, _ = model.prompt_encoder(points=(coords, labels), boxes=None, masks=None)  # (P, k, C)
+    labels = torch.ones((points.shape[0], 1), dtype=torch.int64, device=embeddings.device)
+    sparse, _ = model.prompt_encoder(points=(points[:, None, :], labels), boxes=None, masks=None)  # (P, k, C)
+    return prompted_proposals(model, embeddings, sparse, cfg)
+
+
+def box_proposals(model, embeddings: torch.Tensor, cfg: ProposalConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Box-grid proposals of a batch of frames (``box_grid`` boxes as prompts).
+
+    Returns:
+        low-resolution logits (B, P, m, m) and scores (B, P), P = len(box_grid(...)), scored
+        and filtered as ``grid_proposals``.
+    """
+    boxes = box_grid(cfg.box_sides, cfg.box_overlap, int(model.config.input_size), embeddings.device)
+    sparse, _ = model.prompt_encoder(points=None, boxes=boxes, masks=None)        # (P, 2, C)
+    return prompted_proposals(model, embeddings, sparse, cfg)
+
+
+def prompted_proposals(model, embeddings: torch.Tensor, sparse: torch.Tensor,
+                       cfg: ProposalConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every frame with every prompt through the decoder, ``cfg.chunk`` pairs per call.
+
+    Args:
+        embeddings: (B, C, h, w) image embeddings; sparse: (P, k, C) prompt embeddings.
+    Returns:
+        logits (B, P, m, m) and scores (B, P): predicted IoU in [0, 1], NaN where it is below
+        ``min_iou`` or the stability score below ``min_stability``.
+    """
+    b, p = embeddings.shape[0], sparse.shape[0]
     frame_of = torch.arange(b, device=embeddings.device).repeat_interleave(p)    # (B*P,)
-    point_of = torch.arange(p, device=embeddings.device).repeat(b)
+    prompt_of = torch.arange(p, device=embeddings.device).repeat(b)
     logits, iou = [], []
     for start in range(0, b * p, cfg.chunk):
         sl = slice(start, start + cfg.chunk)
-        out, q = model.decode(embeddings[frame_of[sl]], sparse[point_of[sl]].to(embeddings.dtype))
+        out, q = model.decode(embeddings[frame_of[sl]], sparse[prompt_of[sl]].to(embeddings.dtype))
         logits.append(out[:, 0])
         iou.append(q[:, 0])
     logits_all = torch.cat(logits).view(b, p, *logits[0].shape[-2:])

@@ -70,3 +70,32 @@ def test_two_workers_equal_one_with_tiny_lpsam(butterfly_root, tmp_path):
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 0, result.output
     importlib.import_module("store_compare").assert_stores_equal(tmp_path / "w1", tmp_path / "w2")
+
+
+def test_maskgen_run_with_box_proposals(butterfly_root, tmp_path):
+    """--proposals latent+boxes: the box candidates reach the store's slots, and are recorded.
+
+    A random-weight LP-SAM says ~0.5 everywhere, so with a threshold below that and nothing
+    merged or dropped every candidate becomes one mask: 5 latent ones, then 9 + 4 boxes."""
+    adapt = lpsam_testing.make_random_adapt_dir(tmp_path / "lpsam")
+    counts = {}
+    for mode in ("latent", "latent+boxes"):
+        out = tmp_path / mode
+        result = CliRunner().invoke(main, [
+            "run", "--dataset", "butus", "--root", str(butterfly_root), "--checkpoint", str(adapt), "--out", str(out),
+            "--k", "16", "--device", "cpu", "--no-progress", "--proposals", mode, "--box-sides", "0.5,0.75",
+            "--proposal-min-iou", "0", "--proposal-min-stability", "0", "--mask-threshold", "0.45",
+            "--no-coherent", "--min-area", "1", "--dedup-iou", "1.0"])
+        assert result.exit_code == 0, result.output
+        store = open_store(out)
+        counts[mode] = store.read(0, len(store))["counts"]
+        generation = store.attrs["generation"]
+        assert generation["proposals_mode"] == mode
+        assert ("proposals_box_sides" in generation) == (mode != "latent")
+    assert generation["proposals_box_sides"] == [0.5, 0.75]
+    ok = slice(0, 5)  # frame 5 is corrupt
+    assert counts["latent"][ok].tolist() == [5] * 5 and counts["latent+boxes"][ok].tolist() == [16] * 5
+    bad = CliRunner().invoke(main, ["run", "--dataset", "butus", "--root", str(butterfly_root), "--checkpoint",
+                                    str(adapt), "--out", str(tmp_path / "bad"), "--proposals", "boxes",
+                                    "--box-sides", "0.5,big"])
+    assert bad.exit_code == 2 and "--box-sides" in bad.output and not (tmp_path / "bad").exists()

@@ -1,4 +1,4 @@
-"""Point-grid proposals through the adapted decoder, and domain randomisation of batches."""
+"""Point- and box-grid proposals through the adapted decoder, and domain randomisation of batches."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from maskgen.lpsam.augment import NO_AUGMENT, AugmentConfig, domain_randomise
 from maskgen.lpsam.proposals import (
     PROPOSAL_MODES,
     ProposalConfig,
+    box_grid,
+    box_proposals,
     grid_proposals,
     point_grid,
     stability_scores,
@@ -70,8 +72,63 @@ def test_predictor_with_both_proposals(adapt_dir):
     assert grid_only(frames)[0].shape == (2, 4, 256, 256)
 
 
+def test_box_grid_tiles_the_whole_frame():
+    boxes = box_grid((0.25, 0.375), 0.5, 256)
+    side64 = boxes[(boxes[:, 2] - boxes[:, 0]) == 63]
+    side96 = boxes[(boxes[:, 2] - boxes[:, 0]) == 95]
+    assert len(side64) == 7 * 7 and len(side96) == 5 * 5 and len(boxes) == 74
+    assert sorted(set(side64[:, 0].tolist())) == [0, 32, 64, 96, 128, 160, 192]
+    assert sorted(set(side96[:, 1].tolist())) == [0, 48, 96, 144, 160]      # the last row flush with the edge
+    assert boxes.min() == 0 and boxes[:, 2:].max() == 255 and ((boxes[:, 2:] - boxes[:, :2]) >= 0).all()
+    covered = torch.zeros(256, 256, dtype=torch.bool)
+    for x0, y0, x1, y1 in side96.long().tolist():
+        covered[y0:y1 + 1, x0:x1 + 1] = True
+    assert covered.all()
+    assert box_grid((1.0,), 0.5, 256).tolist() == [[0, 0, 255, 255]]
+
+
+def test_box_proposals_equal_one_box_at_a_time(adapt_dir):
+    model = load_predictor(adapt_dir, "cpu").model
+    frames = synthetic_pairs(2).images[:2]
+    cfg = ProposalConfig(mode="boxes", box_sides=(0.5,), min_iou=0.0, min_stability=0.0, chunk=3)
+    boxes = box_grid(cfg.box_sides, cfg.box_overlap, 256)
+    with torch.inference_mode():
+        emb = model.encode(model.preprocess(frames))
+        logits, scores = box_proposals(model, emb, cfg)
+        assert logits.shape[:2] == (2, len(boxes)) == (2, 9) and scores.shape == (2, 9)
+        for b in range(2):
+            for i in range(len(boxes)):
+                sparse, _ = model.prompt_encoder(points=None, boxes=boxes[i:i + 1], masks=None)
+                one, iou = model.decode(emb[b:b + 1], sparse)
+                torch.testing.assert_close(logits[b, i], one[0, 0], atol=1e-4, rtol=0)
+                assert scores[b, i].item() == pytest.approx(iou[0, 0].clamp(0, 1).item(), abs=1e-5)
+
+
+def test_predictor_with_latent_and_box_proposals(adapt_dir):
+    latent = load_predictor(adapt_dir, "cpu")
+    cfg = ProposalConfig(mode="latent+boxes", box_sides=(0.5, 1.0), min_iou=0.0, min_stability=0.0)
+    mixed = load_predictor(adapt_dir, "cpu", proposals=cfg)
+    frames = synthetic_pairs(2).images[:2]
+    t = len(DEFAULT_CLASSES)
+    probs, scores = mixed(frames)
+    assert probs.shape == (2, t + 10, 256, 256) and scores.shape == (2, t + 10)
+    torch.testing.assert_close(probs[:, :t], latent(frames)[0], atol=1e-5, rtol=0)
+    assert mixed.candidate_classes == [c.name for c in DEFAULT_CLASSES] + [f"box#{i}" for i in range(10)]
+    every = ProposalConfig(mode="latent+grid+boxes", points_per_side=2, box_sides=(1.0,))
+    assert load_predictor(adapt_dir, "cpu", proposals=every).candidate_classes[t:] == [
+        "grid#0", "grid#1", "grid#2", "grid#3", "box#0"]
+
+
+def test_box_settings_are_part_of_a_store_identity_only_with_boxes():
+    assert "box_sides" not in ProposalConfig(mode="both").to_dict()     # stores made before boxes keep their identity
+    d = ProposalConfig(mode="latent+boxes", box_sides=[0.5, 0.25]).to_dict()
+    assert d["box_sides"] == [0.5, 0.25] and d["box_overlap"] == 0.5
+    assert ProposalConfig(mode="boxes").boxes and not ProposalConfig(mode="boxes").latent
+
+
 @pytest.mark.parametrize("kwargs", [{"mode": "all"}, {"points_per_side": 0}, {"min_iou": 2.0},
-                                    {"min_stability": -1.0}, {"stability_offset": 0.0}, {"chunk": 0}])
+                                    {"min_stability": -1.0}, {"stability_offset": 0.0}, {"chunk": 0},
+                                    {"box_sides": ()}, {"box_sides": (0.5, 1.5)}, {"box_overlap": 1.0}])
 def test_bad_proposal_settings(kwargs):
     with pytest.raises(ValueError, match=list(kwargs)[0]):
         ProposalConfig(**kwargs)
