@@ -21,6 +21,7 @@ from maskgen.store import StoreError
 from maskgen.store.writer import StoreMismatchError
 
 PROPOSAL_CHOICES = ("latent", "grid", "boxes", "both", "latent+boxes", "latent+grid+boxes")
+MERGE_CHOICES = ("latent-first", "score")  # maskgen.lpsam.proposals.MERGE_RULES (not imported here: slow)
 
 
 def parse_fractions(value: str, option: str) -> tuple[float, ...]:
@@ -81,6 +82,9 @@ def parse_fractions(value: str, option: str) -> tuple[float, ...]:
 @click.option("--box-sides", default="0.25,0.375,0.5", show_default=True,
               help="Sides of the tiled box prompts as fractions of --size (with box proposals); neighbours "
                    "overlap by half a side.")
+@click.option("--merge", default="latent-first", show_default=True, type=click.Choice(MERGE_CHOICES),
+              help="How class-token masks and proposals share the K slots: the class masks first and "
+                   "proposals in the slots left, or one ranking by predicted IoU.")
 @click.option("--proposal-min-iou", default=0.5, show_default=True,
               help="Drop point- and box-grid proposals with a lower predicted IoU.")
 @click.option("--proposal-min-stability", default=0.85, show_default=True,
@@ -94,7 +98,7 @@ def parse_fractions(value: str, option: str) -> tuple[float, ...]:
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def run(datasets, roots, adapt_dir, out, k, batch_size, device, workers, workers_per_gpu, scheduler, threads, size,
         chunk, shard, mask_threshold, min_score, min_area, dedup_iou, coherent, smooth, min_area_frac, clip_to_frame,
-        proposals, points_per_side, box_sides, proposal_min_iou, proposal_min_stability, postprocess, limit,
+        proposals, points_per_side, box_sides, merge, proposal_min_iou, proposal_min_stability, postprocess, limit,
         overwrite, no_progress):
     """Generate up to K anatomy masks per frame with LP-SAM and write the mask store.
 
@@ -113,7 +117,7 @@ def run(datasets, roots, adapt_dir, out, k, batch_size, device, workers, workers
                                  min_area=min_area, dedup_iou=dedup_iou, coherent=coherent,
                                  smooth=smooth, min_area_frac=min_area_frac, clip_to_frame=clip_to_frame)
         candidates = ProposalConfig(mode=proposals, points_per_side=points_per_side,
-                                    box_sides=parse_fractions(box_sides, "--box-sides"),
+                                    box_sides=parse_fractions(box_sides, "--box-sides"), merge=merge,
                                     min_iou=proposal_min_iou, min_stability=proposal_min_stability)
         # absolute paths: dask workers (possibly on other machines) resolve them the same way
         job = MaskJob(out=os.path.abspath(out),

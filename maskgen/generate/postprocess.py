@@ -19,6 +19,12 @@ quality score each. Post-processing, per frame:
    drop every instance whose IoU with an already kept one exceeds ``dedup_iou``;
 5. keep the first ``k``.
 
+When the candidates come with a ``priority`` per token (``MaskPredictor.candidate_priority``:
+the latent class tokens before class-agnostic proposals), steps 4-5 visit the instances by
+priority first and score second, so proposals fill the slots the class tokens leave and a
+proposal that duplicates a class mask is the one dropped; the kept masks are then stored in
+descending score, as always.
+
 Everything is deterministic: the same input always gives the same masks in the same order.
 """
 
@@ -183,8 +189,23 @@ def _is_duplicate(cand: _Instance, kept: list[_Instance], labels: list[np.ndarra
     return False
 
 
+def selection_order(scores, priority=None) -> np.ndarray:
+    """Instance indices in the order the greedy de-duplication visits them: ascending
+    ``priority`` (None: all equal), then descending score, then index (stable)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if priority is None:
+        return np.argsort(-scores, kind="stable")
+    return np.lexsort((-scores, np.asarray(priority)))
+
+
+def by_score(kept_scores) -> np.ndarray:
+    """The kept masks' storage order: descending score, ties in selection order."""
+    return np.argsort(-np.asarray(kept_scores, dtype=np.float64), kind="stable")
+
+
 def postprocess_frame(probs: np.ndarray, scores: np.ndarray, cfg: PostprocessConfig,
-                      region: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                      region: np.ndarray | None = None,
+                      priority: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One frame's candidates -> its anatomy masks.
 
     Near-duplicates are found greedily in score order against the masks kept so far, and the
@@ -195,6 +216,7 @@ def postprocess_frame(probs: np.ndarray, scores: np.ndarray, cfg: PostprocessCon
         probs: (T, S, S) float in [0, 1] (or bool, already thresholded) per-token masks.
         scores: (T,) float in [0, 1], predicted quality per token.
         region: (S, S) bool, the frame's content box (``frame_regions``); None: the whole square.
+        priority: (T,) int per token, lower kept first (see the module doc); None: by score only.
     Returns:
         masks (M, S, S) bool and scores (M,) float32, M <= cfg.k, sorted by score (descending).
     """
@@ -221,21 +243,23 @@ def postprocess_frame(probs: np.ndarray, scores: np.ndarray, cfg: PostprocessCon
         for i, box in enumerate(ndimage.find_objects(lab), start=1):
             if areas[i] >= min_area:
                 instances.append(_Instance(float(scores[t]), t, i, int(areas[i]), box))
-    order = np.argsort(-np.asarray([inst.score for inst in instances], dtype=np.float64), kind="stable")
+    ranks = None if priority is None else [int(priority[inst.token]) for inst in instances]
+    order = selection_order([inst.score for inst in instances], ranks)
     kept: list[_Instance] = []
     for idx in order:
         if len(kept) == cfg.k:
             break
         if not _is_duplicate(instances[idx], kept, labels, cfg.dedup_iou):
             kept.append(instances[idx])
+    kept = [kept[j] for j in by_score([inst.score for inst in kept])]
     masks = np.zeros((len(kept), *probs.shape[1:]), dtype=bool)
     for j, inst in enumerate(kept):
         masks[j] = labels[inst.token] == inst.label
     return masks, np.asarray([inst.score for inst in kept], dtype=np.float32)
 
 
-def postprocess_batch(probs, scores, cfg: PostprocessConfig,
-                      regions: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+def postprocess_batch(probs, scores, cfg: PostprocessConfig, regions: np.ndarray | None = None,
+                      priority: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """A batch straight from the predictor -> ``postprocess_frame`` per frame.
 
     Args:
@@ -243,6 +267,7 @@ def postprocess_batch(probs, scores, cfg: PostprocessConfig,
             so only booleans cross to the host).
         scores: (B, T) float tensor or array in [0, 1].
         regions: (B, S, S) bool content boxes (``frame_regions``); None: the whole squares.
+        priority: (T,) int per token (``postprocess_frame``), or None.
     """
     if hasattr(probs, "detach"):  # a torch tensor: threshold on its device
         binary = (probs.detach() > cfg.mask_threshold).cpu().numpy()
@@ -253,5 +278,5 @@ def postprocess_batch(probs, scores, cfg: PostprocessConfig,
     scores = np.clip(scores, 0.0, 1.0)  # the store promises [0, 1] (NaN stays NaN and is dropped)
     if regions is not None and regions.shape != (binary.shape[0], *binary.shape[2:]):
         raise ValueError(f"regions {regions.shape} do not match the batch's masks {binary.shape}")
-    return [postprocess_frame(binary[b], scores[b], cfg, None if regions is None else regions[b])
+    return [postprocess_frame(binary[b], scores[b], cfg, None if regions is None else regions[b], priority)
             for b in range(len(binary))]

@@ -27,7 +27,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from maskgen.generate.postprocess import PostprocessConfig, clip_candidates, min_component_area
+from maskgen.generate.postprocess import (
+    PostprocessConfig,
+    by_score,
+    clip_candidates,
+    min_component_area,
+    selection_order,
+)
 
 POSTPROCESS_PATHS = ("frame", "batched")  # maskgen run --postprocess
 
@@ -172,8 +178,8 @@ def _greedy(order, tokens, areas, inter, k: int, max_iou: float) -> list[int]:
     return kept
 
 
-def postprocess_batch_batched(probs, scores, cfg: PostprocessConfig,
-                              regions: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+def postprocess_batch_batched(probs, scores, cfg: PostprocessConfig, regions: np.ndarray | None = None,
+                              priority: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Same contract and results as ``postprocess.postprocess_batch``.
 
     Args:
@@ -181,6 +187,7 @@ def postprocess_batch_batched(probs, scores, cfg: PostprocessConfig,
         scores: (B, T) float tensor or array.
         regions: (B, S, S) bool array, the frames' content boxes (``postprocess.frame_regions``);
             None: the whole squares.
+        priority: (T,) int per token, lower kept first (``postprocess.postprocess_frame``); None: by score.
     Returns: per frame, masks (M, S, S) bool and scores (M,) float32, M <= cfg.k.
     """
     import torch
@@ -224,21 +231,24 @@ def postprocess_batch_batched(probs, scores, cfg: PostprocessConfig,
         onehot = (rows == inst_labels[:, None]).float()
         inter = (onehot @ onehot.t()).round().long().cpu().tolist()
         inst_scores = [float(host_scores[f, tok]) for tok in tokens]
-        order = np.argsort(-np.asarray(inst_scores, dtype=np.float64), kind="stable").tolist()
+        ranks = None if priority is None else [int(priority[tok]) for tok in tokens]
+        order = selection_order(inst_scores, ranks).tolist()
         kept = _greedy(order, tokens, [int(a) for a in areas[sel]], inter, cfg.k, cfg.dedup_iou)
+        kept = [kept[j] for j in by_score([inst_scores[i] for i in kept])]
         masks = onehot[kept].view(len(kept), h, w).bool().cpu().numpy()
         out.append((masks, np.asarray([inst_scores[i] for i in kept], dtype=np.float32)))
     return out
 
 
-def run_postprocess(path: str, probs, scores, cfg: PostprocessConfig,
-                    regions: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+def run_postprocess(path: str, probs, scores, cfg: PostprocessConfig, regions: np.ndarray | None = None,
+                    priority: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """``--postprocess frame`` (the per-frame reference on the host) or ``batched``; ``regions``
-    (B, S, S) bool: the frames' content boxes (``postprocess.frame_regions``) or None."""
+    (B, S, S) bool: the frames' content boxes (``postprocess.frame_regions``) or None;
+    ``priority`` (T,) int per candidate (``MaskPredictor.candidate_priority``) or None."""
     if path == "frame":
         from maskgen.generate.postprocess import postprocess_batch
 
-        return postprocess_batch(probs, scores, cfg, regions)
+        return postprocess_batch(probs, scores, cfg, regions, priority)
     if path == "batched":
-        return postprocess_batch_batched(probs, scores, cfg, regions)
+        return postprocess_batch_batched(probs, scores, cfg, regions, priority)
     raise ValueError(f"--postprocess {path!r}: choose one of {', '.join(POSTPROCESS_PATHS)}")

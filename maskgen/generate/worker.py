@@ -115,7 +115,8 @@ def process_unit(unit: WorkUnit, job, checkpoint_sha256: str) -> UnitResult:
         batch_images = np.stack([img for _, img, _ in batch])
         probs, batch_scores = predict_batch(predictor, batch_images, device, s)
         regions = frame_regions([box for _, _, box in batch], s)  # no masks in the padding
-        results = run_postprocess(job.postprocess, probs, batch_scores, job.post, regions)
+        results = run_postprocess(job.postprocess, probs, batch_scores, job.post, regions,
+                                  getattr(predictor, "candidate_priority", None))
         for (i, img, _), (m, sc) in zip(batch, results, strict=True):
             images[i], counts[i] = img, len(m)
             masks[i, : len(m)], scores[i, : len(m)] = pack_masks(m), sc

@@ -10,6 +10,7 @@ import contextlib
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from maskgen.common.devices import autocast_dtype, resolve_device
@@ -32,6 +33,9 @@ class MaskPredictor:
             (both class-agnostic, see ``maskgen.lpsam.proposals``).
         device: where the model lives.
         proposals: which candidates are made (latent class tokens, point grid, box grid).
+        candidate_priority: (T,) int per candidate for the store's post-processing (0: latent
+            class token, 1: proposal; kept in that order, ``ProposalConfig.merge``), or None
+            (one ranking by score).
     """
 
     def __init__(self, model: LPSAM, meta: dict, sha256: str, device: torch.device, multimask: bool = False,
@@ -50,6 +54,9 @@ class MaskPredictor:
         boxes = ([f"box#{i}" for i in range(len(box_grid(cfg.box_sides, cfg.box_overlap, self.input_size)))]
                  if cfg.boxes else [])
         self.candidate_classes = (latent if cfg.latent else []) + grid + boxes
+        first = cfg.mixed and cfg.merge == "latent-first"
+        self.candidate_priority = (np.asarray([0] * len(latent) + [1] * (len(grid) + len(boxes)), dtype=np.int64)
+                                   if first else None)
 
     @property
     def num_candidates(self) -> int:

@@ -35,6 +35,7 @@ MODE_FAMILIES = {
     "latent+grid+boxes": ("latent", "grid", "boxes"),
 }
 PROPOSAL_MODES = tuple(MODE_FAMILIES)
+MERGE_RULES = ("latent-first", "score")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ class ProposalConfig:
         points_per_side: n, the grid has n x n points at cell centres, >= 1.
         box_sides: sides of the tiled boxes as fractions of S, each in (0, 1].
         box_overlap: overlap of neighbouring boxes as a fraction of their side, in [0, 1).
+        merge: how the latent class tokens' masks and the proposals share the K slots:
+            ``latent-first`` (the class masks are kept first, proposals fill the slots left and
+            lose to a class mask they duplicate) or ``score`` (one ranking by predicted IoU).
         min_iou: proposals whose predicted IoU is lower are dropped, in [0, 1].
         min_stability: proposals whose stability score is lower are dropped, in [0, 1].
         stability_offset: the logit offset of the stability score, > 0.
@@ -58,6 +62,7 @@ class ProposalConfig:
     points_per_side: int = 8
     box_sides: tuple[float, ...] = (0.25, 0.375, 0.5)
     box_overlap: float = 0.5
+    merge: str = "latent-first"
     min_iou: float = 0.5
     min_stability: float = 0.85
     stability_offset: float = 1.0
@@ -80,6 +85,8 @@ class ProposalConfig:
             raise ValueError(f"box_sides must be fractions of the frame in (0, 1], got {self.box_sides}")
         if not 0.0 <= self.box_overlap < 1.0:
             raise ValueError(f"box_overlap must be in [0, 1), got {self.box_overlap}")
+        if self.merge not in MERGE_RULES:
+            raise ValueError(f"merge must be one of {', '.join(MERGE_RULES)}, got {self.merge!r}")
 
     @property
     def latent(self) -> bool:
@@ -93,15 +100,22 @@ class ProposalConfig:
     def boxes(self) -> bool:
         return "boxes" in MODE_FAMILIES[self.mode]
 
+    @property
+    def mixed(self) -> bool:
+        """Latent class tokens and class-agnostic proposals compete for the slots."""
+        return self.latent and (self.grid or self.boxes)
+
     def to_dict(self) -> dict:
-        """The settings (the box fields only when boxes are made, so a store without them keeps
-        the identity it had before box proposals existed)."""
+        """The settings, each only where it acts (a store made before box proposals and the
+        merge rule existed keeps its identity when it uses neither)."""
         d = asdict(self)
         if not self.boxes:
             d.pop("box_sides")
             d.pop("box_overlap")
         else:
             d["box_sides"] = list(self.box_sides)
+        if not self.mixed:
+            d.pop("merge")
         return d
 
 

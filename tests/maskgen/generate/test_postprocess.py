@@ -115,6 +115,23 @@ def test_dedup_keeps_the_higher_score():
     assert scores_all.tolist() == pytest.approx([0.9, 0.9, 0.5])
 
 
+def test_latent_first_priority_keeps_class_masks_and_fills_the_rest_with_proposals():
+    a, a2 = disc(16, 16, 8), disc(16, 17, 8)          # a class mask (score 0.4), a proposal duplicating it
+    c, d = disc(4, 4, 3), disc(27, 27, 3)
+    probs = np.stack([a, a2, c, d]).astype(np.float32)
+    scores = np.array([0.4, 0.9, 0.8, 0.7])
+    cfg = PostprocessConfig(k=2, min_area=5, dedup_iou=0.8, **RAW)
+    by_score_only, s0 = postprocess_frame(probs, scores, cfg)
+    assert s0.tolist() == pytest.approx([0.9, 0.8])   # one ranking: the class mask loses its slot
+    masks, s1 = postprocess_frame(probs, scores, cfg, priority=np.array([0, 1, 1, 1]))
+    assert s1.tolist() == pytest.approx([0.8, 0.4])   # class mask kept, duplicate dropped, stored by score
+    np.testing.assert_array_equal(masks[0], c)
+    np.testing.assert_array_equal(masks[1], a)
+    same, s2 = postprocess_frame(probs, scores, cfg, priority=np.zeros(4, int))
+    np.testing.assert_array_equal(same, by_score_only)
+    assert s2.tolist() == s0.tolist()
+
+
 def test_top_k_by_score_and_token_components_inherit_scores():
     size = 32
     probs = np.zeros((3, size, size), np.float32)

@@ -69,6 +69,19 @@ def test_batched_equals_the_per_frame_reference(seed, cfg, one_thread):
     assert total > 3  # not trivially empty
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_batched_equals_the_reference_with_latent_first_priority(seed, one_thread):
+    probs, scores = _candidates(seed)
+    priority = np.array([0, 0, 1, 1, 1, 1])   # two class tokens, then proposals
+    for cfg in (CONFIGS[0], CONFIGS[1]):
+        ref = run_postprocess("frame", probs, scores, cfg, priority=priority)
+        got = run_postprocess("batched", probs, scores, cfg, priority=priority)
+        for (m, s), (rm, rs) in zip(got, ref, strict=True):
+            np.testing.assert_array_equal(m, rm)
+            np.testing.assert_array_equal(s, rs)
+            assert (np.diff(rs) <= 0).all()    # stored in descending score, whatever the priority
+
+
 def test_numpy_and_boolean_inputs_and_the_dispatcher(one_thread):
     probs, scores = _candidates(7, b=2)
     cfg = CONFIGS[0]

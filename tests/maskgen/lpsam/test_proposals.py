@@ -114,30 +114,38 @@ def test_predictor_with_latent_and_box_proposals(adapt_dir):
     assert probs.shape == (2, t + 10, 256, 256) and scores.shape == (2, t + 10)
     torch.testing.assert_close(probs[:, :t], latent(frames)[0], atol=1e-5, rtol=0)
     assert mixed.candidate_classes == [c.name for c in DEFAULT_CLASSES] + [f"box#{i}" for i in range(10)]
+    assert mixed.candidate_priority.tolist() == [0] * t + [1] * 10       # class masks kept first
     every = ProposalConfig(mode="latent+grid+boxes", points_per_side=2, box_sides=(1.0,))
     assert load_predictor(adapt_dir, "cpu", proposals=every).candidate_classes[t:] == [
         "grid#0", "grid#1", "grid#2", "grid#3", "box#0"]
+    for one_ranking in (ProposalConfig(mode="latent+boxes", merge="score"), ProposalConfig(mode="boxes"),
+                        ProposalConfig()):
+        assert load_predictor(adapt_dir, "cpu", proposals=one_ranking).candidate_priority is None
 
 
 def test_box_settings_are_part_of_a_store_identity_only_with_boxes():
-    assert "box_sides" not in ProposalConfig(mode="both").to_dict()     # stores made before boxes keep their identity
+    assert "box_sides" not in ProposalConfig(mode="both").to_dict()  # stores made before boxes keep their identity
     d = ProposalConfig(mode="latent+boxes", box_sides=[0.5, 0.25]).to_dict()
     assert d["box_sides"] == [0.5, 0.25] and d["box_overlap"] == 0.5
     assert ProposalConfig(mode="boxes").boxes and not ProposalConfig(mode="boxes").latent
+    assert "merge" not in ProposalConfig().to_dict() and "merge" not in ProposalConfig(mode="boxes").to_dict()
+    assert ProposalConfig(mode="both").to_dict()["merge"] == "latent-first"
 
 
 @pytest.mark.parametrize("kwargs", [{"mode": "all"}, {"points_per_side": 0}, {"min_iou": 2.0},
                                     {"min_stability": -1.0}, {"stability_offset": 0.0}, {"chunk": 0},
-                                    {"box_sides": ()}, {"box_sides": (0.5, 1.5)}, {"box_overlap": 1.0}])
+                                    {"box_sides": ()}, {"box_sides": (0.5, 1.5)}, {"box_overlap": 1.0},
+                                    {"merge": "union"}])
 def test_bad_proposal_settings(kwargs):
     with pytest.raises(ValueError, match=list(kwargs)[0]):
         ProposalConfig(**kwargs)
 
 
 def test_run_cli_offers_every_proposal_mode():
-    from maskgen.cli.run import PROPOSAL_CHOICES
+    from maskgen.cli.run import MERGE_CHOICES, PROPOSAL_CHOICES
+    from maskgen.lpsam.proposals import MERGE_RULES
 
-    assert tuple(PROPOSAL_CHOICES) == PROPOSAL_MODES
+    assert tuple(PROPOSAL_CHOICES) == PROPOSAL_MODES and tuple(MERGE_CHOICES) == MERGE_RULES
 
 
 def _lesion_batch(b=6, s=64):
