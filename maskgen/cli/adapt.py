@@ -106,12 +106,15 @@ def _print_params(model_name: str, datasets: tuple[str, ...]) -> None:
               help="Domain randomisation of training batches (probe geometry, depth, gain, speckle, blur): "
                    "with it, LP-SAM's best-of-K Dice on phantom datasets the adaptation never saw rose by "
                    "0.04-0.17 at seeds 0 and 1 (docs/store.md); --no-augment for the former recipe.")
+@click.option("--paste", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+              help="Copy-paste: the share of training frames that receive a labelled structure of another "
+                   "frame (of a class their dataset does not label) at a random place (docs/lpsam.md).")
 @click.option("--seed", default=0, show_default=True, type=int,
               help="Seeds the held-out split, the weights of new modules and the batch order.")
 @click.option("--threads", type=int, help="torch CPU threads (default: torch's choice).")
 @click.option("--print-params", is_flag=True, help="Print the trainable parameter counts and exit.")
 def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model_name, device, steps1, steps2,
-          batch_size, lr1, lr2, dice_weight, iou_weight, train_decoder, balanced_bce, held_out, max_frames, checkpoint_every, augment,
+          batch_size, lr1, lr2, dice_weight, iou_weight, train_decoder, balanced_bce, held_out, max_frames, checkpoint_every, augment, paste,
           seed, threads, print_params):
     """One-time LP-SAM adaptation: phase 1 (adapters + conv branch, GT prompts), phase 2 (latent
     prompt engine), then Dice/IoU per anatomy class on grouped held-out pairs (report.md).
@@ -136,7 +139,7 @@ def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model
     from maskgen.common.devices import resolve_device
     from maskgen.common.provenance import write_run_info
     from maskgen.lpsam.adapt import adapt as run_adapt
-    from maskgen.lpsam.augment import NO_AUGMENT, AugmentConfig
+    from maskgen.lpsam.augment import AugmentConfig
     from maskgen.lpsam.config import get_config, phase_defaults
     from maskgen.lpsam.data import load_pairs
     from maskgen.lpsam.train import PhaseSettings
@@ -151,7 +154,7 @@ def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model
         dev = resolve_device(device)
         common = {"batch_size": batch_size, "dice_weight": dice_weight, "iou_weight": iou_weight,
                   "checkpoint_every": checkpoint_every, "seed": seed,
-                  "augment": AugmentConfig() if augment else NO_AUGMENT}
+                  "augment": AugmentConfig(paste=paste) if augment else AugmentConfig(p=0.0, paste=paste)}
         phase1 = PhaseSettings(steps1 if steps1 is not None else budget.steps1, lr1 or budget.lr1, **common)
         phase2 = PhaseSettings(steps2 if steps2 is not None else budget.steps2, lr2 or budget.lr2,
                                train_decoder=train_decoder, balanced_bce=balanced_bce, **common)

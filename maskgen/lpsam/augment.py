@@ -12,6 +12,16 @@ operator might have shown it (all draws from the step's generator, so resuming s
   and a random blur (point-spread function); grain and blur sizes are drawn once per batch,
   their strengths per frame.
 
+and, before all that, with probability ``paste`` per frame (``copy_paste``):
+
+* copy-paste: one labelled structure of another frame of the batch, of a class the frame's own
+  dataset does not label, is pasted (pixels inside its mask, seam feathered over a pixel) at a
+  random place in the frame's field of view, occluding what was there; it becomes a labelled
+  structure of the frame. Structures then appear in contexts their dataset never shows (a
+  nodule in a cardiac view), so "segment what the prompt points at" cannot lean on the
+  surrounding anatomy: the simple copy-paste augmentation of instance segmentation
+  (Ghiasi et al., CVPR 2021).
+
 Nothing here looks at what the phantom renders: the ranges are generic B-mode variations.
 """
 
@@ -36,6 +46,7 @@ class AugmentConfig:
         speckle: max std of the log-normal multiplicative noise; grain: (min, max) noise
             correlation length in pixels at S = 256.
         blur: max Gaussian blur sigma in pixels at S = 256.
+        paste: probability that a frame receives a structure of another frame (``copy_paste``).
     """
 
     p: float = 0.8
@@ -48,9 +59,14 @@ class AugmentConfig:
     speckle: float = 0.35
     grain: tuple[float, float] = (1.0, 4.0)
     blur: float = 1.5
+    paste: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+PASTE_TRIES = 4          # random placements tried per frame before giving up
+PASTE_IN_VIEW = 0.95     # share of the pasted structure that must land inside the field of view
 
 
 NO_AUGMENT = AugmentConfig(p=0.0)
@@ -93,6 +109,71 @@ def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     k = k / k.sum()
     y = F.conv2d(F.pad(x[:, None], (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
     return F.conv2d(F.pad(y, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1))[:, 0]
+
+
+def _shifted(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """(..., S, S) moved by (dy, dx) pixels, zeros where nothing moved in (no wrap-around)."""
+    out = torch.zeros_like(x)
+    h, w = x.shape[-2:]
+    ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
+    xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
+    out[..., yd, xd] = x[..., ys, xs]
+    return out
+
+
+def copy_paste(images: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, p: float,
+               gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Paste structures between the frames of a batch (see the module doc).
+
+    Each frame, with probability ``p``, takes one structure of another frame (a class present
+    there that the frame's own dataset does not label, so no label of the frame is
+    contradicted), moved by a random shift that keeps it whole and at least ``PASTE_IN_VIEW``
+    inside the frame's field of view (non-zero pixels; ``PASTE_TRIES`` placements are tried).
+    The frame's other structures lose the pixels the paste covers.
+
+    Args:
+        images: (B, S, S) uint8; target: (B, T, S, S) float binary; valid: (B, T) bool.
+        gen: CPU generator (every random draw comes from it, whatever is pasted).
+    Returns:
+        images, target, valid (new tensors; ``valid`` gains the pasted classes).
+    """
+    b, s = target.shape[0], target.shape[-1]
+    if p <= 0 or b < 2:
+        return images, target, valid
+    on = torch.rand(b, generator=gen) < p
+    source = torch.randint(b, (b,), generator=gen)
+    picks = torch.rand(b, generator=gen)
+    shifts = torch.rand((b, PASTE_TRIES, 2), generator=gen)
+    if not on.any():
+        return images, target, valid
+    images, target, valid = images.clone(), target.clone(), valid.clone()
+    present = (valid & (target.flatten(2).amax(-1) > 0)).cpu()
+    free = ~valid.cpu()
+    for i in torch.nonzero(on).flatten().tolist():
+        j = int(source[i])
+        classes = torch.nonzero(present[j] & free[i]).flatten()
+        if j == i or len(classes) == 0:
+            continue
+        c = int(classes[min(int(picks[i] * len(classes)), len(classes) - 1)])
+        mask = target[j, c] > 0.5
+        rows, cols = torch.nonzero(mask.any(1)).flatten(), torch.nonzero(mask.any(0)).flatten()
+        y0, y1, x0, x1 = int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
+        fov = images[i] > 0
+        for u, v in shifts[i].tolist():
+            dy = int(-y0 + u * (s - 1 - y1 + y0))
+            dx = int(-x0 + v * (s - 1 - x1 + x0))
+            moved = _shifted(mask, dy, dx)
+            if (moved & fov).sum() < PASTE_IN_VIEW * moved.sum():
+                continue
+            # opaque inside, feathered over the mask's own edge pixels (no halo outside it)
+            alpha = torch.where(moved, _blur(moved.float()[None], 0.7)[0].clamp(min=0.5), 0.0)
+            pixels = _shifted(images[j].float(), dy, dx)
+            images[i] = (alpha * pixels + (1 - alpha) * images[i].float()).round().clamp(0, 255).to(images.dtype)
+            target[i] = target[i] * (~moved).to(target.dtype)
+            target[i, c] = moved.to(target.dtype)
+            valid[i, c] = True
+            break
+    return images, target, valid
 
 
 def domain_randomise(images: torch.Tensor, target: torch.Tensor, cfg: AugmentConfig,

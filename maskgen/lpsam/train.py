@@ -26,7 +26,7 @@ from tqdm import tqdm
 from maskgen.common.devices import autocast_dtype
 from maskgen.common.schedules import warmup_cosine
 from maskgen.lpsam.artifacts import load_phase_state, save_phase_state
-from maskgen.lpsam.augment import NO_AUGMENT, AugmentConfig, domain_randomise
+from maskgen.lpsam.augment import NO_AUGMENT, AugmentConfig, copy_paste, domain_randomise
 from maskgen.lpsam.data import PairSet
 from maskgen.lpsam.losses import DEFAULT_DICE_WEIGHT, segmentation_loss
 from maskgen.lpsam.model import LPSAM
@@ -43,8 +43,8 @@ class PhaseSettings:
 
     ``balance_datasets``: draw each frame's dataset uniformly, then a frame of it, so a small
     dataset (DDTI, 637 frames) is not drowned by a large one (CAMUS, 57k frames).
-    ``augment``: domain randomisation of every training batch (``maskgen.lpsam.augment``;
-    off by default, ``NO_AUGMENT``).
+    ``augment``: copy-paste and domain randomisation of every training batch
+    (``maskgen.lpsam.augment``; off by default, ``NO_AUGMENT``).
     ``iou_weight``: weight of the mask-quality regression; SAM's IoU head is trained whenever
     it is > 0, and 0 drops the term and leaves the head as it is (see ``trainable_parts``).
     ``train_decoder`` (phase 2): also train SAM's whole mask decoder, as the authors' code does.
@@ -77,8 +77,10 @@ class PhaseSettings:
 
     def fingerprint(self, phase: int, extra: dict) -> str:
         fields = asdict(self)
-        if self.augment.p <= 0:  # no randomisation: the same fingerprint as before it existed
-            fields.pop("augment")
+        if self.augment.p <= 0 and self.augment.paste <= 0:  # no randomisation: the fingerprint it had
+            fields.pop("augment")                                   # before randomisation existed
+        elif self.augment.paste <= 0:  # likewise before copy-paste existed
+            fields["augment"].pop("paste")
         if not self.balanced_bce:  # likewise
             fields.pop("balanced_bce")
         blob = json.dumps({"phase": phase, **fields, **extra}, sort_keys=True)
@@ -106,7 +108,7 @@ def draw_batch(pairs: PairSet, pool: torch.Tensor, batch_size: int, gen: torch.G
                device: torch.device, balance: bool = False,
                augment: AugmentConfig | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Frames (B, S, S) uint8, targets (B, T, S, S) float and validity (B, T) bool on ``device``
-    (domain-randomised by ``augment`` when given)."""
+    (with structures pasted between frames and domain-randomised by ``augment`` when given)."""
     idx = sample_frames(pairs.dataset_index[pool], pool, batch_size, gen, balance)
     images = pairs.images[idx]
     target, valid = pairs.targets(idx)
@@ -114,10 +116,12 @@ def draw_batch(pairs: PairSet, pool: torch.Tensor, batch_size: int, gen: torch.G
         mirrored = torch.rand(batch_size, generator=gen) < 0.5
         images = torch.where(mirrored[:, None, None], images.flip(-1), images)
         target = torch.where(mirrored[:, None, None, None], target.flip(-1), target)
-    images, target = images.to(device), target.to(device)
+    images, target, valid = images.to(device), target.to(device), valid.to(device)
+    if augment is not None and augment.paste > 0:
+        images, target, valid = copy_paste(images, target, valid, augment.paste, gen)
     if augment is not None and augment.p > 0:
         images, target = domain_randomise(images, target, augment, gen)
-    return images, target, valid.to(device)
+    return images, target, valid
 
 
 def phase1_loss(model: LPSAM, images, target, valid, settings: PhaseSettings, gen) -> torch.Tensor | None:
