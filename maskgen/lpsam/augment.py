@@ -146,6 +146,7 @@ def copy_paste(images: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, 
     shifts = torch.rand((b, PASTE_TRIES, 2), generator=gen)
     if not on.any():
         return images, target, valid
+    src_images, src_target = images, target          # structures are taken from the batch as drawn
     images, target, valid = images.clone(), target.clone(), valid.clone()
     present = (valid & (target.flatten(2).amax(-1) > 0)).cpu()
     free = ~valid.cpu()
@@ -155,7 +156,7 @@ def copy_paste(images: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, 
         if j == i or len(classes) == 0:
             continue
         c = int(classes[min(int(picks[i] * len(classes)), len(classes) - 1)])
-        mask = target[j, c] > 0.5
+        mask = src_target[j, c] > 0.5
         rows, cols = torch.nonzero(mask.any(1)).flatten(), torch.nonzero(mask.any(0)).flatten()
         y0, y1, x0, x1 = int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
         fov = images[i] > 0
@@ -167,7 +168,7 @@ def copy_paste(images: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, 
                 continue
             # opaque inside, feathered over the mask's own edge pixels (no halo outside it)
             alpha = torch.where(moved, _blur(moved.float()[None], 0.7)[0].clamp(min=0.5), 0.0)
-            pixels = _shifted(images[j].float(), dy, dx)
+            pixels = _shifted(src_images[j].float(), dy, dx)
             images[i] = (alpha * pixels + (1 - alpha) * images[i].float()).round().clamp(0, 255).to(images.dtype)
             target[i] = target[i] * (~moved).to(target.dtype)
             target[i, c] = moved.to(target.dtype)
