@@ -141,7 +141,7 @@ def copy_paste(images: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, 
     if p <= 0 or b < 2:
         return images, target, valid
     on = torch.rand(b, generator=gen) < p
-    source = torch.randint(b, (b,), generator=gen)
+    source = (torch.arange(b) + 1 + torch.randint(b - 1, (b,), generator=gen)) % b   # another frame
     picks = torch.rand(b, generator=gen)
     shifts = torch.rand((b, PASTE_TRIES, 2), generator=gen)
     if not on.any():
@@ -153,7 +153,7 @@ def copy_paste(images: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, 
     for i in torch.nonzero(on).flatten().tolist():
         j = int(source[i])
         classes = torch.nonzero(present[j] & free[i]).flatten()
-        if j == i or len(classes) == 0:
+        if len(classes) == 0:
             continue
         c = int(classes[min(int(picks[i] * len(classes)), len(classes) - 1)])
         mask = src_target[j, c] > 0.5

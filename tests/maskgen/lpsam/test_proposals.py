@@ -200,3 +200,65 @@ def test_augment_is_part_of_the_phase_fingerprint_only_when_on():
                             AugmentConfig(p=1.0))
     assert all(torch.equal(a, b) for a, b in zip(plain, again, strict=True))
     assert not torch.equal(plain[0], randomised[0]) and torch.equal(plain[2], randomised[2])
+
+
+def _two_dataset_batch(s=64):
+    """Frame 0 of dataset A labels class 0 (a bright disc); frame 1 of dataset B labels class 1
+    (a dark square); both frames have a black border outside their field of view."""
+    yy, xx = torch.meshgrid(torch.arange(s), torch.arange(s), indexing="ij")
+    images = torch.full((2, s, s), 90, dtype=torch.uint8)
+    images[:, :4], images[:, -4:] = 0, 0
+    disc = (yy - 20) ** 2 + (xx - 20) ** 2 < 36
+    square = (yy >= 40) & (yy < 50) & (xx >= 35) & (xx < 45)
+    images[0][disc] = 220
+    images[1][square] = 10
+    target = torch.zeros(2, 2, s, s)
+    target[0, 0], target[1, 1] = disc.float(), square.float()
+    valid = torch.tensor([[True, False], [False, True]])
+    return images, target, valid
+
+
+def test_copy_paste_moves_a_structure_into_a_frame_that_does_not_label_its_class():
+    from maskgen.lpsam.augment import copy_paste
+
+    images, target, valid = _two_dataset_batch()
+    for seed in range(6):
+        out, tgt, val = copy_paste(images, target, valid, 1.0, torch.Generator().manual_seed(seed))
+        assert val.all()                                           # each frame gained the other's class
+        for i, c in ((0, 1), (1, 0)):
+            pasted = tgt[i, c] > 0.5
+            assert pasted.sum() == target[1 - i, 1 - i].sum()      # whole, moved, not resized
+            assert not pasted[:4].any() and not pasted[-4:].any()  # inside the field of view
+            own = target[i, i] > 0.5
+            assert torch.equal(tgt[i, i] > 0.5, own & ~pasted)     # the frame's structure is occluded
+            src_value = 220 if c == 0 else 10
+            core = pasted.clone()
+            for _ in range(2):  # 2 px inside the edge, past the feathered seam
+                core[1:-1, 1:-1] = core[1:-1, 1:-1] & core[:-2, 1:-1] & core[2:, 1:-1] & core[1:-1, :-2] & core[1:-1, 2:]
+            assert core.any() and (out[i][core].int() - src_value).abs().max() <= 2   # its pixels came along
+            assert torch.equal(out[i][~pasted], images[i][~pasted])  # nothing changes outside it
+        again = copy_paste(images, target, valid, 1.0, torch.Generator().manual_seed(seed))
+        assert all(torch.equal(a, b) for a, b in zip(again, (out, tgt, val), strict=True))
+    same = copy_paste(images, target, valid, 0.0, torch.Generator().manual_seed(0))
+    assert all(x is y for x, y in zip(same, (images, target, valid), strict=True))
+    labelled = torch.ones_like(valid)                              # every class labelled everywhere: no paste
+    out, tgt, val = copy_paste(images, target, labelled, 1.0, torch.Generator().manual_seed(0))
+    assert torch.equal(out, images) and torch.equal(tgt, target)
+
+
+def test_phase_fingerprint_unchanged_without_copy_paste():
+    from maskgen.lpsam.augment import AugmentConfig
+    from maskgen.lpsam.train import PhaseSettings
+
+    plain = PhaseSettings(steps=10, lr=1e-3, augment=AugmentConfig())
+    pasted = PhaseSettings(steps=10, lr=1e-3, augment=AugmentConfig(paste=0.5))
+    assert plain.fingerprint(1, {}) != pasted.fingerprint(1, {})
+    import dataclasses
+    import hashlib
+    import json
+
+    before = {"phase": 1, **dataclasses.asdict(plain)}      # the fields as they were before paste existed
+    before["augment"].pop("paste")
+    before.pop("balanced_bce")
+    want = hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
+    assert plain.fingerprint(1, {}) == want
