@@ -8,9 +8,12 @@ host, vs ``batched``, tensor operations on the predictor's device), as frames/s 
 ratio, asserting that both write the same store. GPU (when CUDA is present): ``vit_b`` LP-SAM
 in bf16 at several batch sizes, against batch size 1, and the end-to-end job (ViT-B, 256 px,
 K = 16, random weights saved as an adaptation folder) with both paths. Frames are synthetic.
+Candidates: frames/s of prediction + post-processing with each ``--proposals`` mode against
+``latent`` in the same run (the CPU adaptation of ``--adapt``, e.g. the demo's runs/demo/lpsam,
+so proposals survive their filters as they do on real frames; random weights otherwise).
 
     .venv/bin/python benchmarks/bench_maskgen.py [--frames 32] [--batch-sizes 1,4,8]
-        [--skip-cpu] [--skip-sweep] [--gpu-e2e-frames 1024] [--gpu-e2e-batch 64]
+        [--skip-cpu] [--skip-sweep] [--gpu-e2e-frames 1024] [--gpu-e2e-batch 64] [--adapt DIR]
 """
 
 from __future__ import annotations
@@ -124,6 +127,20 @@ def end_to_end(name: str, adapt: Path, tmp: Path, n: int, batch: int, device: st
     assert same, "the two post-processing paths wrote different stores"
 
 
+def proposal_cost(name: str, adapt: Path, frames: np.ndarray, batch: int, device, post: PostprocessConfig) -> None:
+    """Frames/s of prediction + post-processing per ``--proposals`` mode, against ``latent``."""
+    from maskgen.lpsam import load_predictor
+    from maskgen.lpsam.proposals import ProposalConfig
+
+    base = None
+    for mode in ("latent", "latent+boxes", "both"):
+        predictor = load_predictor(adapt, device, proposals=ProposalConfig(mode=mode))
+        fps = frames_per_s(predictor, frames, batch, device, post)
+        base = base or fps
+        print(f"{name} --proposals {mode:13s} T={predictor.num_candidates:3d}: {fps:8.2f} frames/s "
+              f"(x{fps / base:.2f} vs latent)")
+
+
 def cpu_part(args, post) -> None:
     from maskgen.generate.job import MaskJob, PredictorSpec, run_mask_job
     from maskgen.lpsam import load_predictor
@@ -146,6 +163,8 @@ def cpu_part(args, post) -> None:
         print(f"cpu tiny maskgen run (batch {job.batch_size}, end to end): "
               f"{summary.frames / summary.seconds:.2f} frames/s, {summary.masks / summary.frames:.1f} masks/frame")
         end_to_end("cpu tiny", adapt, Path(tmp), args.frames, max(args.batch_sizes), "cpu", post)
+        proposal_cost("cpu tiny" + (f" ({args.adapt})" if args.adapt else " (random weights)"),
+                      Path(args.adapt) if args.adapt else adapt, frames, max(args.batch_sizes), device, post)
 
 
 def gpu_part(args, post, device) -> None:
@@ -186,6 +205,7 @@ def main() -> None:
     parser.add_argument("--gpu-device", default=None, help="run the GPU section on this device (e.g. cpu)")
     parser.add_argument("--gpu-e2e-frames", type=int, default=1024, help="frames of the GPU end-to-end job (0: skip)")
     parser.add_argument("--gpu-e2e-batch", type=int, default=64)
+    parser.add_argument("--adapt", default=None, help="adaptation folder for the candidates' cost (default: random)")
     parser.add_argument("--skip-cpu", action="store_true")
     parser.add_argument("--skip-sweep", action="store_true", help="only the end-to-end jobs")
     args = parser.parse_args()

@@ -21,6 +21,7 @@ from maskgen.store import StoreError
 from maskgen.store.writer import StoreMismatchError
 
 PROPOSAL_CHOICES = ("latent", "grid", "boxes", "both", "latent+boxes", "latent+grid+boxes")
+DEFAULT_PROPOSALS = "latent+boxes"  # the class tokens and the box grid: docs/store.md, "Measured"
 MERGE_CHOICES = ("latent-first", "score")  # maskgen.lpsam.proposals.MERGE_RULES (not imported here: slow)
 
 
@@ -74,7 +75,7 @@ def parse_fractions(value: str, option: str) -> tuple[float, ...]:
 @click.option("--clip-to-frame/--no-clip-to-frame", default=True, show_default=True,
               help="Clear every candidate mask outside the frame's letter-box content box (no masks "
                    "in the padding), before the other post-processing steps.")
-@click.option("--proposals", type=click.Choice(PROPOSAL_CHOICES), default="latent", show_default=True,
+@click.option("--proposals", type=click.Choice(PROPOSAL_CHOICES), default=DEFAULT_PROPOSALS, show_default=True,
               help="Candidates: the latent class tokens, and/or class-agnostic proposals through the adapted "
                    "decoder from a grid of point prompts (grid) or of tiled box prompts (boxes); both = "
                    "latent+grid (docs/store.md).")

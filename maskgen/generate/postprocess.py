@@ -230,14 +230,16 @@ def postprocess_frame(probs: np.ndarray, scores: np.ndarray, cfg: PostprocessCon
         raise ValueError(f"region {region.shape} does not match the masks' {probs.shape[1:]}")
     binary = clip_candidates(binary, None if region is None else region[None], cfg)
     min_area = min_component_area(cfg, probs.shape[1:])
-    labels: list[np.ndarray] = []
+    labels: list[np.ndarray | None] = []
     instances: list[_Instance] = []
     for t in range(len(binary)):
-        keep = scores[t] >= cfg.min_score  # also drops NaN scores
-        cand = coherent_regions(binary[t], cfg) if cfg.coherent and keep else binary[t]
+        if not scores[t] >= cfg.min_score:  # also drops NaN scores (proposals that failed their filter)
+            labels.append(None)
+            continue
+        cand = coherent_regions(binary[t], cfg) if cfg.coherent else binary[t]
         lab, n = ndimage.label(cand, structure=_EIGHT_CONNECTED)
         labels.append(lab)
-        if n == 0 or not keep:
+        if n == 0:
             continue
         areas = np.bincount(lab.ravel(), minlength=n + 1)
         for i, box in enumerate(ndimage.find_objects(lab), start=1):

@@ -142,10 +142,11 @@ def test_bad_proposal_settings(kwargs):
 
 
 def test_run_cli_offers_every_proposal_mode():
-    from maskgen.cli.run import MERGE_CHOICES, PROPOSAL_CHOICES
+    from maskgen.cli.run import DEFAULT_PROPOSALS, MERGE_CHOICES, PROPOSAL_CHOICES
     from maskgen.lpsam.proposals import MERGE_RULES
 
     assert tuple(PROPOSAL_CHOICES) == PROPOSAL_MODES and tuple(MERGE_CHOICES) == MERGE_RULES
+    assert ProposalConfig(mode=DEFAULT_PROPOSALS).latent and ProposalConfig(mode=DEFAULT_PROPOSALS).boxes
 
 
 def _lesion_batch(b=6, s=64):
