@@ -68,3 +68,25 @@ def test_adapt_cli_rejects_bad_input(tmp_path):
     assert res.exit_code != 0 and "--root" in res.output
     res = runner.invoke(adapt, ["--out", str(tmp_path / "o"), "--held-out", "1.5"])
     assert res.exit_code != 0 and "1.5" in res.output
+
+
+@pytest.mark.parametrize("flags, paste1, paste2, randomised", [
+    ([], 0.5, 0.0, True),                                   # the default: copy-paste in phase 1 only
+    (["--paste-phase2"], 0.5, 0.5, True),
+    (["--paste", "0", "--no-augment"], 0.0, 0.0, False),    # the former recipe
+])
+def test_adapt_cli_copy_paste_settings_per_phase(tmp_path, ddti_root, monkeypatch, flags, paste1, paste2, randomised):
+    import maskgen.lpsam.adapt
+
+    seen = {}
+
+    def capture(out, pairs, config, phase1, phase2, *args, **kwargs):
+        seen.update(phase1=phase1, phase2=phase2)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(maskgen.lpsam.adapt, "adapt", capture)
+    result = CliRunner().invoke(adapt, ["--out", str(tmp_path / "o"), "--dataset", "ddti", "--root", str(ddti_root),
+                                        "--device", "cpu", *flags])
+    assert result.exit_code == 0, result.output
+    assert (seen["phase1"].augment.paste, seen["phase2"].augment.paste) == (paste1, paste2)
+    assert all((s.augment.p > 0) == randomised for s in seen.values())
