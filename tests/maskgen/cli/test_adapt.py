@@ -71,8 +71,8 @@ def test_adapt_cli_rejects_bad_input(tmp_path):
 
 
 @pytest.mark.parametrize("flags, paste1, paste2, randomised", [
-    ([], 0.5, 0.0, True),                                   # the default: copy-paste in phase 1 only
-    (["--paste-phase2"], 0.5, 0.5, True),
+    ([], 0.5, 0.5, True),                                   # the default: copy-paste in both phases
+    (["--no-paste-phase2"], 0.5, 0.0, True),
     (["--paste", "0", "--no-augment"], 0.0, 0.0, False),    # the former recipe
 ])
 def test_adapt_cli_copy_paste_settings_per_phase(tmp_path, ddti_root, monkeypatch, flags, paste1, paste2, randomised):
