@@ -56,9 +56,18 @@ def test_two_ranks_match_one_process(tmp_path):
     torch.save((q, z, ids, w), tmp_path / "data.pt")
     (tmp_path / "worker.py").write_text(WORKER)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    ran = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          str(tmp_path / "worker.py"), str(tmp_path / "data.pt"), str(tmp_path), str(T)],
-                         env=env, capture_output=True, text=True)
+    # gloo on CPU can abort a rank while the group is torn down, after both ranks saved their
+    # results ("terminate called without an active exception"; seen in 2 of 4 full-suite runs on
+    # the 2-core machine, never alone): such a launch is tried again, at most twice
+    for _attempt in range(3):
+        for r in range(2):
+            (tmp_path / f"rank{r}.pt").unlink(missing_ok=True)
+        ran = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                              str(tmp_path / "worker.py"), str(tmp_path / "data.pt"), str(tmp_path), str(T)],
+                             env=env, capture_output=True, text=True)
+        teardown_abort = "terminate called without an active exception" in ran.stderr
+        if ran.returncode == 0 or not teardown_abort:
+            break
     assert ran.returncode == 0, ran.stderr[-3000:]
     zf = z.clone().requires_grad_(True)
     refs = [_reference(q, zf, ids, w, r) for r in range(2)]
