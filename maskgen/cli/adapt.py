@@ -145,7 +145,7 @@ def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model
     from maskgen.common.devices import resolve_device
     from maskgen.common.provenance import write_run_info
     from maskgen.lpsam.adapt import adapt as run_adapt
-    from maskgen.lpsam.augment import AugmentConfig
+    from maskgen.lpsam.augment import NO_AUGMENT, AugmentConfig
     from maskgen.lpsam.config import get_config, phase_defaults
     from maskgen.lpsam.data import load_pairs
     from maskgen.lpsam.train import PhaseSettings
@@ -160,7 +160,7 @@ def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model
         dev = resolve_device(device)
         common = {"batch_size": batch_size, "dice_weight": dice_weight, "iou_weight": iou_weight,
                   "checkpoint_every": checkpoint_every, "seed": seed}
-        randomise = AugmentConfig() if augment else AugmentConfig(p=0.0)
+        randomise = AugmentConfig() if augment else NO_AUGMENT
         phase1 = PhaseSettings(steps1 if steps1 is not None else budget.steps1, lr1 or budget.lr1,
                                augment=replace(randomise, paste=paste), **common)
         phase2 = PhaseSettings(steps2 if steps2 is not None else budget.steps2, lr2 or budget.lr2,
