@@ -90,3 +90,15 @@ def test_adapt_cli_copy_paste_settings_per_phase(tmp_path, ddti_root, monkeypatc
     assert result.exit_code == 0, result.output
     assert (seen["phase1"].augment.paste, seen["phase2"].augment.paste) == (paste1, paste2)
     assert all((s.augment.p > 0) == randomised for s in seen.values())
+
+
+def test_adapt_help_states_the_default_budgets():
+    """The help's [tiny N, ViT M] defaults are PHASE_DEFAULTS' (the help cannot import it: torch)."""
+    from maskgen.lpsam.config import PHASE_DEFAULTS
+
+    text = " ".join(CliRunner().invoke(adapt, ["--help"], terminal_width=400).output.split())
+    tiny, vit = PHASE_DEFAULTS["tiny"], PHASE_DEFAULTS["vit"]
+    for phase in (1, 2):
+        steps = f"Phase-{phase} steps [tiny {getattr(tiny, f'steps{phase}')}, ViT {getattr(vit, f'steps{phase}')}]"
+        rate = f"Phase-{phase} learning rate [tiny {getattr(tiny, f'lr{phase}'):.0e}, ViT {getattr(vit, f'lr{phase}'):.0e}]"
+        assert steps in text and rate.replace("e-0", "e-") in text, (steps, rate)
