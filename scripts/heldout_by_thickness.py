@@ -39,11 +39,12 @@ def edge_cnr(image: np.ndarray, mask: np.ndarray, enclosed: np.ndarray, ring: in
     return float((image[mask].mean() - image[band].mean()) / (image[band].std() + 1e-6))
 
 
-def per_frame_dice(model, pairs, t: int, mode: str) -> dict[int, float]:
+def per_frame_dice(model, pairs, t: int, mode: str, device: torch.device) -> dict[int, float]:
+    """{frame index: Dice} of class ``t`` on the held-out frames whose ground truth has it."""
     from maskgen.lpsam.evaluate import heldout_batches, overlap_scores
 
     idx, out, k = pairs.indices(held_out=True), {}, 0
-    for pred, target, valid in heldout_batches(model, pairs, mode, torch.device("cpu")):
+    for pred, target, valid in heldout_batches(model, pairs, mode, device):
         for b in range(pred.shape[0]):
             frame = int(idx[k])
             k += 1
@@ -58,14 +59,17 @@ def per_frame_dice(model, pairs, t: int, mode: str) -> dict[int, float]:
               help="anatomy class (a substring of its name, e.g. 'camus/myocardium')")
 @click.option("--ring", default=6, show_default=True, help="width of the outer band for the contrast, px")
 @click.option("--tsv", type=click.Path(dir_okay=False), help="also write the per-frame table here")
-def main(adapt_dir: str, cls_name: str, ring: int, tsv: str | None) -> None:
+@click.option("--device", default="auto", show_default=True, help="auto|cpu|cuda[:N]")
+def main(adapt_dir: str, cls_name: str, ring: int, tsv: str | None, device: str) -> None:
+    from maskgen.common.devices import resolve_device
     from maskgen.lpsam.artifacts import load_adapt_dir
     from maskgen.lpsam.data import load_pairs
 
-    torch.set_num_threads(1)
+    dev = resolve_device(device)
     run = json.loads((Path(adapt_dir) / "run.json").read_text())
     cfg = run["config"]
     model, _ = load_adapt_dir(adapt_dir)
+    model.to(dev)
     pairs = load_pairs([tuple(s) for s in cfg["sources"]], model.config.input_size, cfg["held_out"],
                        run["seed"], cfg["max_frames"])
     names = [c.name for c in pairs.classes]
@@ -77,7 +81,7 @@ def main(adapt_dir: str, cls_name: str, ring: int, tsv: str | None) -> None:
     dataset = pairs.classes[t].dataset
     # the classes of the same dataset that the structure encloses (e.g. the LV cavity in its wall)
     others = [c.label for c in pairs.classes if c.dataset == dataset and c.label != label]
-    latent, box = per_frame_dice(model, pairs, t, "latent"), per_frame_dice(model, pairs, t, "box")
+    latent, box = (per_frame_dice(model, pairs, t, mode, dev) for mode in ("latent", "box"))
     rows = []
     for frame in sorted(latent):
         labels, image = pairs.masks[frame].numpy(), pairs.images[frame].numpy().astype(np.float32)
