@@ -47,7 +47,10 @@ def _sources(datasets: tuple[str, ...], roots: tuple[str, ...], phantom: str) ->
     return list(zip(datasets, roots or (None,) * len(datasets), strict=True))
 
 
-def _print_params(model_name: str, datasets: tuple[str, ...]) -> None:
+def _print_params(model_name: str, datasets: tuple[str, ...], detail_channels: int = 0,
+                  detail_scale: int = 1) -> None:
+    from dataclasses import replace
+
     import torch
 
     from maskgen.datasets.registry import get_spec
@@ -58,7 +61,8 @@ def _print_params(model_name: str, datasets: tuple[str, ...]) -> None:
 
     classes = sum(len(get_spec(name).labels) for name in datasets)
     with torch.device("meta"):  # shapes only: no memory, no weights
-        model = build_lpsam(get_config(model_name), classes)
+        model = build_lpsam(replace(get_config(model_name), detail_channels=detail_channels,
+                                    detail_scale=detail_scale), classes)
     click.echo(f"LP-SAM {model_name} with {classes} anatomy classes ({', '.join(datasets)}):\n{format_counts(parameter_counts(model))}")
     train_base = get_config(model_name).sam_variant is None  # no SAM weights: phase 1 trains all
     click.echo("trainable:\n" + format_counts(phase_trainable_counts(model, train_base)))
@@ -79,6 +83,13 @@ def _print_params(model_name: str, datasets: tuple[str, ...]) -> None:
               help="Official SAM checkpoint (e.g. sam_vit_b_01ec64.pth) to start from.")
 @click.option("--model", "model_name", type=click.Choice(["tiny", "vit_b", "vit_l", "vit_h"]),
               help="Model size [default: vit_b with --sam-checkpoint, else tiny].")
+@click.option("--detail-channels", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Width of a detail branch: a small CNN on the frame whose features, at the mask "
+                   "resolution, are added to the decoder's upscaled embedding (trained in phase 1); "
+                   "0 for none. Structures thinner than a patch (myocardium) need it (docs/lpsam.md).")
+@click.option("--detail-scale", default=1, show_default=True, type=click.Choice(["1", "2", "4"]),
+              help="With --detail-channels: enlarge the decoder's upscaled embedding by this factor "
+                   "before the detail features are added (mask logits 4 x grid x this a side).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--steps1", type=int, help="Phase-1 steps [tiny 1600, ViT 4000].")
 @click.option("--steps2", type=int, help="Phase-2 steps [tiny 1200, ViT 4000].")
@@ -117,7 +128,7 @@ def _print_params(model_name: str, datasets: tuple[str, ...]) -> None:
               help="Seeds the held-out split, the weights of new modules and the batch order.")
 @click.option("--threads", type=int, help="torch CPU threads (default: torch's choice).")
 @click.option("--print-params", is_flag=True, help="Print the trainable parameter counts and exit.")
-def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model_name, device, steps1, steps2,
+def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model_name, detail_channels, detail_scale, device, steps1, steps2,
           batch_size, lr1, lr2, dice_weight, iou_weight, train_decoder, balanced_bce, held_out, max_frames, checkpoint_every, augment, paste, paste_phase2,
           seed, threads, print_params):
     """One-time LP-SAM adaptation: phase 1 (adapters + conv branch, GT prompts), phase 2 (latent
@@ -128,7 +139,7 @@ def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model
     """
     model_name = model_name or ("vit_b" if sam_checkpoint else "tiny")
     if print_params:
-        _print_params(model_name, datasets or PHANTOM_DATASETS)
+        _print_params(model_name, datasets or PHANTOM_DATASETS, detail_channels, int(detail_scale))
         return
     if not out:
         raise click.UsageError("Missing option '--out' (the adaptation folder).")
@@ -154,7 +165,10 @@ def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model
         torch.set_num_threads(threads)
     logging.getLogger("maskgen").setLevel(min(logging.getLogger("maskgen").getEffectiveLevel(), logging.INFO))
     sources = _sources(datasets, roots, phantom)
-    config = get_config(model_name)
+    try:
+        config = replace(get_config(model_name), detail_channels=detail_channels, detail_scale=int(detail_scale))
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--detail-scale") from err
     budget = phase_defaults(model_name)
     try:
         dev = resolve_device(device)

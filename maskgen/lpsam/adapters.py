@@ -10,7 +10,13 @@ holds the new trainable modules and ``adapted_encoder_forward`` runs the ViT wit
   and couples its CNN branch to them by cross-branch attention; we do neither;
 - a small CNN on the frame (stride = patch size) whose features are *added* to the tokens
   before every block through zero-initialised linear projections (local detail that 8x8
-  patches blur), not fused by attention.
+  patches blur), not fused by attention;
+- optionally (``detail_channels`` > 0), a detail branch: a small CNN on the frame at the
+  resolution of the decoder's mask logits (stride S / m, 4 px for ``tiny``), whose features
+  are added, through a zero-initialised projection, to the decoder's upscaled embedding before
+  the per-mask dot product (HQ-SAM's fusion of early features, reduced to one additive skip).
+  Without it the masks see the frame only through the patch tokens: a 16x16 patch of ``tiny``
+  is wider than the phantom's myocardial wall (8-17 px), whose Dice it caps (docs/lpsam.md).
 
 Why this layout: phase 1 has the paper's budget of about 13 M parameters (12.8 M for ViT-B
 here), and spreading it over all twelve blocks lets every layer shift toward ultrasound
@@ -65,11 +71,40 @@ class ConvBranch(nn.Module):
         return self.net(x)
 
 
+class DetailBranch(nn.Module):
+    """Frame (B, 3, S, S) -> (B, C_out, S/r, S/r) features at the decoder's mask resolution.
+
+    ``stride`` r (a power of 2, 1 allowed) = S / mask side; ``out_channels`` = the decoder's
+    upscaled width (prompt_dim / 8). The output projection starts at zero, so an untrained
+    branch leaves the decoder's masks unchanged.
+    """
+
+    def __init__(self, channels: int, out_channels: int, stride: int, in_chans: int = 3):
+        super().__init__()
+        stages = int(math.log2(stride))
+        if 2**stages != stride:
+            raise ValueError(f"detail stride {stride} must be a power of 2")
+        layers: list[nn.Module] = []
+        c_in = in_chans
+        for _ in range(stages):
+            layers += [nn.Conv2d(c_in, channels, 3, stride=2, padding=1), nn.BatchNorm2d(channels), nn.GELU()]
+            c_in = channels
+        layers += [nn.Conv2d(c_in, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.GELU()]
+        self.net = nn.Sequential(*layers)
+        self.proj = nn.Conv2d(channels, out_channels, 1)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.net(x))
+
+
 class EncoderAdapter(nn.Module):
-    """The trainable phase-1 modules for an encoder of ``depth`` blocks of width ``dim``."""
+    """The trainable phase-1 modules for an encoder of ``depth`` blocks of width ``dim`` (and,
+    when given, the decoder's ``detail`` branch, trained with them in phase 1)."""
 
     def __init__(self, dim: int, depth: int, hidden: int, conv_channels: int, patch_size: int,
-                 mlp_scale: float = 0.5):
+                 mlp_scale: float = 0.5, detail: DetailBranch | None = None):
         super().__init__()
         self.attn_adapters = nn.ModuleList(Adapter(dim, hidden) for _ in range(depth))
         self.mlp_adapters = nn.ModuleList(Adapter(dim, hidden) for _ in range(depth))
@@ -79,6 +114,7 @@ class EncoderAdapter(nn.Module):
             nn.init.zeros_(proj.weight)
             nn.init.zeros_(proj.bias)
         self.mlp_scale = mlp_scale
+        self.detail = detail
 
 
 def _adapted_block(block, attn_adapter: Adapter, mlp_adapter: Adapter, x: torch.Tensor,

@@ -27,6 +27,11 @@ class LPSAMConfig:
         lpe_cnn_channels: channels of the LPE's light CNN (local features).
         lpe_rounds: N, rounds of bidirectional cross-attention in the LPE (paper: 4).
         lpe_mlp_dim, lpe_heads: width/heads of the LPE's two-way blocks.
+        detail_channels: width of the detail branch (``adapters.DetailBranch``: frame features
+            at the mask resolution added to the decoder's upscaled embedding); 0: none.
+        detail_scale: with a detail branch, the decoder's upscaled embedding is enlarged
+            (bilinear) by this factor before the branch's features are added, so the mask logits
+            are ``4 * grid * detail_scale`` a side (1: SAM's 4 x grid).
         sam_variant: which official SAM checkpoint layout this config loads (None for tiny).
     """
 
@@ -49,6 +54,8 @@ class LPSAMConfig:
     lpe_mlp_dim: int = 2048
     lpe_heads: int = 8
     sam_variant: str | None = "vit_b"
+    detail_channels: int = 0
+    detail_scale: int = 1
 
     def __post_init__(self):
         if self.input_size % self.patch_size:
@@ -57,6 +64,13 @@ class LPSAMConfig:
             raise ValueError(f"adapter_ratio {self.adapter_ratio} must be in (0, 4]")
         if self.lpe_rounds < 1:
             raise ValueError(f"lpe_rounds {self.lpe_rounds} must be >= 1")
+        if self.detail_channels < 0:
+            raise ValueError(f"detail_channels {self.detail_channels} must be >= 0")
+        if self.detail_scale not in (1, 2, 4) or (self.detail_scale > 1 and not self.detail_channels):
+            raise ValueError(f"detail_scale {self.detail_scale} must be 1, 2 or 4, and above 1 only with "
+                             "a detail branch (detail_channels > 0)")
+        if self.input_size % self.mask_size:
+            raise ValueError(f"mask side {self.mask_size} does not divide input_size {self.input_size}")
         bad = [i for i in self.global_attn_indexes if not 0 <= i < self.depth]
         if bad:
             raise ValueError(f"global_attn_indexes {bad} outside 0..{self.depth - 1}")
@@ -68,13 +82,16 @@ class LPSAMConfig:
 
     @property
     def mask_size(self) -> int:
-        """Side of the decoder's low-resolution mask logits (4x the grid)."""
-        return 4 * self.grid
+        """Side of the decoder's low-resolution mask logits (4x the grid, x ``detail_scale``)."""
+        return 4 * self.grid * self.detail_scale
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["global_attn_indexes"] = list(self.global_attn_indexes)
         d["lpe_cnn_channels"] = list(self.lpe_cnn_channels)
+        for key in ("detail_channels", "detail_scale"):  # the dict (and the adaptation fingerprints)
+            if d[key] == LPSAMConfig.__dataclass_fields__[key].default:  # it had before the branch
+                d.pop(key)
         return d
 
     @classmethod

@@ -63,7 +63,7 @@ def _box_logits(model: LPSAM, x, target, valid) -> torch.Tensor:
         embeddings = model.encode(x)
         boxes = mask_boxes(target[b_idx, t_idx] > 0.5)
         sparse, _ = model.prompt_encoder(points=None, boxes=boxes, masks=None)
-        out, _ = model.decode(embeddings[b_idx], sparse)
+        out, _ = model.decode(embeddings, sparse, detail=model.detail_features(x), rows=b_idx)
         logits[b_idx, t_idx] = out[:, 0].float()
     return logits
 

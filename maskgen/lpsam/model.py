@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, TwoWayTransformer
 from torch import nn
 
-from maskgen.lpsam.adapters import EncoderAdapter, adapted_encoder_forward
+from maskgen.lpsam.adapters import DetailBranch, EncoderAdapter, adapted_encoder_forward
 from maskgen.lpsam.config import LPSAMConfig
 from maskgen.lpsam.lpe import LatentPromptEngine
 
@@ -51,12 +51,19 @@ class LPSAM(nn.Module):
         """(B, 3, S, S) normalised -> (B, prompt_dim, grid, grid) image embeddings."""
         return adapted_encoder_forward(self.image_encoder, self.adapter, x)
 
+    def detail_features(self, x: torch.Tensor) -> torch.Tensor | None:
+        """(B, 3, S, S) normalised -> (B, prompt_dim / 8, m, m) features of the detail branch,
+        added to the decoder's upscaled embedding; None when the model has no detail branch."""
+        detail = self.adapter.detail if self.adapter is not None else None
+        return None if detail is None else detail(x)
+
     def dense_pe(self) -> torch.Tensor:
         """(1, prompt_dim, grid, grid) positional encoding of the embedding grid."""
         return self.prompt_encoder.get_dense_pe()
 
-    def decode(self, embeddings: torch.Tensor, sparse: torch.Tensor,
-               multimask: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def decode(self, embeddings: torch.Tensor, sparse: torch.Tensor, multimask: bool = False,
+               detail: torch.Tensor | None = None,
+               rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """SAM's mask decoder, batched over (embedding, prompt) pairs.
 
         segment_anything's ``MaskDecoder.predict_masks`` repeats one image's embedding for every
@@ -64,12 +71,20 @@ class LPSAM(nn.Module):
         prompts go through in one call. The decoder's own modules are used unchanged.
 
         Args:
-            embeddings: (N, C, h, w) image embeddings (row i belongs to prompt i).
+            embeddings: (N, C, h, w) image embeddings (row i belongs to prompt i), or (B, C, h, w)
+                with ``rows``.
             sparse: (N, k, C) sparse prompt embeddings (points/boxes or latent tokens).
             multimask: return SAM's three multimask outputs instead of the single one.
+            detail: (N or B, C / 8, m, m) detail-branch features (``detail_features``) added to
+                the upscaled embedding, or None.
+            rows: (N,) the frame (row of ``embeddings`` and ``detail``) of each prompt, or None.
         Returns:
-            logits (N, M, 4h, 4w) and predicted IoU (N, M), M = 3 if multimask else 1.
+            logits (N, M, m, m), m = ``config.mask_size`` (4h, or 4h x ``detail_scale``), and
+            predicted IoU (N, M), M = 3 if multimask else 1.
         """
+        if rows is not None:
+            embeddings = embeddings[rows]
+            detail = None if detail is None else detail[rows]
         dec = self.mask_decoder
         n = sparse.shape[0]
         out_tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0)
@@ -80,6 +95,11 @@ class LPSAM(nn.Module):
         hs, src = dec.transformer(src, self.dense_pe(), tokens)
         iou_out, mask_out = hs[:, 0, :], hs[:, 1:1 + dec.num_mask_tokens, :]
         upscaled = dec.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
+        if self.config.detail_scale > 1:
+            upscaled = F.interpolate(upscaled, scale_factor=self.config.detail_scale, mode="bilinear",
+                                     align_corners=False)
+        if detail is not None:
+            upscaled = upscaled + detail.to(upscaled.dtype)
         hyper = torch.stack([mlp(mask_out[:, i, :]) for i, mlp in enumerate(dec.output_hypernetworks_mlps)], dim=1)
         b, c, h, w = upscaled.shape
         masks = (hyper @ upscaled.view(b, c, h * w)).view(b, -1, h, w)
@@ -111,8 +131,9 @@ class LPSAM(nn.Module):
             embeddings = self.encode(frames_x)
         b, t = embeddings.shape[0], self.lpe.num_classes
         latent = self.lpe(embeddings, frames_x, self.dense_pe())  # B, T, C
-        emb = embeddings.repeat_interleave(t, dim=0)
-        logits, iou = self.decode(emb, latent.reshape(b * t, 1, -1), multimask=multimask)
+        rows = torch.arange(b, device=embeddings.device).repeat_interleave(t)
+        logits, iou = self.decode(embeddings, latent.reshape(b * t, 1, -1), multimask=multimask,
+                                  detail=self.detail_features(frames_x), rows=rows)
         return logits.reshape(b, -1, *logits.shape[-2:]), iou.reshape(b, -1)
 
 
@@ -136,8 +157,11 @@ def build_lpsam(config: LPSAMConfig, num_classes: int | None) -> LPSAM:
                                       mlp_dim=config.decoder_mlp_dim, num_heads=config.decoder_heads),
         transformer_dim=config.prompt_dim, iou_head_depth=3, iou_head_hidden_dim=256,
     )
+    detail = None
+    if config.detail_channels:
+        detail = DetailBranch(config.detail_channels, config.prompt_dim // 8, config.input_size // config.mask_size)
     adapter = EncoderAdapter(config.embed_dim, config.depth, round(config.embed_dim * config.adapter_ratio),
-                             config.conv_channels, config.patch_size)
+                             config.conv_channels, config.patch_size, detail=detail)
     lpe = None
     if num_classes is not None:
         lpe = LatentPromptEngine(num_classes, config.prompt_dim, config.lpe_cnn_channels, config.patch_size,

@@ -79,16 +79,16 @@ class MaskPredictor:
         autocast = torch.autocast(self.device.type, dtype=dtype) if dtype else contextlib.nullcontext()
         with torch.inference_mode(), autocast:
             x = self.model.preprocess(images.to(self.device))
-            embeddings = self.model.encode(x)
+            embeddings, detail = self.model.encode(x), self.model.detail_features(x)
             parts = []
             if self.proposals.latent:
                 logits, iou = self.model.predict_latent(x, embeddings, multimask=self.multimask)
                 parts.append((logits.float(), iou.float().clamp(0, 1)))
             if self.proposals.grid:
-                logits, scores = grid_proposals(self.model, embeddings, self.proposals)
+                logits, scores = grid_proposals(self.model, embeddings, self.proposals, detail)
                 parts.append((logits.float(), scores))
             if self.proposals.boxes:
-                logits, scores = box_proposals(self.model, embeddings, self.proposals)
+                logits, scores = box_proposals(self.model, embeddings, self.proposals, detail)
                 parts.append((logits.float(), scores))
             logits = torch.cat([p[0] for p in parts], dim=1)
             probs = torch.sigmoid(self.model.upscale(logits))

@@ -149,12 +149,14 @@ def stability_scores(logits: torch.Tensor, offset: float) -> torch.Tensor:
     return torch.where(outer > 0, inner / outer.clamp(min=1), torch.zeros_like(inner, dtype=torch.float32)).float()
 
 
-def grid_proposals(model, embeddings: torch.Tensor, cfg: ProposalConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def grid_proposals(model, embeddings: torch.Tensor, cfg: ProposalConfig,
+                   detail: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Point-grid proposals of a batch of frames.
 
     Args:
         model: an ``LPSAM`` (its prompt encoder and ``decode``).
         embeddings: (B, C, h, w) image embeddings of the frames.
+        detail: (B, C / 8, m, m) the frames' detail features (``LPSAM.detail_features``) or None.
     Returns:
         low-resolution logits (B, P, m, m) and scores (B, P), P = points_per_side ** 2: the
         predicted IoU, NaN where the proposal fails the IoU or stability filter.
@@ -163,11 +165,13 @@ def grid_proposals(model, embeddings: torch.Tensor, cfg: ProposalConfig) -> tupl
     points = point_grid(cfg.points_per_side, size, embeddings.device)            # (P, 2)
     labels = torch.ones((points.shape[0], 1), dtype=torch.int64, device=embeddings.device)
     sparse, _ = model.prompt_encoder(points=(points[:, None, :], labels), boxes=None, masks=None)  # (P, k, C)
-    return prompted_proposals(model, embeddings, sparse, cfg)
+    return prompted_proposals(model, embeddings, sparse, cfg, detail)
 
 
-def box_proposals(model, embeddings: torch.Tensor, cfg: ProposalConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Box-grid proposals of a batch of frames (``box_grid`` boxes as prompts).
+def box_proposals(model, embeddings: torch.Tensor, cfg: ProposalConfig,
+                  detail: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Box-grid proposals of a batch of frames (``box_grid`` boxes as prompts; ``detail`` as in
+    ``grid_proposals``).
 
     Returns:
         low-resolution logits (B, P, m, m) and scores (B, P), P = len(box_grid(...)), scored
@@ -175,15 +179,16 @@ def box_proposals(model, embeddings: torch.Tensor, cfg: ProposalConfig) -> tuple
     """
     boxes = box_grid(cfg.box_sides, cfg.box_overlap, int(model.config.input_size), embeddings.device)
     sparse, _ = model.prompt_encoder(points=None, boxes=boxes, masks=None)        # (P, 2, C)
-    return prompted_proposals(model, embeddings, sparse, cfg)
+    return prompted_proposals(model, embeddings, sparse, cfg, detail)
 
 
-def prompted_proposals(model, embeddings: torch.Tensor, sparse: torch.Tensor,
-                       cfg: ProposalConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def prompted_proposals(model, embeddings: torch.Tensor, sparse: torch.Tensor, cfg: ProposalConfig,
+                       detail: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Every frame with every prompt through the decoder, ``cfg.chunk`` pairs per call.
 
     Args:
-        embeddings: (B, C, h, w) image embeddings; sparse: (P, k, C) prompt embeddings.
+        embeddings: (B, C, h, w) image embeddings; sparse: (P, k, C) prompt embeddings;
+        detail: (B, C / 8, m, m) detail features or None.
     Returns:
         logits (B, P, m, m) and scores (B, P): predicted IoU in [0, 1], NaN where it is below
         ``min_iou`` or the stability score below ``min_stability``.
@@ -194,7 +199,8 @@ def prompted_proposals(model, embeddings: torch.Tensor, sparse: torch.Tensor,
     logits, iou = [], []
     for start in range(0, b * p, cfg.chunk):
         sl = slice(start, start + cfg.chunk)
-        out, q = model.decode(embeddings[frame_of[sl]], sparse[prompt_of[sl]].to(embeddings.dtype))
+        out, q = model.decode(embeddings, sparse[prompt_of[sl]].to(embeddings.dtype), detail=detail,
+                              rows=frame_of[sl])
         logits.append(out[:, 0])
         iou.append(q[:, 0])
     logits_all = torch.cat(logits).view(b, p, *logits[0].shape[-2:])

@@ -135,7 +135,7 @@ def phase1_loss(model: LPSAM, images, target, valid, settings: PhaseSettings, ge
     x = model.preprocess(images)
     embeddings = model.encode(x)
     sparse = gt_prompts(model.prompt_encoder, masks, mode, gen, settings.box_jitter)
-    logits, iou = model.decode(embeddings[b_idx], sparse)
+    logits, iou = model.decode(embeddings, sparse, detail=model.detail_features(x), rows=b_idx)
     per_mask = segmentation_loss(model.upscale(logits[:, 0]).float(), masks, iou[:, 0].float(),
                                  settings.dice_weight, settings.iou_weight)
     return per_mask.mean()

@@ -1,0 +1,70 @@
+"""What the detail branch (``maskgen adapt --detail-channels``) costs: a phase-1 training step and
+latent-prompt inference, with and without it, in the same process.
+
+Both arms are the same model size and seed, on the same batch; only ``detail_channels``
+differs. Prints seconds per step / frames per second and the ratio against the plain model.
+
+    .venv/bin/python benchmarks/bench_detail.py                       # tiny on CPU
+    .venv/bin/python benchmarks/bench_detail.py --model vit_b --device cuda --channels 32
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+
+import torch
+
+from maskgen.common.devices import autocast_dtype, resolve_device, timed
+from maskgen.lpsam.config import get_config
+from maskgen.lpsam.model import build_lpsam
+from maskgen.lpsam.testing import synthetic_pairs
+from maskgen.lpsam.train import PhaseSettings, draw_batch, phase1_loss, set_trainable
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="tiny")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--channels", type=int, default=16, help="detail_channels of the measured arm")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    dtype = autocast_dtype(device)
+    base = get_config(args.model)
+    pairs = synthetic_pairs(n_per_dataset=8, size=base.input_size, seed=0)
+    gen = torch.Generator().manual_seed(0)
+    images, target, valid = draw_batch(pairs, pairs.indices(held_out=False), args.batch_size, gen, False, device)
+    settings = PhaseSettings(steps=1, lr=1e-3)
+    print(f"LP-SAM {args.model} on {device} ({'bf16 autocast' if dtype else 'fp32'}), batch {args.batch_size}")
+    results = {}
+    for channels in (0, args.channels):
+        torch.manual_seed(0)
+        model = build_lpsam(replace(base, detail_channels=channels), len(pairs.classes)).to(device)
+        params = set_trainable(model, 1, True)
+        n_detail = sum(p.numel() for p in model.adapter.detail.parameters()) if channels else 0
+
+        def step(model=model, params=params):
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                loss = phase1_loss(model, images, target, valid, settings, torch.Generator().manual_seed(1))
+            loss.backward()
+            for p in params:
+                p.grad = None
+
+        train_s = timed(step, device, args.repeats)
+        model.eval()
+        x = model.preprocess(images)
+        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            infer_s = timed(lambda model=model, x=x: model.predict_latent(x), device, args.repeats)
+        results[channels] = (train_s, infer_s)
+        print(f"detail_channels {channels:3d} (+{n_detail:,} params): phase-1 step {train_s * 1e3:8.1f} ms | "
+              f"inference {args.batch_size / infer_s:8.1f} frames/s")
+    (t0, i0), (t1, i1) = results[0], results[args.channels]
+    print(f"ratio with/without the detail branch: training step {t1 / t0:.2f}x, inference time {i1 / i0:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

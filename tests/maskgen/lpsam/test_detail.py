@@ -1,0 +1,137 @@
+"""The detail branch: frame features at the mask resolution added to the decoder's upscaled
+embedding (``--detail-channels``)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from maskgen.lpsam.artifacts import load_adapt_dir, save_adapt_dir
+from maskgen.lpsam.checkpoint import convert_sam_state_dict, is_new_key
+from maskgen.lpsam.config import LPSAMConfig, get_config
+from maskgen.lpsam.model import build_lpsam
+from maskgen.lpsam.testing import MICRO, synthetic_pairs
+from maskgen.lpsam.train import PhaseSettings, run_phase
+
+DETAILED = replace(MICRO, detail_channels=8)
+
+
+def _perturb(module: torch.nn.Module, scale: float = 0.05) -> None:
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn_like(p) * scale)
+
+
+@pytest.mark.parametrize(("name", "mask_side"), [("micro", 32), ("tiny", 64), ("vit_b", 128)])
+def test_detail_features_have_the_mask_resolution_and_decoder_width(name, mask_side):
+    config = replace(MICRO if name == "micro" else get_config(name), detail_channels=8)
+    with torch.device("meta"):
+        model = build_lpsam(config, num_classes=2)
+        x = torch.zeros(2, 3, config.input_size, config.input_size)
+        features = model.detail_features(x)
+    assert config.mask_size == mask_side
+    assert tuple(features.shape) == (2, config.prompt_dim // 8, mask_side, mask_side)
+
+
+def test_untrained_branch_leaves_the_masks_unchanged_and_a_trained_one_changes_them():
+    torch.manual_seed(0)
+    plain = build_lpsam(MICRO, num_classes=3).eval()
+    detailed = build_lpsam(DETAILED, num_classes=3).eval()
+    missing, unexpected = detailed.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("adapter.detail.") for k in missing)
+    frames = torch.randint(0, 256, (2, 64, 64), dtype=torch.uint8)
+    with torch.no_grad():
+        x = plain.preprocess(frames)
+        ref, ref_iou = plain.predict_latent(x)
+        out, iou = detailed.predict_latent(x)
+        torch.testing.assert_close(out, ref)
+        torch.testing.assert_close(iou, ref_iou)
+        _perturb(detailed.adapter.detail)
+        changed, _ = detailed.predict_latent(x)
+    assert (changed - ref).abs().max() > 1e-3
+
+
+def test_detail_scale_doubles_the_mask_side_and_an_untrained_branch_only_resamples():
+    """Enlarging the upscaled embedding commutes with the per-mask dot product, so an untrained
+    scale-2 model's logits are the plain model's, bilinearly enlarged."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    plain = build_lpsam(MICRO, num_classes=2).eval()
+    scaled = build_lpsam(replace(DETAILED, detail_scale=2), num_classes=2).eval()
+    scaled.load_state_dict(plain.state_dict(), strict=False)
+    assert scaled.config.mask_size == 2 * MICRO.mask_size == MICRO.input_size
+    assert scaled.adapter.detail is not None
+    x = plain.preprocess(torch.randint(0, 256, (2, 64, 64), dtype=torch.uint8))
+    with torch.no_grad():
+        ref, _ = plain.predict_latent(x)
+        out, _ = scaled.predict_latent(x)
+    assert out.shape[-1] == 2 * ref.shape[-1]
+    torch.testing.assert_close(out, F.interpolate(ref, scale_factor=2, mode="bilinear", align_corners=False),
+                               atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="detail_scale"):
+        replace(MICRO, detail_scale=2)  # enlarging without a branch adds nothing
+
+
+def test_decode_rows_index_embeddings_and_detail_alike():
+    torch.manual_seed(0)
+    model = build_lpsam(DETAILED, num_classes=2).eval()
+    _perturb(model.adapter.detail)
+    x = model.preprocess(torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8))
+    rows = torch.tensor([2, 0, 0, 1])
+    sparse = torch.randn(4, 1, DETAILED.prompt_dim)
+    with torch.no_grad():
+        emb, detail = model.encode(x), model.detail_features(x)
+        by_rows, iou_rows = model.decode(emb, sparse, detail=detail, rows=rows)
+        gathered, iou = model.decode(emb[rows], sparse, detail=detail[rows])
+    torch.testing.assert_close(by_rows, gathered)
+    torch.testing.assert_close(iou_rows, iou)
+
+
+def test_phase1_trains_the_branch_and_phase2_leaves_it(tmp_path):
+    pairs = synthetic_pairs(n_per_dataset=6, size=64, seed=2)
+    torch.manual_seed(0)
+    model = build_lpsam(DETAILED, len(pairs.classes))
+
+    def branch():
+        return {k: v.clone() for k, v in model.adapter.detail.state_dict().items()}
+
+    start = branch()
+    run_phase(model, pairs, 1, PhaseSettings(3, 1e-3, batch_size=2), torch.device("cpu"), tmp_path / "p1", True)
+    after1 = branch()
+    assert not torch.equal(after1["proj.weight"], start["proj.weight"])  # the zero projection learns
+    run_phase(model, pairs, 2, PhaseSettings(3, 1e-3, batch_size=2), torch.device("cpu"), tmp_path / "p2", False)
+    for key, value in branch().items():
+        torch.testing.assert_close(value, after1[key], msg=key)  # weights and BatchNorm statistics
+
+
+def test_config_dict_keeps_old_fingerprints_and_round_trips_the_branch(tmp_path):
+    assert "detail_channels" not in MICRO.to_dict()  # adaptations made before the branch resume
+    assert LPSAMConfig.from_dict(MICRO.to_dict()).detail_channels == 0
+    assert LPSAMConfig.from_dict(DETAILED.to_dict()) == DETAILED
+    assert LPSAMConfig.from_dict(replace(DETAILED, detail_scale=2).to_dict()).detail_scale == 2
+    with pytest.raises(ValueError, match="detail_channels"):
+        replace(MICRO, detail_channels=-1)
+    pairs = synthetic_pairs(n_per_dataset=2, size=64, seed=0)
+    torch.manual_seed(0)
+    model = build_lpsam(DETAILED, len(pairs.classes)).eval()
+    _perturb(model.adapter.detail)
+    save_adapt_dir(tmp_path / "adapt", model, pairs.classes, None, {})
+    loaded, _ = load_adapt_dir(tmp_path / "adapt")
+    x = model.preprocess(torch.randint(0, 256, (1, 64, 64), dtype=torch.uint8))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.predict_latent(x)[0], model.predict_latent(x)[0])
+
+
+def test_an_official_checkpoint_leaves_only_the_new_branch_unset():
+    from segment_anything import build_sam_vit_b
+
+    with torch.device("meta"):
+        official = build_sam_vit_b()
+        model = build_lpsam(replace(get_config("vit_b"), detail_channels=32), num_classes=2)
+    converted = convert_sam_state_dict(official.state_dict(), model.config)
+    missing = set(model.state_dict()) - set(converted)
+    assert any(k.startswith("adapter.detail.") for k in missing)
+    assert all(is_new_key(k) for k in missing)
