@@ -135,3 +135,22 @@ def test_an_official_checkpoint_leaves_only_the_new_branch_unset():
     missing = set(model.state_dict()) - set(converted)
     assert any(k.startswith("adapter.detail.") for k in missing)
     assert all(is_new_key(k) for k in missing)
+
+
+def test_adapt_cli_counts_the_branch_and_refuses_a_scale_without_it():
+    from click.testing import CliRunner
+
+    from maskgen.cli.adapt import adapt
+
+    def adapter_count(*extra):
+        result = CliRunner().invoke(adapt, ["--print-params", "--model", "tiny", *extra])
+        assert result.exit_code == 0, result.output
+        line = next(row for row in result.output.splitlines() if "phase1_adapter" in row)
+        return int(line.split("(")[1].rstrip(")").replace(",", ""))
+
+    plain, detailed = adapter_count(), adapter_count("--detail-channels", "16", "--detail-scale", "2")
+    torch.manual_seed(0)
+    branch = build_lpsam(replace(get_config("tiny"), detail_channels=16, detail_scale=2), 5).adapter.detail
+    assert detailed - plain == sum(p.numel() for p in branch.parameters())
+    result = CliRunner().invoke(adapt, ["--out", "unused", "--detail-scale", "2"])
+    assert result.exit_code == 2 and "detail_channels" in result.output
