@@ -5,7 +5,7 @@ Both arms are the same model size and seed, on the same batch; only ``detail_cha
 differs. Prints seconds per step / frames per second and the ratio against the plain model.
 
     .venv/bin/python benchmarks/bench_detail.py                       # tiny on CPU
-    .venv/bin/python benchmarks/bench_detail.py --model vit_b --device cuda --channels 32
+    .venv/bin/python benchmarks/bench_detail.py --model vit_b --device cuda --channels 32 --scale 1
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ def main() -> None:
     ap.add_argument("--model", default="tiny")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--channels", type=int, default=16, help="detail_channels of the measured arm")
+    ap.add_argument("--scale", type=int, default=2, help="detail_scale of the measured arm")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
@@ -41,11 +42,13 @@ def main() -> None:
     settings = PhaseSettings(steps=1, lr=1e-3)
     print(f"LP-SAM {args.model} on {device} ({'bf16 autocast' if dtype else 'fp32'}), batch {args.batch_size}")
     results = {}
-    for channels in (0, args.channels):
+    arms = {"plain": replace(base, detail_channels=0, detail_scale=1),
+            "detail": replace(base, detail_channels=args.channels, detail_scale=args.scale)}
+    for arm, config in arms.items():
         torch.manual_seed(0)
-        model = build_lpsam(replace(base, detail_channels=channels), len(pairs.classes)).to(device)
+        model = build_lpsam(config, len(pairs.classes)).to(device)
         params = set_trainable(model, 1, True)
-        n_detail = sum(p.numel() for p in model.adapter.detail.parameters()) if channels else 0
+        n_detail = sum(p.numel() for p in model.adapter.detail.parameters()) if config.detail_channels else 0
 
         def step(model=model, params=params):
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
@@ -59,10 +62,11 @@ def main() -> None:
         x = model.preprocess(images)
         with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             infer_s = timed(lambda model=model, x=x: model.predict_latent(x), device, args.repeats)
-        results[channels] = (train_s, infer_s)
-        print(f"detail_channels {channels:3d} (+{n_detail:,} params): phase-1 step {train_s * 1e3:8.1f} ms | "
+        results[arm] = (train_s, infer_s)
+        print(f"{arm:6s} (detail_channels {config.detail_channels}, scale {config.detail_scale}, mask logits "
+              f"{config.mask_size}^2, +{n_detail:,} params): phase-1 step {train_s * 1e3:8.1f} ms | "
               f"inference {args.batch_size / infer_s:8.1f} frames/s")
-    (t0, i0), (t1, i1) = results[0], results[args.channels]
+    (t0, i0), (t1, i1) = results["plain"], results["detail"]
     print(f"ratio with/without the detail branch: training step {t1 / t0:.2f}x, inference time {i1 / i0:.2f}x")
 
 

@@ -47,10 +47,24 @@ def _sources(datasets: tuple[str, ...], roots: tuple[str, ...], phantom: str) ->
     return list(zip(datasets, roots or (None,) * len(datasets), strict=True))
 
 
-def _print_params(model_name: str, datasets: tuple[str, ...], detail_channels: int = 0,
-                  detail_scale: int = 1) -> None:
+def _model_config(model_name: str, detail_channels: int | None, detail_scale: str | None):
+    """The registered config of ``model_name`` with the detail options that were given."""
     from dataclasses import replace
 
+    from maskgen.lpsam.config import get_config
+
+    config = get_config(model_name)
+    if detail_channels is not None:
+        config = replace(config, detail_channels=detail_channels,
+                         detail_scale=config.detail_scale if detail_channels else 1)
+    try:
+        return replace(config, detail_scale=int(detail_scale)) if detail_scale else config
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--detail-scale") from err
+
+
+def _print_params(model_name: str, datasets: tuple[str, ...], detail_channels: int | None = None,
+                  detail_scale: str | None = None) -> None:
     import torch
 
     from maskgen.datasets.registry import get_spec
@@ -61,8 +75,7 @@ def _print_params(model_name: str, datasets: tuple[str, ...], detail_channels: i
 
     classes = sum(len(get_spec(name).labels) for name in datasets)
     with torch.device("meta"):  # shapes only: no memory, no weights
-        model = build_lpsam(replace(get_config(model_name), detail_channels=detail_channels,
-                                    detail_scale=detail_scale), classes)
+        model = build_lpsam(_model_config(model_name, detail_channels, detail_scale), classes)
     click.echo(f"LP-SAM {model_name} with {classes} anatomy classes ({', '.join(datasets)}):\n{format_counts(parameter_counts(model))}")
     train_base = get_config(model_name).sam_variant is None  # no SAM weights: phase 1 trains all
     click.echo("trainable:\n" + format_counts(phase_trainable_counts(model, train_base)))
@@ -83,13 +96,15 @@ def _print_params(model_name: str, datasets: tuple[str, ...], detail_channels: i
               help="Official SAM checkpoint (e.g. sam_vit_b_01ec64.pth) to start from.")
 @click.option("--model", "model_name", type=click.Choice(["tiny", "vit_b", "vit_l", "vit_h"]),
               help="Model size [default: vit_b with --sam-checkpoint, else tiny].")
-@click.option("--detail-channels", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Width of a detail branch: a small CNN on the frame whose features, at the mask "
+@click.option("--detail-channels", type=click.IntRange(min=0),
+              help="Width of the detail branch: a small CNN on the frame whose features, at the mask "
                    "resolution, are added to the decoder's upscaled embedding (trained in phase 1); "
-                   "0 for none. Structures thinner than a patch (myocardium) need it (docs/lpsam.md).")
-@click.option("--detail-scale", default=1, show_default=True, type=click.Choice(["1", "2", "4"]),
-              help="With --detail-channels: enlarge the decoder's upscaled embedding by this factor "
-                   "before the detail features are added (mask logits 4 x grid x this a side).")
+                   "0 for none [tiny 16, ViT 0]. Structures thinner than a patch (the myocardium) "
+                   "need it (docs/lpsam.md).")
+@click.option("--detail-scale", type=click.Choice(["1", "2", "4"]),
+              help="With a detail branch: enlarge the decoder's upscaled embedding by this factor "
+                   "before the detail features are added, so the mask logits are 4 x grid x this a "
+                   "side [tiny 2, ViT 1].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--steps1", type=int, help="Phase-1 steps [tiny 1600, ViT 4000].")
 @click.option("--steps2", type=int, help="Phase-2 steps [tiny 1200, ViT 4000].")
@@ -139,7 +154,7 @@ def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model
     """
     model_name = model_name or ("vit_b" if sam_checkpoint else "tiny")
     if print_params:
-        _print_params(model_name, datasets or PHANTOM_DATASETS, detail_channels, int(detail_scale))
+        _print_params(model_name, datasets or PHANTOM_DATASETS, detail_channels, detail_scale)
         return
     if not out:
         raise click.UsageError("Missing option '--out' (the adaptation folder).")
@@ -157,7 +172,7 @@ def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model
     from maskgen.common.provenance import write_run_info
     from maskgen.lpsam.adapt import adapt as run_adapt
     from maskgen.lpsam.augment import NO_AUGMENT, AugmentConfig
-    from maskgen.lpsam.config import get_config, phase_defaults
+    from maskgen.lpsam.config import phase_defaults
     from maskgen.lpsam.data import load_pairs
     from maskgen.lpsam.train import PhaseSettings
 
@@ -165,10 +180,7 @@ def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model
         torch.set_num_threads(threads)
     logging.getLogger("maskgen").setLevel(min(logging.getLogger("maskgen").getEffectiveLevel(), logging.INFO))
     sources = _sources(datasets, roots, phantom)
-    try:
-        config = replace(get_config(model_name), detail_channels=detail_channels, detail_scale=int(detail_scale))
-    except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="--detail-scale") from err
+    config = _model_config(model_name, detail_channels, detail_scale)
     budget = phase_defaults(model_name)
     try:
         dev = resolve_device(device)

@@ -3,7 +3,8 @@
 Every ViT config takes 256x256 frames with 8x8 patches, so the token grid is 32x32 (the
 official SAM uses 1024x1024 frames and 16x16 patches: a 64x64 grid). ``tiny`` is a small
 model trained from random initialisation on CPU (the demo); it uses 16x16 patches (a 16x16
-grid) to stay within a CPU budget.
+grid) to stay within a CPU budget, and a detail branch (frame features at 2 px, mask logits
+128x128) because a 16x16 patch is wider than the thinnest anatomy it must delineate.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ CONFIGS: dict[str, LPSAMConfig] = {
         "tiny", patch_size=16, embed_dim=64, depth=4, num_heads=4, window_size=8,
         global_attn_indexes=(1, 3), prompt_dim=64, decoder_depth=2, decoder_mlp_dim=256,
         decoder_heads=4, conv_channels=32, adapter_ratio=0.25, lpe_cnn_channels=(8, 16, 32, 64),
-        lpe_mlp_dim=256, lpe_heads=4, sam_variant=None,
+        lpe_mlp_dim=256, lpe_heads=4, sam_variant=None, detail_channels=16, detail_scale=2,
     ),
 }
 

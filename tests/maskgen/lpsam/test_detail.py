@@ -24,9 +24,10 @@ def _perturb(module: torch.nn.Module, scale: float = 0.05) -> None:
             p.add_(torch.randn_like(p) * scale)
 
 
-@pytest.mark.parametrize(("name", "mask_side"), [("micro", 32), ("tiny", 64), ("vit_b", 128)])
-def test_detail_features_have_the_mask_resolution_and_decoder_width(name, mask_side):
-    config = replace(MICRO if name == "micro" else get_config(name), detail_channels=8)
+@pytest.mark.parametrize(("name", "scale", "mask_side"),
+                         [("micro", 1, 32), ("tiny", 1, 64), ("tiny", 2, 128), ("vit_b", 1, 128), ("vit_b", 2, 256)])
+def test_detail_features_have_the_mask_resolution_and_decoder_width(name, scale, mask_side):
+    config = replace(MICRO if name == "micro" else get_config(name), detail_channels=8, detail_scale=scale)
     with torch.device("meta"):
         model = build_lpsam(config, num_classes=2)
         x = torch.zeros(2, 3, config.input_size, config.input_size)
@@ -148,9 +149,28 @@ def test_adapt_cli_counts_the_branch_and_refuses_a_scale_without_it():
         line = next(row for row in result.output.splitlines() if "phase1_adapter" in row)
         return int(line.split("(")[1].rstrip(")").replace(",", ""))
 
-    plain, detailed = adapter_count(), adapter_count("--detail-channels", "16", "--detail-scale", "2")
-    torch.manual_seed(0)
-    branch = build_lpsam(replace(get_config("tiny"), detail_channels=16, detail_scale=2), 5).adapter.detail
-    assert detailed - plain == sum(p.numel() for p in branch.parameters())
-    result = CliRunner().invoke(adapt, ["--out", "unused", "--detail-scale", "2"])
+    tiny = get_config("tiny")
+    assert (tiny.detail_channels, tiny.detail_scale, tiny.mask_size) == (16, 2, 128)  # the default
+    plain, default = adapter_count("--detail-channels", "0"), adapter_count()
+    assert adapter_count("--detail-channels", "16", "--detail-scale", "2") == default
+    branch = build_lpsam(tiny, 5).adapter.detail
+    assert default - plain == sum(p.numel() for p in branch.parameters())
+    assert adapter_count("--detail-channels", "8") < default  # a narrower branch, same scale
+    result = CliRunner().invoke(adapt, ["--out", "unused", "--detail-channels", "0", "--detail-scale", "2"])
     assert result.exit_code == 2 and "detail_channels" in result.output
+
+
+def test_an_adaptation_made_before_the_branch_loads_without_it(tmp_path):
+    """lpsam.json of an adaptation made before the branch has no detail keys: it rebuilds as it
+    was (64x64 logits), not as today's tiny default."""
+    import json
+
+    pairs = synthetic_pairs(n_per_dataset=2, size=256, seed=0)
+    former = replace(get_config("tiny"), detail_channels=0, detail_scale=1)
+    torch.manual_seed(0)
+    model = build_lpsam(former, len(pairs.classes)).eval()
+    save_adapt_dir(tmp_path / "old", model, pairs.classes, None, {})
+    meta = json.loads((tmp_path / "old" / "lpsam.json").read_text())
+    assert not {"detail_channels", "detail_scale"} & set(meta["model"])
+    loaded, _ = load_adapt_dir(tmp_path / "old")
+    assert loaded.adapter.detail is None and loaded.config.mask_size == 64
