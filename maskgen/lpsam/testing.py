@@ -7,6 +7,7 @@ random weights in well under a second, so ``load_predictor`` works in tests with
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +32,17 @@ DEFAULT_CLASSES = (
 
 
 def make_random_adapt_dir(path: str | os.PathLike, seed: int = 0,
-                          classes: tuple[AnatomyClass, ...] = DEFAULT_CLASSES) -> Path:
-    """Write a ``tiny`` LP-SAM with random weights (seeded) to ``path``; returns ``path``."""
+                          classes: tuple[AnatomyClass, ...] = DEFAULT_CLASSES,
+                          config: LPSAMConfig | None = None) -> Path:
+    """Write a ``tiny`` LP-SAM with random weights (seeded) to ``path``; returns ``path``.
+
+    ``config`` defaults to ``tiny`` without its detail branch: the random weights (and so the
+    masks of the random-weight stores that tests elsewhere are written against) are then the
+    ones they were before the branch existed. Pass ``get_config("tiny")`` for today's default.
+    """
     torch.manual_seed(seed)
-    model = build_lpsam(get_config("tiny"), len(classes))
+    config = config or replace(get_config("tiny"), detail_channels=0, detail_scale=1)
+    model = build_lpsam(config, len(classes))
     with torch.no_grad():  # a random decoder: make the zero-initialised parts non-trivial too
         for p in model.adapter.parameters():
             p.add_(torch.randn_like(p) * 0.01)

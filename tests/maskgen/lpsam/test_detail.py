@@ -174,3 +174,17 @@ def test_an_adaptation_made_before_the_branch_loads_without_it(tmp_path):
     assert not {"detail_channels", "detail_scale"} & set(meta["model"])
     loaded, _ = load_adapt_dir(tmp_path / "old")
     assert loaded.adapter.detail is None and loaded.config.mask_size == 64
+
+
+def test_a_default_tiny_adaptation_folder_predicts_full_size_masks(tmp_path):
+    from maskgen.lpsam.predictor import load_predictor
+    from maskgen.lpsam.proposals import ProposalConfig
+    from maskgen.lpsam.testing import make_random_adapt_dir
+
+    make_random_adapt_dir(tmp_path / "adapt", config=get_config("tiny"))
+    predictor = load_predictor(tmp_path / "adapt", "cpu", proposals=ProposalConfig(mode="latent+boxes"))
+    assert predictor.config["model"]["detail_channels"] == 16
+    frames = torch.randint(0, 256, (2, 256, 256), dtype=torch.uint8)
+    probs, scores = predictor(frames)
+    assert probs.shape[:2] == scores.shape and probs.shape[-2:] == (256, 256) and probs.shape[1] > 5
+    assert torch.isfinite(probs).all() and 0 <= float(probs.min()) <= float(probs.max()) <= 1
