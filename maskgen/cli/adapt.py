@@ -153,6 +153,7 @@ def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model
     Writes OUT/config.toml (replay it with --config OUT/config.toml).
     """
     model_name = model_name or ("vit_b" if sam_checkpoint else "tiny")
+    config = _model_config(model_name, detail_channels, detail_scale)  # bad options fail first
     if print_params:
         _print_params(model_name, datasets or PHANTOM_DATASETS, detail_channels, detail_scale)
         return
@@ -180,7 +181,6 @@ def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model
         torch.set_num_threads(threads)
     logging.getLogger("maskgen").setLevel(min(logging.getLogger("maskgen").getEffectiveLevel(), logging.INFO))
     sources = _sources(datasets, roots, phantom)
-    config = _model_config(model_name, detail_channels, detail_scale)
     budget = phase_defaults(model_name)
     try:
         dev = resolve_device(device)

@@ -138,8 +138,10 @@ def test_an_official_checkpoint_leaves_only_the_new_branch_unset():
     assert all(is_new_key(k) for k in missing)
 
 
-def test_adapt_cli_counts_the_branch_and_refuses_a_scale_without_it():
+def test_adapt_cli_counts_the_branch_and_refuses_a_scale_without_it(tmp_path, monkeypatch):
     from click.testing import CliRunner
+
+    monkeypatch.chdir(tmp_path)  # no phantom here: the bad option must be named before the data
 
     from maskgen.cli.adapt import adapt
 
@@ -157,7 +159,8 @@ def test_adapt_cli_counts_the_branch_and_refuses_a_scale_without_it():
     assert default - plain == sum(p.numel() for p in branch.parameters())
     assert adapter_count("--detail-channels", "8") < default  # a narrower branch, same scale
     result = CliRunner().invoke(adapt, ["--out", "unused", "--detail-channels", "0", "--detail-scale", "2"])
-    assert result.exit_code == 2 and "detail_channels" in result.output
+    assert result.exit_code == 2 and "detail_channels" in result.output, result.output
+    assert not (tmp_path / "unused").exists()
 
 
 def test_an_adaptation_made_before_the_branch_loads_without_it(tmp_path):
