@@ -118,9 +118,10 @@ def _print_params(model_name: str, datasets: tuple[str, ...], detail_channels: i
                    "phases, so the store's scores are learned. 0 drops the term and leaves the head as it is.")
 @click.option("--train-decoder/--frozen-decoder", default=False, show_default=True,
               help="Phase 2 also trains SAM's mask decoder, as the authors' code does (+4.06 M trainable "
-                   "parameters for vit_b). Off by default: on the tiny phantom adaptation it changed mask "
-                   "quality on unseen datasets by less than the spread over seeds, and a frozen decoder "
-                   "keeps phase 1's prompt-following for --proposals grid (docs/lpsam.md).")
+                   "parameters for vit_b). Off by default: on the tiny phantom adaptation with the detail "
+                   "branch it raised every held-out class of three seeds but cost the unseen breast sets "
+                   "(busi -0.02, udiat -0.05 best-of-K) while helping hmcqu (+0.09), and a frozen "
+                   "decoder keeps phase 1's prompt-following for the box and grid proposals (docs/lpsam.md).")
 @click.option("--balanced-bce/--plain-bce", default=True, show_default=True,
               help="Phase 2: the BCE term weighs each mask's foreground and background half each, a pull "
                    "toward the structure where the Dice term is flat (a latent token on the wrong structure).")
