@@ -122,6 +122,10 @@ def _print_params(model_name: str, datasets: tuple[str, ...], detail_channels: i
                    "branch it raised every held-out class of three seeds but cost the unseen breast sets "
                    "(busi -0.02, udiat -0.05 best-of-K) while helping hmcqu (+0.09), and a frozen "
                    "decoder keeps phase 1's prompt-following for the box and grid proposals (docs/lpsam.md).")
+@click.option("--prompt-replay", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="With --train-decoder: phase 2 adds phase 1's loss (GT box/point prompts on the same "
+                   "frames) with this weight, so the decoder that learns the latent tokens keeps following "
+                   "the prompts of the box and grid proposals (docs/lpsam.md).")
 @click.option("--balanced-bce/--plain-bce", default=True, show_default=True,
               help="Phase 2: the BCE term weighs each mask's foreground and background half each, a pull "
                    "toward the structure where the Dice term is flat (a latent token on the wrong structure).")
@@ -145,7 +149,7 @@ def _print_params(model_name: str, datasets: tuple[str, ...], detail_channels: i
 @click.option("--threads", type=int, help="torch CPU threads (default: torch's choice).")
 @click.option("--print-params", is_flag=True, help="Print the trainable parameter counts and exit.")
 def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model_name, detail_channels, detail_scale, device, steps1, steps2,
-          batch_size, lr1, lr2, dice_weight, iou_weight, train_decoder, balanced_bce, held_out, max_frames, checkpoint_every, augment, paste, paste_phase2,
+          batch_size, lr1, lr2, dice_weight, iou_weight, train_decoder, prompt_replay, balanced_bce, held_out, max_frames, checkpoint_every, augment, paste, paste_phase2,
           seed, threads, print_params):
     """One-time LP-SAM adaptation: phase 1 (adapters + conv branch, GT prompts), phase 2 (latent
     prompt engine), then Dice/IoU per anatomy class on grouped held-out pairs (report.md).
@@ -165,6 +169,9 @@ def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model
                                  param_hint="--sam-checkpoint")
     if not 0 < held_out < 1:
         raise click.BadParameter(f"{held_out} must lie strictly between 0 and 1", param_hint="--held-out")
+    if prompt_replay > 0 and not train_decoder:
+        raise click.BadParameter("replays GT prompts to the mask decoder: it needs --train-decoder",
+                                 param_hint="--prompt-replay")
     _refuse_downstream(datasets, allow_downstream)
     from dataclasses import replace
 
@@ -191,7 +198,7 @@ def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model
         phase1 = PhaseSettings(steps1 if steps1 is not None else budget.steps1, lr1 or budget.lr1,
                                augment=replace(randomise, paste=paste), **common)
         phase2 = PhaseSettings(steps2 if steps2 is not None else budget.steps2, lr2 or budget.lr2,
-                               train_decoder=train_decoder, balanced_bce=balanced_bce,
+                               train_decoder=train_decoder, prompt_replay=prompt_replay, balanced_bce=balanced_bce,
                                augment=replace(randomise, paste=paste if paste_phase2 else 0.0), **common)
     except ValueError as err:
         raise click.UsageError(str(err)) from err

@@ -116,12 +116,14 @@ class LPSAM(nn.Module):
         return out.view(*lead, s, s)
 
     def predict_latent(self, frames_x: torch.Tensor, embeddings: torch.Tensor | None = None,
-                       multimask: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                       multimask: bool = False, detail: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Masks from the latent prompts (no prompt from a person).
 
         Args:
             frames_x: (B, 3, S, S) normalised frames.
             embeddings: (B, C, h, w) precomputed image embeddings, or None to encode here.
+            detail: the detail branch's features of ``frames_x`` (``detail_features``), or None
+                to compute them here.
         Returns:
             low-resolution logits (B, T*M, m, m) and predicted IoU (B, T*M), class-major.
         """
@@ -132,8 +134,10 @@ class LPSAM(nn.Module):
         b, t = embeddings.shape[0], self.lpe.num_classes
         latent = self.lpe(embeddings, frames_x, self.dense_pe())  # B, T, C
         rows = torch.arange(b, device=embeddings.device).repeat_interleave(t)
+        if detail is None:
+            detail = self.detail_features(frames_x)
         logits, iou = self.decode(embeddings, latent.reshape(b * t, 1, -1), multimask=multimask,
-                                  detail=self.detail_features(frames_x), rows=rows)
+                                  detail=detail, rows=rows)
         return logits.reshape(b, -1, *logits.shape[-2:]), iou.reshape(b, -1)
 
 

@@ -82,7 +82,7 @@ class MaskPredictor:
             embeddings, detail = self.model.encode(x), self.model.detail_features(x)
             parts = []
             if self.proposals.latent:
-                logits, iou = self.model.predict_latent(x, embeddings, multimask=self.multimask)
+                logits, iou = self.model.predict_latent(x, embeddings, multimask=self.multimask, detail=detail)
                 parts.append((logits.float(), iou.float().clamp(0, 1)))
             if self.proposals.grid:
                 logits, scores = grid_proposals(self.model, embeddings, self.proposals, detail)

@@ -48,6 +48,9 @@ class PhaseSettings:
     ``iou_weight``: weight of the mask-quality regression; SAM's IoU head is trained whenever
     it is > 0, and 0 drops the term and leaves the head as it is (see ``trainable_parts``).
     ``train_decoder`` (phase 2): also train SAM's whole mask decoder, as the authors' code does.
+    ``prompt_replay`` (phase 2 with ``train_decoder``): weight of phase 1's loss (GT box/point
+    prompts) on the same batch, added to the latent-prompt loss, so the decoder that learns to
+    serve the latent tokens keeps following the prompts of the box and grid proposals.
     ``balanced_bce`` (phase 2): the BCE term weighs each mask's foreground and background
     half each (``losses.balanced_weights``).
     """
@@ -60,6 +63,7 @@ class PhaseSettings:
     dice_weight: float = DEFAULT_DICE_WEIGHT
     iou_weight: float = 1.0
     train_decoder: bool = False
+    prompt_replay: float = 0.0
     balanced_bce: bool = False
     box_jitter: float = 0.1
     flip: bool = True
@@ -74,6 +78,10 @@ class PhaseSettings:
                 raise ValueError(f"{name}={getattr(self, name)} is out of range")
         if self.lr <= 0:
             raise ValueError(f"learning rate {self.lr} must be positive")
+        if self.prompt_replay < 0:
+            raise ValueError(f"prompt replay weight {self.prompt_replay} must be >= 0")
+        if self.prompt_replay > 0 and not self.train_decoder:
+            raise ValueError("prompt replay trains the mask decoder on GT prompts: it needs train_decoder")
 
     def fingerprint(self, phase: int, extra: dict) -> str:
         fields = asdict(self)
@@ -81,8 +89,9 @@ class PhaseSettings:
             fields.pop("augment")                                   # before randomisation existed
         elif self.augment.paste <= 0:  # likewise before copy-paste existed
             fields["augment"].pop("paste")
-        if not self.balanced_bce:  # likewise
-            fields.pop("balanced_bce")
+        for name in ("balanced_bce", "prompt_replay"):  # likewise, at their defaults
+            if not fields[name]:
+                fields.pop(name)
         blob = json.dumps({"phase": phase, **fields, **extra}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -124,34 +133,52 @@ def draw_batch(pairs: PairSet, pool: torch.Tensor, batch_size: int, gen: torch.G
     return images, target, valid
 
 
-def phase1_loss(model: LPSAM, images, target, valid, settings: PhaseSettings, gen) -> torch.Tensor | None:
-    """Loss of one phase-1 batch: one GT prompt per (frame, present class); None if no anatomy."""
+def prompted_loss(model: LPSAM, x, embeddings, detail, target, valid, settings: PhaseSettings,
+                  gen) -> torch.Tensor | None:
+    """Mean loss of one GT prompt (box, point or both, drawn for the batch) per (frame, present
+    class); None if the batch holds no anatomy.
+
+    Args:
+        x: (B, 3, S, S) normalised frames; embeddings: (B, C, h, w); detail: the detail branch's
+        features of ``x`` or None; target: (B, T, S, S); valid: (B, T).
+    """
     present = valid & (target.flatten(2).amax(-1) > 0)
     b_idx, t_idx = torch.nonzero(present, as_tuple=True)
     if len(b_idx) == 0:
         return None
     masks = target[b_idx, t_idx]
     mode = PROMPT_MODES[int(torch.randint(len(PROMPT_MODES), (1,), generator=gen))]
-    x = model.preprocess(images)
-    embeddings = model.encode(x)
     sparse = gt_prompts(model.prompt_encoder, masks, mode, gen, settings.box_jitter)
-    logits, iou = model.decode(embeddings, sparse, detail=model.detail_features(x), rows=b_idx)
+    logits, iou = model.decode(embeddings, sparse, detail=detail, rows=b_idx)
     per_mask = segmentation_loss(model.upscale(logits[:, 0]).float(), masks, iou[:, 0].float(),
                                  settings.dice_weight, settings.iou_weight)
     return per_mask.mean()
 
 
+def phase1_loss(model: LPSAM, images, target, valid, settings: PhaseSettings, gen) -> torch.Tensor | None:
+    """Loss of one phase-1 batch: one GT prompt per (frame, present class); None if no anatomy."""
+    x = model.preprocess(images)
+    return prompted_loss(model, x, model.encode(x), model.detail_features(x), target, valid, settings, gen)
+
+
 def phase2_loss(model: LPSAM, images, target, valid, settings: PhaseSettings, gen) -> torch.Tensor | None:
-    """Loss of one phase-2 batch: latent prompts, loss on the frame's own dataset classes only."""
+    """Loss of one phase-2 batch: latent prompts, loss on the frame's own dataset classes only
+    (+ ``settings.prompt_replay`` x the GT-prompt loss of phase 1 on the same frames)."""
     x = model.preprocess(images)
     with torch.no_grad():
         embeddings = model.encode(x)
-    logits, iou = model.predict_latent(x, embeddings)
+        detail = model.detail_features(x)
+    logits, iou = model.predict_latent(x, embeddings, detail=detail)
     per_mask = segmentation_loss(model.upscale(logits).float().flatten(0, 1), target.flatten(0, 1),
                                  iou.float().flatten(), settings.dice_weight, settings.iou_weight,
                                  settings.balanced_bce)
     weight = valid.flatten().float()
-    return (per_mask * weight).sum() / weight.sum().clamp(min=1)
+    loss = (per_mask * weight).sum() / weight.sum().clamp(min=1)
+    if settings.prompt_replay > 0:
+        replay = prompted_loss(model, x, embeddings, detail, target, valid, settings, gen)
+        if replay is not None:
+            loss = loss + settings.prompt_replay * replay
+    return loss
 
 
 def trainable_parts(model: LPSAM, phase: int, train_base: bool, settings: PhaseSettings) -> list[torch.nn.Module]:

@@ -92,6 +92,26 @@ def test_adapt_cli_copy_paste_settings_per_phase(tmp_path, ddti_root, monkeypatc
     assert all((s.augment.p > 0) == randomised for s in seen.values())
 
 
+def test_adapt_cli_prompt_replay_needs_the_decoder_and_reaches_phase2(tmp_path, ddti_root, monkeypatch):
+    import maskgen.lpsam.adapt
+
+    seen = {}
+
+    def capture(out, pairs, config, phase1, phase2, *args, **kwargs):
+        seen.update(phase1=phase1, phase2=phase2)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(maskgen.lpsam.adapt, "adapt", capture)
+    base = ["--out", str(tmp_path / "o"), "--dataset", "ddti", "--root", str(ddti_root), "--device", "cpu"]
+    refused = CliRunner().invoke(adapt, [*base, "--prompt-replay", "1"])
+    assert refused.exit_code == 2 and "--train-decoder" in refused.output and not seen
+    assert not (tmp_path / "o").exists()                                   # nothing written
+    result = CliRunner().invoke(adapt, [*base, "--train-decoder", "--prompt-replay", "0.5"])
+    assert result.exit_code == 0, result.output
+    assert seen["phase2"].train_decoder and seen["phase2"].prompt_replay == 0.5
+    assert seen["phase1"].prompt_replay == 0.0
+
+
 def test_adapt_help_states_the_default_budgets():
     """The help's [tiny N, ViT M] defaults are PHASE_DEFAULTS' (the help cannot import it: torch)."""
     from maskgen.lpsam.config import PHASE_DEFAULTS
