@@ -116,16 +116,16 @@ def _print_params(model_name: str, datasets: tuple[str, ...], detail_channels: i
 @click.option("--iou-weight", default=1.0, show_default=True, type=click.FloatRange(min=0),
               help="Weight of the mask-quality (IoU) regression; SAM's IoU head is trained with it in both "
                    "phases, so the store's scores are learned. 0 drops the term and leaves the head as it is.")
-@click.option("--train-decoder/--frozen-decoder", default=False, show_default=True,
+@click.option("--train-decoder/--frozen-decoder", default=True, show_default=True,
               help="Phase 2 also trains SAM's mask decoder, as the authors' code does (+4.06 M trainable "
-                   "parameters for vit_b). Off by default: on the tiny phantom adaptation with the detail "
-                   "branch it raised every held-out class of three seeds but cost the unseen breast sets "
-                   "(busi -0.02, udiat -0.05 best-of-K) while helping hmcqu (+0.09), and a frozen "
-                   "decoder keeps phase 1's prompt-following for the box and grid proposals (docs/lpsam.md).")
-@click.option("--prompt-replay", default=0.0, show_default=True, type=click.FloatRange(min=0),
+                   "parameters for vit_b), with phase 1's GT prompts replayed (--prompt-replay). "
+                   "--frozen-decoder is the former default (only the latent prompt engine and the IoU head "
+                   "learn in phase 2); measured against it in docs/lpsam.md.")
+@click.option("--prompt-replay", type=click.FloatRange(min=0),
               help="With --train-decoder: phase 2 adds phase 1's loss (GT box/point prompts on the same "
                    "frames) with this weight, so the decoder that learns the latent tokens keeps following "
-                   "the prompts of the box and grid proposals (docs/lpsam.md).")
+                   "the prompts of the box proposals; 0 trains the decoder on the latent tokens alone. "
+                   "[default: 1 with --train-decoder, 0 with --frozen-decoder]")
 @click.option("--balanced-bce/--plain-bce", default=True, show_default=True,
               help="Phase 2: the BCE term weighs each mask's foreground and background half each, a pull "
                    "toward the structure where the Dice term is flat (a latent token on the wrong structure).")
@@ -169,6 +169,8 @@ def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model
                                  param_hint="--sam-checkpoint")
     if not 0 < held_out < 1:
         raise click.BadParameter(f"{held_out} must lie strictly between 0 and 1", param_hint="--held-out")
+    if prompt_replay is None:
+        prompt_replay = 1.0 if train_decoder else 0.0
     if prompt_replay > 0 and not train_decoder:
         raise click.BadParameter("replays GT prompts to the mask decoder: it needs --train-decoder",
                                  param_hint="--prompt-replay")
@@ -231,7 +233,9 @@ def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model
         raise click.ClickException(describe_os_error(err, out)) from err
     p = report["params"]
     click.echo(f"trainable parameters: phase 1 {report['phases']['phase1']['trainable_params']:,} "
-               f"(adapter + conv branch {p['phase1_adapter']:,}), phase 2 LPE {p['phase2_lpe']:,}")
+               f"(adapter + conv branch {p['phase1_adapter']:,}), phase 2 "
+               f"{report['phases']['phase2']['trainable_params']:,} (LPE {p['phase2_lpe']:,}"
+               + (" + mask decoder" if phase2.train_decoder else " + IoU head" if phase2.iou_weight > 0 else "") + ")")
     for name, r in report["heldout"]["latent"].items():
         dice = "n/a" if r["dice_mean"] is None else f"{r['dice_mean']:.3f}"
         iou = "n/a" if r["iou_mean"] is None else f"{r['iou_mean']:.3f}"

@@ -65,6 +65,15 @@ def score_section(quality: dict | None) -> list[str]:
     return [*lines, "", f"![predicted score vs true IoU]({quality['figure']})", ""]
 
 
+def _box_decoder(phase2: dict) -> str:
+    """Which decoder the box-prompt rows measure (phase 2 may train it: ``train_decoder``)."""
+    if not phase2.get("train_decoder"):
+        return "phase-1 model, upper bound"
+    replay = phase2.get("prompt_replay", 0)
+    return ("the decoder as phase 2 left it, trained on the latent tokens"
+            + (f" with GT prompts replayed at weight {replay:g}" if replay else ", no longer phase 1's"))
+
+
 def render_markdown(report: dict) -> str:
     p = report["params"]
     ph = report["phases"]
@@ -79,7 +88,7 @@ def render_markdown(report: dict) -> str:
         "Grouped held-out split; masks thresholded at 0.5 at the model's input size; mean ± std over "
         "frames whose ground truth contains the class.", "",
         *quality_table(report["heldout"]["latent"]), "",
-        "## For reference: ground-truth box prompts (phase-1 model, upper bound)", "",
+        f"## For reference: ground-truth box prompts ({_box_decoder(report.get('settings', {}).get('phase2', {}))})", "",
         *quality_table(report["heldout"]["box"]), "",
         *figures_markdown(report.get("figures", {})),
         *score_section(report.get("score_quality")),

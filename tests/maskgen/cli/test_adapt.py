@@ -92,7 +92,14 @@ def test_adapt_cli_copy_paste_settings_per_phase(tmp_path, ddti_root, monkeypatc
     assert all((s.augment.p > 0) == randomised for s in seen.values())
 
 
-def test_adapt_cli_prompt_replay_needs_the_decoder_and_reaches_phase2(tmp_path, ddti_root, monkeypatch):
+@pytest.mark.parametrize("flags, train_decoder, replay", [
+    ([], True, 1.0),                                            # the default: decoder trained, GT prompts replayed
+    (["--frozen-decoder"], False, 0.0),                         # the former default
+    (["--prompt-replay", "0"], True, 0.0),                      # decoder trained on the latent tokens alone
+    (["--train-decoder", "--prompt-replay", "0.5"], True, 0.5),
+])
+def test_adapt_cli_decoder_and_prompt_replay_reach_phase2(tmp_path, ddti_root, monkeypatch, flags, train_decoder,
+                                                           replay):
     import maskgen.lpsam.adapt
 
     seen = {}
@@ -102,14 +109,19 @@ def test_adapt_cli_prompt_replay_needs_the_decoder_and_reaches_phase2(tmp_path, 
         raise SystemExit(0)
 
     monkeypatch.setattr(maskgen.lpsam.adapt, "adapt", capture)
-    base = ["--out", str(tmp_path / "o"), "--dataset", "ddti", "--root", str(ddti_root), "--device", "cpu"]
-    refused = CliRunner().invoke(adapt, [*base, "--prompt-replay", "1"])
-    assert refused.exit_code == 2 and "--train-decoder" in refused.output and not seen
-    assert not (tmp_path / "o").exists()                                   # nothing written
-    result = CliRunner().invoke(adapt, [*base, "--train-decoder", "--prompt-replay", "0.5"])
+    result = CliRunner().invoke(adapt, ["--out", str(tmp_path / "o"), "--dataset", "ddti", "--root", str(ddti_root),
+                                        "--device", "cpu", *flags])
     assert result.exit_code == 0, result.output
-    assert seen["phase2"].train_decoder and seen["phase2"].prompt_replay == 0.5
+    assert (seen["phase2"].train_decoder, seen["phase2"].prompt_replay) == (train_decoder, replay)
     assert seen["phase1"].prompt_replay == 0.0
+
+
+def test_adapt_cli_refuses_prompt_replay_with_a_frozen_decoder(tmp_path, ddti_root):
+    out = tmp_path / "o"
+    refused = CliRunner().invoke(adapt, ["--out", str(out), "--dataset", "ddti", "--root", str(ddti_root),
+                                         "--frozen-decoder", "--prompt-replay", "1"])
+    assert refused.exit_code == 2 and "--train-decoder" in refused.output and "--prompt-replay" in refused.output
+    assert not out.exists()                                                    # nothing written
 
 
 def test_adapt_help_states_the_default_budgets():

@@ -188,6 +188,18 @@ def test_collapsed_latent_token_is_flagged():
     assert len(warnings) == 1 and "camus/left atrium collapsed" in warnings[0] and "0.020" in warnings[0]
 
 
+@pytest.mark.parametrize(("phase2", "says"), [
+    ({}, "phase-1 model, upper bound"),                                     # reports made before settings
+    ({"train_decoder": False, "prompt_replay": 0.0}, "phase-1 model, upper bound"),
+    ({"train_decoder": True, "prompt_replay": 0.0}, "no longer phase 1's"),
+    ({"train_decoder": True, "prompt_replay": 1.0}, "GT prompts replayed at weight 1"),
+])
+def test_report_says_which_decoder_the_box_rows_measure(phase2, says):
+    from maskgen.lpsam.report import _box_decoder
+
+    assert says in _box_decoder(phase2)
+
+
 def test_augment_is_part_of_the_phase_fingerprint_only_when_on():
     from maskgen.lpsam.train import PhaseSettings, draw_batch
 
