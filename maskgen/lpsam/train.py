@@ -2,9 +2,10 @@
 
 Phase 1 trains the encoder adapter and convolutional branch (and, for a model without SAM
 weights such as ``tiny`` from random init, the whole SAM as well) with prompts from the ground
-truth. Phase 2 freezes LP-SAM and trains the latent prompt engine (and, as an option, the mask
-decoder): one latent token per anatomy class, the loss only on the classes the frame's dataset
-labels (partial labels). SAM's IoU head learns in both phases wherever its loss is used.
+truth. Phase 2 freezes the encoder and adapter and trains the latent prompt engine (and, with
+``train_decoder``, the mask decoder, with phase 1's GT prompts replayed at ``prompt_replay``):
+one latent token per anatomy class, the loss only on the classes the frame's dataset labels
+(partial labels). SAM's IoU head learns in both phases wherever its loss is used.
 
 Batches and prompts are drawn from generators seeded by (seed, phase, step), and the learning
 rate is a pure function of the step, so a resumed run continues exactly where it stopped.
