@@ -70,26 +70,36 @@ def test_adapt_cli_rejects_bad_input(tmp_path):
     assert res.exit_code != 0 and "1.5" in res.output
 
 
+@pytest.fixture
+def phase_settings(tmp_path, ddti_root, monkeypatch):
+    """Run ``maskgen adapt FLAGS`` up to the training call and return the two PhaseSettings."""
+    import maskgen.lpsam.adapt
+
+    def run(flags):
+        seen = {}
+
+        def capture(out, pairs, config, phase1, phase2, *args, **kwargs):
+            seen.update(phase1=phase1, phase2=phase2)
+            raise SystemExit(0)
+
+        monkeypatch.setattr(maskgen.lpsam.adapt, "adapt", capture)
+        result = CliRunner().invoke(adapt, ["--out", str(tmp_path / "o"), "--dataset", "ddti", "--root",
+                                            str(ddti_root), "--device", "cpu", *flags])
+        assert result.exit_code == 0, result.output
+        return seen["phase1"], seen["phase2"]
+
+    return run
+
+
 @pytest.mark.parametrize("flags, paste1, paste2, randomised", [
     ([], 0.5, 0.5, True),                                   # the default: copy-paste in both phases
     (["--no-paste-phase2"], 0.5, 0.0, True),
     (["--paste", "0", "--no-augment"], 0.0, 0.0, False),    # the former recipe
 ])
-def test_adapt_cli_copy_paste_settings_per_phase(tmp_path, ddti_root, monkeypatch, flags, paste1, paste2, randomised):
-    import maskgen.lpsam.adapt
-
-    seen = {}
-
-    def capture(out, pairs, config, phase1, phase2, *args, **kwargs):
-        seen.update(phase1=phase1, phase2=phase2)
-        raise SystemExit(0)
-
-    monkeypatch.setattr(maskgen.lpsam.adapt, "adapt", capture)
-    result = CliRunner().invoke(adapt, ["--out", str(tmp_path / "o"), "--dataset", "ddti", "--root", str(ddti_root),
-                                        "--device", "cpu", *flags])
-    assert result.exit_code == 0, result.output
-    assert (seen["phase1"].augment.paste, seen["phase2"].augment.paste) == (paste1, paste2)
-    assert all((s.augment.p > 0) == randomised for s in seen.values())
+def test_adapt_cli_copy_paste_settings_per_phase(phase_settings, flags, paste1, paste2, randomised):
+    phase1, phase2 = phase_settings(flags)
+    assert (phase1.augment.paste, phase2.augment.paste) == (paste1, paste2)
+    assert all((s.augment.p > 0) == randomised for s in (phase1, phase2))
 
 
 @pytest.mark.parametrize("flags, train_decoder, replay", [
@@ -98,22 +108,10 @@ def test_adapt_cli_copy_paste_settings_per_phase(tmp_path, ddti_root, monkeypatc
     (["--prompt-replay", "0"], True, 0.0),                      # decoder trained on the latent tokens alone
     (["--train-decoder", "--prompt-replay", "0.5"], True, 0.5),
 ])
-def test_adapt_cli_decoder_and_prompt_replay_reach_phase2(tmp_path, ddti_root, monkeypatch, flags, train_decoder,
-                                                           replay):
-    import maskgen.lpsam.adapt
-
-    seen = {}
-
-    def capture(out, pairs, config, phase1, phase2, *args, **kwargs):
-        seen.update(phase1=phase1, phase2=phase2)
-        raise SystemExit(0)
-
-    monkeypatch.setattr(maskgen.lpsam.adapt, "adapt", capture)
-    result = CliRunner().invoke(adapt, ["--out", str(tmp_path / "o"), "--dataset", "ddti", "--root", str(ddti_root),
-                                        "--device", "cpu", *flags])
-    assert result.exit_code == 0, result.output
-    assert (seen["phase2"].train_decoder, seen["phase2"].prompt_replay) == (train_decoder, replay)
-    assert seen["phase1"].prompt_replay == 0.0
+def test_adapt_cli_decoder_and_prompt_replay_reach_phase2(phase_settings, flags, train_decoder, replay):
+    phase1, phase2 = phase_settings(flags)
+    assert (phase2.train_decoder, phase2.prompt_replay) == (train_decoder, replay)
+    assert phase1.prompt_replay == 0.0
 
 
 def test_adapt_cli_refuses_prompt_replay_with_a_frozen_decoder(tmp_path, ddti_root):
