@@ -210,12 +210,12 @@ def set_trainable(model: LPSAM, phase: int, train_base: bool,
 
 
 def phase_trainable_counts(model: LPSAM, train_base: bool = False) -> dict[str, int]:
-    """Trainable parameters of phase 1, phase 2 and phase 2 with ``train_decoder`` (default loss
-    weights); leaves ``model`` frozen in eval mode."""
+    """Trainable parameters of phase 1, phase 2 with a frozen decoder and phase 2 with
+    ``train_decoder`` (the CLI's default; default loss weights); leaves ``model`` frozen in eval mode."""
     base = PhaseSettings(steps=0, lr=1.0)
     counts = {
         "phase1": set_trainable(model, 1, train_base, base),
-        "phase2": set_trainable(model, 2, False, base),
+        "phase2_frozen": set_trainable(model, 2, False, base),
         "phase2_decoder": set_trainable(model, 2, False, PhaseSettings(steps=0, lr=1.0, train_decoder=True)),
     }
     model.requires_grad_(False).eval()
