@@ -10,35 +10,22 @@ differs. Prints seconds per step / frames per second and the ratio against the p
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import replace
 
 import torch
+from lpsam_bench import step_bench_parser, step_bench_setup
 
-from maskgen.common.devices import autocast_dtype, resolve_device, timed
-from maskgen.lpsam.config import get_config
+from maskgen.common.devices import timed
 from maskgen.lpsam.model import build_lpsam
-from maskgen.lpsam.testing import synthetic_pairs
-from maskgen.lpsam.train import PhaseSettings, draw_batch, phase1_loss, set_trainable
+from maskgen.lpsam.train import PhaseSettings, phase1_loss, set_trainable
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="tiny")
-    ap.add_argument("--device", default="auto")
+    ap = step_bench_parser(__doc__.splitlines()[0])
     ap.add_argument("--channels", type=int, default=16, help="detail_channels of the measured arm")
     ap.add_argument("--scale", type=int, default=2, help="detail_scale of the measured arm")
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    dtype = autocast_dtype(device)
-    base = get_config(args.model)
-    pairs = synthetic_pairs(n_per_dataset=8, size=base.input_size, seed=0)
-    gen = torch.Generator().manual_seed(0)
-    images, target, valid = draw_batch(pairs, pairs.indices(held_out=False), args.batch_size, gen, False, device)
+    device, dtype, base, pairs, (images, target, valid) = step_bench_setup(args)
     settings = PhaseSettings(steps=1, lr=1e-3)
     print(f"LP-SAM {args.model} on {device} ({'bf16 autocast' if dtype else 'fp32'}), batch {args.batch_size}")
     results = {}

@@ -11,15 +11,12 @@ phase-2 settings differ. Prints milliseconds per step and the ratio against the 
 
 from __future__ import annotations
 
-import argparse
-
 import torch
+from lpsam_bench import step_bench_parser, step_bench_setup
 
-from maskgen.common.devices import autocast_dtype, resolve_device, timed
-from maskgen.lpsam.config import get_config
+from maskgen.common.devices import timed
 from maskgen.lpsam.model import build_lpsam
-from maskgen.lpsam.testing import synthetic_pairs
-from maskgen.lpsam.train import PhaseSettings, draw_batch, phase2_loss, set_trainable
+from maskgen.lpsam.train import PhaseSettings, phase2_loss, set_trainable
 
 ARMS = {
     "frozen decoder": PhaseSettings(steps=1, lr=1e-3, balanced_bce=True),
@@ -30,20 +27,8 @@ ARMS = {
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="tiny")
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    dtype = autocast_dtype(device)
-    config = get_config(args.model)
-    pairs = synthetic_pairs(n_per_dataset=8, size=config.input_size, seed=0)
-    batch = draw_batch(pairs, pairs.indices(held_out=False), args.batch_size, torch.Generator().manual_seed(0),
-                       False, device)
+    args = step_bench_parser(__doc__.splitlines()[0]).parse_args()
+    device, dtype, config, pairs, batch = step_bench_setup(args)
     print(f"LP-SAM {args.model} on {device} ({'bf16 autocast' if dtype else 'fp32'}), batch {args.batch_size}, "
           f"phase-2 step")
     torch.manual_seed(0)

@@ -1,0 +1,36 @@
+"""The setup LP-SAM's step benchmarks share (``bench_detail.py``, ``bench_replay.py``): the
+common options, the device and its autocast dtype, and one synthetic training batch."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from maskgen.common.devices import autocast_dtype, resolve_device
+from maskgen.lpsam.config import get_config
+from maskgen.lpsam.testing import synthetic_pairs
+from maskgen.lpsam.train import draw_batch
+
+
+def step_bench_parser(description: str) -> argparse.ArgumentParser:
+    """--model, --device, --batch-size, --repeats, --threads (add a benchmark's own after)."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--model", default="tiny")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    return ap
+
+
+def step_bench_setup(args: argparse.Namespace):
+    """(device, autocast dtype or None, the model's config, pairs, batch) for parsed ``args``;
+    the batch is (images, target, valid) of ``args.batch_size`` synthetic training frames."""
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    config = get_config(args.model)
+    pairs = synthetic_pairs(n_per_dataset=8, size=config.input_size, seed=0)
+    batch = draw_batch(pairs, pairs.indices(held_out=False), args.batch_size, torch.Generator().manual_seed(0),
+                       False, device)
+    return device, autocast_dtype(device), config, pairs, batch
