@@ -2,6 +2,8 @@
 #   make demo   the whole pipeline on the embedded phantom (outputs under runs/demo/)
 #   make test   the test suite (what .ci/run calls)
 #   make study  the longer "does anatomy help?" study, after make demo (outputs under runs/study/)
+#   make adapt-seeds  the tiny default adaptation over three seeds on the full-scale phantom, about
+#               1 h on 2 cores (outputs and tables under runs/seeds/, see docs/lpsam.md)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -13,7 +15,7 @@ PYTEST_ARGS ?=
 # torch wheels first (no CUDA/NCCL/cuDNN packages, see docs/install.md)
 TORCH_INDEX ?=
 
-.PHONY: demo study test lint bench clean-demo
+.PHONY: demo study adapt-seeds test lint bench clean-demo
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +35,9 @@ demo: $(STAMP)
 
 study: $(STAMP)
 	bash scripts/study.sh $(DEMO) runs/study
+
+adapt-seeds: $(STAMP)
+	bash scripts/adapt_seeds.sh runs/seeds
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -57,6 +57,9 @@ class PairSet:
         dataset_index: (N,) int64 index into ``datasets``. held_out: (N,) bool.
         classes: the anatomy classes (latent tokens), T of them.
         frame_ids: N stable frame ids. problems: (frame id, reason) of frames skipped.
+        groups: N group keys of the grouped split (patient, video, source file), or None when
+            unknown; the held-out share of a dataset is whole groups, so its frames are only as
+            independent as its groups are many.
     """
 
     images: torch.Tensor
@@ -67,6 +70,7 @@ class PairSet:
     classes: list[AnatomyClass]
     frame_ids: list[str]
     problems: list[tuple[str, str]]
+    groups: list[str] | None = None
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -94,6 +98,9 @@ class PairSet:
         for i, ds in enumerate(self.datasets):
             sel = self.dataset_index == i
             per[ds] = {"frames": int(sel.sum()), "held_out": int((sel & self.held_out).sum())}
+            if self.groups is not None:
+                held = torch.nonzero(sel & self.held_out).flatten().tolist()
+                per[ds]["held_out_groups"] = len({self.groups[j] for j in held})
         return {"frames": len(self), "datasets": per, "skipped": len(self.problems)}
 
 
@@ -132,7 +139,7 @@ def load_pairs(sources: Sequence[tuple[str, str | None]], size: int, held_out_fr
     from maskgen.datasets.registry import get_spec, open_dataset
 
     label_maps = {name: get_spec(name).labels for name, _ in sources}
-    images, masks, ds_index, held, ids, problems = [], [], [], [], [], []
+    images, masks, ds_index, held, ids, groups, problems = [], [], [], [], [], [], []
     for i, (name, root) in enumerate(sources):
         reader = open_dataset(name, root)
         refs = [r for r in reader.refs() if r.has_mask]
@@ -140,8 +147,9 @@ def load_pairs(sources: Sequence[tuple[str, str | None]], size: int, held_out_fr
         if not refs:
             raise ValueError(f"dataset {name!r} at {reader.root} has no frames with masks to adapt on")
         refs = [refs[j] for j in _subsample(len(refs), max_frames, seed)]
-        flags = split_groups([r.group or r.source for r in refs], held_out_fraction, seed)
-        for ref, flag in tqdm(list(zip(refs, flags, strict=True)), desc=f"reading {name}", unit="frame"):
+        keys = [r.group or r.source for r in refs]
+        flags = split_groups(keys, held_out_fraction, seed)
+        for ref, key, flag in tqdm(list(zip(refs, keys, flags, strict=True)), desc=f"reading {name}", unit="frame"):
             try:
                 frame = reader.load(ref)
             except CorruptFrameError as err:
@@ -160,17 +168,20 @@ def load_pairs(sources: Sequence[tuple[str, str | None]], size: int, held_out_fr
             ds_index.append(i)
             held.append(bool(flag))
             ids.append(ref.frame_id)
+            groups.append(f"{name}/{key}")
     return make_pairset(np.stack(images), np.stack(masks), np.asarray(ds_index), np.asarray(held),
-                        [n for n, _ in sources], anatomy_classes(label_maps), ids, problems)
+                        [n for n, _ in sources], anatomy_classes(label_maps), ids, problems, groups)
 
 
 def make_pairset(images: np.ndarray, masks: np.ndarray, dataset_index: np.ndarray, held_out: np.ndarray,
                  datasets: list[str], classes: list[AnatomyClass], frame_ids: list[str],
-                 problems: list[tuple[str, str]] | None = None) -> PairSet:
+                 problems: list[tuple[str, str]] | None = None, groups: list[str] | None = None) -> PairSet:
     """Build a ``PairSet`` from arrays (also used by tests with synthetic frames)."""
     if images.shape != masks.shape or images.dtype != np.uint8 or masks.dtype != np.uint8:
         raise ValueError(f"images {images.shape} {images.dtype} and masks {masks.shape} {masks.dtype} "
                          "must be equal-shaped uint8 arrays")
+    if groups is not None and len(groups) != len(images):
+        raise ValueError(f"{len(groups)} group keys for {len(images)} frames")
     return PairSet(torch.from_numpy(images), torch.from_numpy(masks), torch.as_tensor(dataset_index, dtype=torch.int64),
                    torch.as_tensor(held_out, dtype=torch.bool), list(datasets), list(classes), list(frame_ids),
-                   list(problems or []))
+                   list(problems or []), None if groups is None else list(groups))

@@ -3,7 +3,9 @@
 ``latent`` uses the latent prompts (what ``maskgen run`` does: no prompt from a person);
 ``box`` prompts SAM's decoder with the ground-truth box (an upper bound for phase 1).
 Per (frame, class) with a non-empty ground truth: Dice = 2|P n G| / (|P| + |G|), IoU =
-|P n G| / |P u G| on the S x S masks thresholded at probability 0.5. Frames of the class's
+|P n G| / |P u G| on the S x S masks thresholded at probability 0.5, with precision |P n G| / |P|
+(over frames with a non-empty prediction) and recall |P n G| / |G|: precision well under recall
+means masks larger than their structure, the reverse masks that miss part of it. Frames of the class's
 dataset whose ground truth lacks the class are counted apart (``empty_gt``), with how often
 the prediction was non-empty there (``false_positive``).
 """
@@ -68,27 +70,38 @@ def _box_logits(model: LPSAM, x, target, valid) -> torch.Tensor:
     return logits
 
 
+def precision_recall(pred: torch.Tensor, gt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-mask precision and recall of binary masks (N, H, W) with non-empty ``gt`` -> (N,), (N,);
+    precision is NaN where the prediction is empty (it has no pixel to be right or wrong about)."""
+    pred, gt = pred.bool().flatten(1), gt.bool().flatten(1)
+    inter = (pred & gt).sum(1).float()
+    area = pred.sum(1).float()
+    precision = torch.where(area > 0, inter / area.clamp(min=1), torch.full_like(area, float("nan")))
+    return precision, inter / gt.sum(1).float().clamp(min=1)
+
+
 def class_report(batches, names: list[str]) -> dict:
-    """Per-class Dice/IoU summary (mean, std, median over frames) of ``heldout_batches``."""
-    dice = {n: [] for n in names}
-    iou = {n: [] for n in names}
-    fp = {n: [] for n in names}
+    """Per-class Dice/IoU summary (mean, std, median over frames), precision and recall (means)
+    of ``heldout_batches``."""
+    per = {n: {"dice": [], "iou": [], "precision": [], "recall": [], "fp": []} for n in names}
     for pred, target, valid in batches:
         for t, name in enumerate(names):
             rows = valid[:, t]
             p, g = pred[rows, t], target[rows, t]
             has_gt = g.flatten(1).any(1)
-            d, i = overlap_scores(p[has_gt], g[has_gt])
-            dice[name].append(d)
-            iou[name].append(i)
-            fp[name].append(p[~has_gt].flatten(1).any(1).float())
+            values = (*overlap_scores(p[has_gt], g[has_gt]), *precision_recall(p[has_gt], g[has_gt]),
+                      p[~has_gt].flatten(1).any(1).float())
+            for key, v in zip(per[name], values, strict=True):
+                per[name][key].append(v)
     report = {}
     for name in names:
-        d, i, f = (torch.cat(x[name]) if x[name] else torch.zeros(0) for x in (dice, iou, fp))
+        d, i, pr, rc, f = (torch.cat(v) if v else torch.zeros(0) for v in per[name].values())
+        pr = pr[~pr.isnan()]
         report[name] = {
             "frames": len(d),
             "dice_mean": _stat(d, np.mean), "dice_std": _stat(d, np.std), "dice_median": _stat(d, np.median),
             "iou_mean": _stat(i, np.mean), "iou_std": _stat(i, np.std),
+            "precision_mean": _stat(pr, np.mean), "recall_mean": _stat(rc, np.mean),
             "empty_gt": len(f), "false_positive_rate": _stat(f, np.mean),
         }
     return report

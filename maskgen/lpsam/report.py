@@ -32,35 +32,36 @@ def _pm(mean, std) -> str:
     return "n/a" if mean is None else f"{mean:.3f} ± {std:.3f}"
 
 
+def _f3(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def quality_table(per_class: dict) -> list[str]:
-    lines = ["| anatomy class | frames | Dice | IoU | median Dice | frames without it | false positives there |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| anatomy class | frames | Dice | IoU | median Dice | precision | recall | frames without it "
+             "| false positives there |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in per_class.items():
         fp = "n/a" if r["false_positive_rate"] is None else f"{r['false_positive_rate']:.2f}"
-        med = "n/a" if r["dice_median"] is None else f"{r['dice_median']:.3f}"
+        med, prec, rec = (_f3(r.get(k)) for k in ("dice_median", "precision_mean", "recall_mean"))
         lines.append(f"| {name} | {r['frames']} | {_pm(r['dice_mean'], r['dice_std'])} | "
-                     f"{_pm(r['iou_mean'], r['iou_std'])} | {med} | {r['empty_gt']} | {fp} |")
+                     f"{_pm(r['iou_mean'], r['iou_std'])} | {med} | {prec} | {rec} | {r['empty_gt']} | {fp} |")
     return lines
-
-
-def _rho(value) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
 
 
 def score_section(quality: dict | None) -> list[str]:
     """Predicted score vs true IoU on the held-out pairs (``maskgen.lpsam.score_quality``)."""
     if not quality:
         return []
-    rho = _rho(quality["spearman"])
+    rho = _f3(quality["spearman"])
     lines = ["## Do the scores rank the masks? Predicted score vs true IoU", "",
              f"Spearman rank correlation between the predicted score (the store's per-mask score) and "
              f"the mask's true IoU, over {quality['pairs']} held-out (frame, class) pairs: **{rho}** "
              f"(mean score {quality['mean_score']}, mean IoU {quality['mean_iou']}); baseline without an IoU "
-             f"head ({quality.get('baseline', 'n/a')}): {_rho(quality.get('baseline_spearman'))}.", "",
+             f"head ({quality.get('baseline', 'n/a')}): {_f3(quality.get('baseline_spearman'))}.", "",
              "| anatomy class | pairs | Spearman | baseline Spearman | mean score | mean IoU |",
              "|---|---:|---:|---:|---:|---:|"]
     for name, r in quality["per_class"].items():
-        lines.append(f"| {name} | {r['pairs']} | {_rho(r['spearman'])} | {_rho(r.get('baseline_spearman'))} | "
+        lines.append(f"| {name} | {r['pairs']} | {_f3(r['spearman'])} | {_f3(r.get('baseline_spearman'))} | "
                      f"{r['mean_score']} | {r['mean_iou']} |")
     return [*lines, "", f"![predicted score vs true IoU]({quality['figure']})", ""]
 
@@ -72,6 +73,12 @@ def _box_decoder(phase2: dict) -> str:
     replay = phase2.get("prompt_replay", 0)
     return ("the decoder as phase 2 left it, trained on the latent tokens"
             + (f" with GT prompts replayed at weight {replay:g}" if replay else ", no longer phase 1's"))
+
+
+def _held_out(counts: dict) -> str:
+    """'48 held out' or, with the split's groups known, '48 held out, from 2 groups'."""
+    groups = counts.get("held_out_groups")
+    return f"{counts['held_out']} held out" + ("" if groups is None else f", from {groups} groups")
 
 
 def render_markdown(report: dict) -> str:
@@ -86,7 +93,8 @@ def render_markdown(report: dict) -> str:
         *[line for w in collapse_warnings(report["heldout"]) for line in (f"**WARNING**: {w}", "")],
         "## Held-out mask quality, latent prompts (no prompt from a person)", "",
         "Grouped held-out split; masks thresholded at 0.5 at the model's input size; mean ± std over "
-        "frames whose ground truth contains the class.", "",
+        "frames whose ground truth contains the class. Precision (of the frames with a non-empty mask) "
+        "well under recall: the masks are larger than their structure.", "",
         *quality_table(report["heldout"]["latent"]), "",
         f"## For reference: ground-truth box prompts ({_box_decoder(report.get('settings', {}).get('phase2', {}))})", "",
         *quality_table(report["heldout"]["box"]), "",
@@ -99,7 +107,7 @@ def render_markdown(report: dict) -> str:
         f"phase 2 {ph['phase2']['trainable_params'] / 1e6:.2f} M.", "",
         "## Data and time", "",
         f"{report['data']['frames']} frames ({report['data']['skipped']} skipped): "
-        + ", ".join(f"{k} {v['frames']} ({v['held_out']} held out)" for k, v in report["data"]["datasets"].items()),
+        + ", ".join(f"{k} {v['frames']} ({_held_out(v)})" for k, v in report["data"]["datasets"].items()),
         f"Phase 1: {ph['phase1']['steps']} steps, {ph['phase1'].get('seconds', 0)} s; phase 2: "
         f"{ph['phase2']['steps']} steps, {ph['phase2'].get('seconds', 0)} s; evaluation {ph['eval_seconds']} s.",
         f"Loss per checkpoint interval, phase 1: {ph['phase1'].get('loss_history')}",

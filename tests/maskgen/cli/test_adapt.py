@@ -45,6 +45,10 @@ def test_adapt_cli_writes_weights_report_and_resumes(tmp_path, ddti_root):
     (name, quality), = report["heldout"]["latent"].items()
     assert name.startswith("ddti/") and quality["frames"] >= 1 and 0 <= quality["dice_mean"] <= 1
     assert report["data"]["datasets"]["ddti"]["frames"] == 10
+    held = report["data"]["datasets"]["ddti"]  # a DDTI image is its own group: as many groups as frames
+    assert held["held_out_groups"] == held["held_out"] >= 1
+    assert f"{held['held_out']} held out, from {held['held_out_groups']} groups" in (out / "report.md").read_text()
+    assert f"frames from {held['held_out_groups']} groups)" in result.output
     assert "held-out" in result.output and "Dice" in (out / "report.md").read_text()
     scores = report["score_quality"]  # predicted score vs true IoU on the held-out frames
     assert scores["pairs"] == quality["frames"] + quality["empty_gt"] and scores["figure"] == "score_vs_iou.png"

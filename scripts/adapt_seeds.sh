@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The per-class held-out Dice of the tiny default adaptation over three seeds, and its masks on
+# the phantom datasets the adaptation never saw (the tables of docs/lpsam.md and docs/store.md).
+# Usage: bash scripts/adapt_seeds.sh [OUT_DIR]          (make adapt-seeds calls it)
+#   SCALE=full|quick  phantom size of the adaptation data (default full: camus 100 patients, so the
+#                     20% held out are 20 patients; quick holds out 2, too few to measure a class)
+#   SEEDS="0 1 2"     adaptation seeds (the held-out split, new weights and batch order)
+#   THREADS=2         torch CPU threads; one adaptation at a time (about 17 min each on 2 cores)
+#   ADAPT_ARGS="..."  extra `maskgen adapt` options, e.g. "--frozen-decoder" for a variant
+# Every step is resumable: rerun to continue, finished adaptations and stores are reused.
+set -euo pipefail
+OUT=${1:-runs/seeds}
+BIN=${VENV:-.venv}/bin
+SCALE=${SCALE:-full}
+SEEDS=${SEEDS:-0 1 2}
+THREADS=${THREADS:-2}
+UNSEEN=(busi udiat tn3k hmcqu)
+mkdir -p "$OUT"
+step() { printf '\n== %s   [%s]\n' "$*" "$(date +%H:%M:%S)"; }
+
+step "phantom: adaptation data (camus, ddti, tg3k) at scale $SCALE -> $OUT/phantom; unseen sets (quick) -> $OUT/unseen-data"
+[ -f "$OUT/phantom/phantom.json" ] || "$BIN/maskgen" phantom --out "$OUT/phantom" --scale "$SCALE" \
+  --dataset camus --dataset ddti --dataset tg3k --no-progress
+[ -f "$OUT/unseen-data/phantom.json" ] || "$BIN/maskgen" phantom --out "$OUT/unseen-data" --scale quick \
+  $(printf -- '--dataset %s ' "${UNSEEN[@]}") --no-progress
+
+for s in $SEEDS; do
+  step "seed $s: adapt -> $OUT/seed$s"
+  # shellcheck disable=SC2086  # ADAPT_ARGS is a list of options
+  "$BIN/maskgen" adapt --out "$OUT/seed$s" --phantom "$OUT/phantom" --model tiny --threads "$THREADS" \
+    --seed "$s" ${ADAPT_ARGS:-}
+  for d in "${UNSEEN[@]}"; do  # 60 frames a set, K = 16, scored against the anatomy-free baselines
+    [ -f "$OUT/seed$s/unseen/$d/score.json" ] && continue
+    "$BIN/maskgen" run --dataset "$d" --root "$OUT/unseen-data/$d" --checkpoint "$OUT/seed$s" \
+      --out "$OUT/seed$s/unseen/$d" --k 16 --limit 60 --workers 1 --threads "$THREADS" --no-progress
+    "$BIN/maskgen" score "$OUT/seed$s/unseen/$d" --root "$OUT/unseen-data/$d" --no-progress > /dev/null
+  done
+done
+step "tables -> $OUT/seeds.md"
+"$BIN/python" scripts/seed_table.py "$OUT"/seed* | tee "$OUT/seeds.md"

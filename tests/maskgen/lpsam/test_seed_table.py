@@ -1,0 +1,52 @@
+"""scripts/seed_table.py: the seed tables of docs/lpsam.md from adaptation folders."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "seed_table.py"
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("seed_table", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _adaptation(path: Path, myo: float, groups: int | None, unseen: float | None = None) -> Path:
+    quality = lambda d: {"dice_mean": d}  # noqa: E731
+    held = {"frames": 240, "held_out": 48} | ({"held_out_groups": groups} if groups is not None else {})
+    report = {"heldout": {"latent": {"camus/LV": quality(0.93), "camus/myocardium": quality(myo)},
+                          "box": {"camus/LV": quality(0.94), "camus/myocardium": quality(0.85)}},
+              "data": {"datasets": {"camus": held}}}
+    path.mkdir()
+    (path / "report.json").write_text(json.dumps(report))
+    if unseen is not None:
+        (path / "unseen" / "busi").mkdir(parents=True)
+        (path / "unseen" / "busi" / "score.json").write_text(json.dumps(
+            {"groups": {"all": {"lpsam": {"best_dice": unseen}}}, "margin": {"lpsam_minus_best_baseline": 0.12}}))
+    return path
+
+
+def test_rows_mark_classes_under_the_aim_and_say_how_many_groups_are_held_out(script, tmp_path):
+    a = _adaptation(tmp_path / "seed0", 0.812, 20, unseen=0.7)
+    b = _adaptation(tmp_path / "seed1", 0.795, None)
+    rows = script.heldout_rows([a, b])
+    assert rows[2] == "| seed0 | 0.930 (0.940) | 0.812 (0.850) | camus 48 (20) |"
+    assert rows[3] == "| seed1 | 0.930 (0.940) | **0.795** (0.850) | camus 48 |"   # under 0.80: bold
+    unseen = script.unseen_rows([a, b])
+    assert "| seed0 | 0.700 (+0.120) |" in unseen and "| seed1 | n/a |" in unseen
+
+
+def test_cli_skips_unfinished_folders_and_refuses_when_none_is_finished(script, tmp_path):
+    _adaptation(tmp_path / "seed0", 0.81, 20)
+    (tmp_path / "seed1").mkdir()   # an adaptation still running: no report yet
+    result = CliRunner().invoke(script.main, [str(tmp_path / "seed0"), str(tmp_path / "seed1")])
+    assert result.exit_code == 0 and "| seed0 |" in result.output and "seed1" not in result.output
+    result = CliRunner().invoke(script.main, [str(tmp_path / "seed1")])
+    assert result.exit_code == 2 and "no finished adaptation" in result.output
