@@ -7,7 +7,10 @@ of its outer edge ((mean inside - mean in a ring of --ring px outside the struct
 classes it encloses) / std of that ring), and its Dice with latent and with ground-truth-box
 prompts; then Spearman's rank correlation of each with Dice and the mean Dice per third.
 
-usage: python scripts/heldout_by_thickness.py ADAPT_DIR [--cls myocardium] [--tsv OUT.tsv]
+usage: python scripts/heldout_by_thickness.py ADAPT_DIR [--cls myocardium] [--tsv OUT.tsv] [--errors OUT.png]
+
+``--errors`` draws where the latent-prompt masks go wrong on held-out frames spread over the Dice
+ranking (worst to best): right pixels white, false positives red, false negatives blue.
 
 The held-out split is rebuilt from ADAPT_DIR/run.json (the adaptation's sources, held-out share,
 seed and frame limit), so the frames are the ones in the adaptation's report.
@@ -39,8 +42,9 @@ def edge_cnr(image: np.ndarray, mask: np.ndarray, enclosed: np.ndarray, ring: in
     return float((image[mask].mean() - image[band].mean()) / (image[band].std() + 1e-6))
 
 
-def per_frame_dice(model, pairs, t: int, mode: str, device: torch.device) -> dict[int, float]:
-    """{frame index: Dice} of class ``t`` on the held-out frames whose ground truth has it."""
+def per_frame(model, pairs, t: int, mode: str, device: torch.device) -> dict[int, tuple[float, np.ndarray]]:
+    """{frame index: (Dice, predicted (S, S) bool mask)} of class ``t`` on the held-out frames whose
+    ground truth has it."""
     from maskgen.lpsam.evaluate import heldout_batches, overlap_scores
 
     idx, out, k = pairs.indices(held_out=True), {}, 0
@@ -49,8 +53,43 @@ def per_frame_dice(model, pairs, t: int, mode: str, device: torch.device) -> dic
             frame = int(idx[k])
             k += 1
             if valid[b, t] and target[b, t].any():
-                out[frame] = float(overlap_scores(pred[b, t][None], target[b, t][None])[0])
+                dice = float(overlap_scores(pred[b, t][None], target[b, t][None])[0])
+                out[frame] = (dice, pred[b, t].numpy())
     return out
+
+
+def error_overlay(image: np.ndarray, pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """(H, W) uint8 frame and bool masks -> (H, W, 3) uint8: the frame dimmed, pixels in both masks
+    white, false positives red, false negatives blue."""
+    rgb = np.repeat(image[..., None].astype(np.float32) * 0.6, 3, axis=-1)
+    rgb[pred & truth] = (255, 255, 255)
+    rgb[pred & ~truth] = (255, 60, 60)
+    rgb[~pred & truth] = (60, 120, 255)
+    return rgb.astype(np.uint8)
+
+
+def error_figure(pairs, latent: dict, label: int, title: str, out: str, n: int = 8) -> None:
+    """``n`` held-out frames spread over the Dice ranking, each above its error overlay, to ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ranked = sorted(latent, key=lambda f: latent[f][0])
+    picks = [ranked[int(round(i))] for i in np.linspace(0, len(ranked) - 1, min(n, len(ranked)))]
+    fig, axes = plt.subplots(2, len(picks), figsize=(2.2 * len(picks), 4.8), squeeze=False)
+    for j, frame in enumerate(picks):
+        image, truth = pairs.images[frame].numpy(), pairs.masks[frame].numpy() == label
+        axes[0, j].imshow(image, cmap="gray", vmin=0, vmax=255)
+        axes[1, j].imshow(error_overlay(image, latent[frame][1], truth))
+        axes[0, j].set_title(f"Dice {latent[frame][0]:.2f}", fontsize=9)
+        for ax in axes[:, j]:
+            ax.set_axis_off()
+    fig.suptitle(f"{title}: held-out frames, worst to best (latent prompts); white right, "
+                 "red false positive, blue false negative", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
 
 
 @click.command()
@@ -59,8 +98,10 @@ def per_frame_dice(model, pairs, t: int, mode: str, device: torch.device) -> dic
               help="anatomy class (a substring of its name, e.g. 'camus/myocardium')")
 @click.option("--ring", default=6, show_default=True, help="width of the outer band for the contrast, px")
 @click.option("--tsv", type=click.Path(dir_okay=False), help="also write the per-frame table here")
+@click.option("--errors", type=click.Path(dir_okay=False),
+              help="also draw the latent masks' errors on held-out frames to this PNG")
 @click.option("--device", default="auto", show_default=True, help="auto|cpu|cuda[:N]")
-def main(adapt_dir: str, cls_name: str, ring: int, tsv: str | None, device: str) -> None:
+def main(adapt_dir: str, cls_name: str, ring: int, tsv: str | None, errors: str | None, device: str) -> None:
     from maskgen.common.devices import resolve_device
     from maskgen.lpsam.artifacts import load_adapt_dir
     from maskgen.lpsam.data import load_pairs
@@ -81,13 +122,13 @@ def main(adapt_dir: str, cls_name: str, ring: int, tsv: str | None, device: str)
     dataset = pairs.classes[t].dataset
     # the classes of the same dataset that the structure encloses (e.g. the LV cavity in its wall)
     others = [c.label for c in pairs.classes if c.dataset == dataset and c.label != label]
-    latent, box = (per_frame_dice(model, pairs, t, mode, dev) for mode in ("latent", "box"))
+    latent, box = (per_frame(model, pairs, t, mode, dev) for mode in ("latent", "box"))
     rows = []
     for frame in sorted(latent):
         labels, image = pairs.masks[frame].numpy(), pairs.images[frame].numpy().astype(np.float32)
         mask = labels == label
         filled = ndimage.binary_fill_holes(mask) & ~mask & np.isin(labels, others)
-        rows.append((frame, latent[frame], box[frame], thickness(mask), edge_cnr(image, mask, filled, ring)))
+        rows.append((frame, latent[frame][0], box[frame][0], thickness(mask), edge_cnr(image, mask, filled, ring)))
     table = np.array(rows)
     click.echo(f"{names[t]}: {len(table)} held-out frames; Dice latent {table[:, 1].mean():.3f}, "
                f"ground-truth box {table[:, 2].mean():.3f}")
@@ -102,6 +143,9 @@ def main(adapt_dir: str, cls_name: str, ring: int, tsv: str | None, device: str)
             sel = (values >= edges[i]) & ((values < edges[i + 1]) if i < 2 else (values <= edges[i + 1]))
             click.echo(f"  {part} third ({values[sel].min():.2f}..{values[sel].max():.2f}, {sel.sum()} frames): "
                        f"Dice latent {table[sel, 1].mean():.3f}, box {table[sel, 2].mean():.3f}")
+    if errors:
+        error_figure(pairs, latent, label, names[t], errors)
+        click.echo(f"\nwrote {errors}")
     if tsv:
         np.savetxt(tsv, table, fmt="%.4f", delimiter="\t",
                    header="frame\tlatent_dice\tbox_dice\tthickness_px\touter_edge_cnr")

@@ -44,3 +44,17 @@ def test_edge_contrast_follows_the_outer_band_not_the_enclosed_region(script):
     high = script.edge_cnr(bright, wall, cavity, ring=6)
     assert 0 < low < 1 < high
     assert high == pytest.approx(4, rel=0.25)    # 20 over a noise std of 5
+
+
+def test_error_overlay_colours_right_false_positive_and_false_negative_pixels(script):
+    image = np.full((4, 4), 100, np.uint8)
+    truth = np.zeros((4, 4), bool)
+    truth[:2] = True                       # top half is the structure
+    pred = np.zeros((4, 4), bool)
+    pred[1:3] = True                       # the prediction is one row too low
+    rgb = script.error_overlay(image, pred, truth)
+    assert rgb.shape == (4, 4, 3) and rgb.dtype == np.uint8
+    assert tuple(rgb[1, 0]) == (255, 255, 255)       # in both
+    assert tuple(rgb[2, 0]) == (255, 60, 60)         # predicted, not true
+    assert tuple(rgb[0, 0]) == (60, 120, 255)        # true, missed
+    assert tuple(rgb[3, 0]) == (60, 60, 60)          # neither: the frame, dimmed
