@@ -1,20 +1,11 @@
 """The measures of scripts/heldout_by_thickness.py on shapes whose answer is known."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "heldout_by_thickness.py"
-
-
-@pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("heldout_by_thickness", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def ring(inner: float, outer: float, size: int = 128) -> np.ndarray:

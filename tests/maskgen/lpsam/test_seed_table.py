@@ -1,21 +1,11 @@
 """scripts/seed_table.py: the seed tables of docs/lpsam.md from adaptation folders."""
 
-import importlib.util
 import json
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "seed_table.py"
-
-
-@pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("seed_table", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _adaptation(path: Path, myo: float, groups: int | None, unseen: float | None = None) -> Path:
