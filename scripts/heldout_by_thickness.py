@@ -88,7 +88,10 @@ def error_figure(pairs, latent: dict, label: int, title: str, out: str, n: int =
     fig.suptitle(f"{title}: held-out frames, worst to best (latent prompts); white right, "
                  "red false positive, blue false negative", fontsize=10)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    from maskgen.common.files import atomic_path
+
+    with atomic_path(out) as tmp:  # a half-written PNG never replaces a good one
+        fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
 
 
