@@ -1,8 +1,12 @@
 """TG3K: ``tg3k/thyroid-image/NNNN.jpg``, ``tg3k/thyroid-mask/NNNN.jpg``, ``tg3k-trainval.json``.
 
 The json ``{"train": [int], "val": [int]}`` indexes the integer-sorted file list. Masks are
-JPEG: thresholded at > 127 (label 1 = thyroid gland). No video ids are released, so the group
-is the frame itself (TG3K is used for LP-SAM adaptation only, never for folds).
+JPEG: thresholded at > 127 (label 1 = thyroid gland). No video ids are released; the frames come
+from 16 videos, so the group of a frame is its block of the integer-sorted list, cut into 16
+contiguous blocks (``VIDEO_BLOCKS``). Where the numbering follows the videos, as in the phantom, a
+held-out block shares at most its two ends with training frames of the same video, where a
+frame-level split would hold out frames whose neighbours are trained on (TG3K is used for LP-SAM
+adaptation only, never for folds).
 """
 
 from __future__ import annotations
@@ -13,6 +17,14 @@ from maskgen.datasets.frames import Frame, FrameRef
 from maskgen.datasets.readers.base import DatasetReader
 from maskgen.datasets.readers.imageio import list_images, read_binary_mask, read_gray
 from maskgen.datasets.readers.sheets import stem_number
+
+VIDEO_BLOCKS = 16  # TG3K's 3,585 frames were cut from 16 videos
+
+
+def block_groups(count: int, blocks: int = VIDEO_BLOCKS) -> list[str]:
+    """Group key of each of ``count`` frames of an ordered list: its contiguous block of ``blocks``
+    (as equal as the count allows; fewer frames than blocks: one frame a block)."""
+    return [f"block{i * blocks // count:02d}" for i in range(count)]
 
 
 class Tg3kReader(DatasetReader):
@@ -49,13 +61,14 @@ class Tg3kReader(DatasetReader):
         images = sorted(list_images(self.base / "thyroid-image"),
                         key=lambda p: (stem_number(p.stem) is None, stem_number(p.stem) or 0, p.name))
         splits = self._splits(len(images))
+        groups = block_groups(len(images))
         refs = []
         for i, path in enumerate(images):
             has_mask = (self.base / "thyroid-mask" / path.name).is_file()
             if not has_mask:
                 self.problem(path, "no thyroid-mask/ file of the same name; listed without a mask")
             source = self.relative(path)
-            refs.append(FrameRef(self.name, source, 0, group=source, has_mask=has_mask,
+            refs.append(FrameRef(self.name, source, 0, group=groups[i], has_mask=has_mask,
                                  split=splits.get(i)))
         return refs
 

@@ -77,9 +77,26 @@ def test_tg3k_json_indexes_the_integer_sorted_list(tmp_path, fx):
     refs = reader.refs()
     assert [r.source for r in refs] == [f"tg3k/thyroid-image/{n:04d}.jpg" for n in (0, 1, 2, 10)]
     assert [r.split for r in refs] == ["train", "train", "val", "train"]
+    assert len({r.group for r in refs}) == 4  # fewer frames than blocks: one frame a block
     assert len(reader.problems) == 1 and "index 7" in reader.problems[0][1]
     mask = reader.load(refs[3]).mask
     assert mask.dtype == np.uint8 and set(np.unique(mask)) == {0, 1}
+
+
+def test_tg3k_groups_are_contiguous_blocks_of_the_sorted_list():
+    from maskgen.datasets.folds import grouped_split
+    from maskgen.datasets.readers.tg3k import VIDEO_BLOCKS, block_groups
+
+    groups = block_groups(3585)
+    assert len(set(groups)) == VIDEO_BLOCKS == 16
+    runs = [g for i, g in enumerate(groups) if i == 0 or g != groups[i - 1]]
+    assert len(runs) == len(set(runs))  # each block is one contiguous run
+    sizes = [groups.count(g) for g in set(groups)]
+    assert max(sizes) - min(sizes) <= 1
+    held = grouped_split(block_groups(60), 0.2, seed=0)
+    for g in set(block_groups(60)):  # a block is held out whole or not at all
+        assert len({bool(h) for h, k in zip(held, block_groups(60), strict=True) if k == g}) == 1
+    assert 0 < sum(held) < 60
 
 
 def test_udiat_xlsx_types_and_gt_threshold(tmp_path, fx):
