@@ -50,7 +50,7 @@ def adapt(out: Path, pairs: PairSet, config: LPSAMConfig, phase1: PhaseSettings,
     log.info("LP-SAM %s parameters:\n%s", config.name, format_counts(counts))
     model.to(device)
     extra = {"config": config.to_dict(), "classes": [c.name for c in pairs.classes], "frames": len(pairs),
-             "base": base and base["sha256"], "seed": seed}
+             "base": base and base["sha256"], "seed": seed, "held_out_split": pairs.split_digest()}
     ckpt = out / "checkpoints"
     summary1 = run_phase(model, pairs, 1, phase1, device, ckpt / "phase1.safetensors", train_base, extra)
     summary2 = run_phase(model, pairs, 2, phase2, device, ckpt / "phase2.safetensors", False, extra)

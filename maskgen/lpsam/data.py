@@ -8,6 +8,7 @@ classes a loss or a score may use for a frame.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -85,6 +86,12 @@ class PairSet:
 
     def indices(self, held_out: bool) -> torch.Tensor:
         return torch.nonzero(self.held_out == held_out).flatten()
+
+    def split_digest(self) -> str:
+        """16 hex digits naming the held-out split (a hash of the held-out frame ids): an
+        adaptation resumes only on the split it was trained on."""
+        held = sorted(self.frame_ids[i] for i in self.indices(held_out=True).tolist())
+        return hashlib.sha256("\n".join(held).encode()).hexdigest()[:16]
 
     def targets(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Binary targets (B, T, S, S) float32 and validity (B, T) bool of frames ``idx``."""

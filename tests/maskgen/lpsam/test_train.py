@@ -262,3 +262,20 @@ def test_prompt_replay_keeps_the_decoder_following_gt_prompts(pairs, tmp_path):
             losses[w] = sum(prompted_loss(model, x, embeddings, detail, target, valid, settings,
                                           torch.Generator().manual_seed(s)).item() for s in range(6)) / 6
     assert losses[2.0] < losses[0.0] - 0.01, losses
+
+
+def test_adaptation_resumes_only_on_the_held_out_split_it_was_trained_on(tmp_path):
+    """A changed split (another grouping, held-out share or data) would put frames trained on into
+    the hold-out: the phase checkpoints name the split, and a resume on another one is refused."""
+    from maskgen.lpsam.adapt import adapt
+
+    pairs = synthetic_pairs(n_per_dataset=4, size=MICRO.input_size, seed=1, held_out_fraction=0.25)
+    other = synthetic_pairs(n_per_dataset=4, size=MICRO.input_size, seed=1, held_out_fraction=0.5)
+    assert pairs.split_digest() == synthetic_pairs(4, MICRO.input_size, 1, 0.25).split_digest()
+    assert pairs.split_digest() != other.split_digest()
+    settings, cpu = PhaseSettings(1, 1e-3, batch_size=2), torch.device("cpu")
+    adapt(tmp_path, pairs, MICRO, settings, settings, cpu)
+    again = adapt(tmp_path, pairs, MICRO, settings, settings, cpu)  # same split: both phases reused
+    assert again["phases"]["phase1"]["resumed_done"] and again["phases"]["phase2"]["resumed_done"]
+    with pytest.raises(ValueError, match="other settings"):
+        adapt(tmp_path, other, MICRO, settings, settings, cpu)
