@@ -3,7 +3,7 @@
 #   make test   the test suite (what .ci/run calls)
 #   make study  the longer "does anatomy help?" study, after make demo (outputs under runs/study/)
 #   make adapt-seeds  the tiny default adaptation over three seeds on the full-scale phantom, about
-#               1 h on 2 cores (outputs and tables under runs/seeds/, see docs/lpsam.md)
+#               1.5 h on 2 cores (outputs and tables under runs/seeds/, see docs/lpsam.md)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python

@@ -5,7 +5,7 @@
 #   SCALE=full|quick  phantom size of the adaptation data (default full: camus 100 patients, so the
 #                     20% held out are 20 patients; quick holds out 2, too few to measure a class)
 #   SEEDS="0 1 2"     adaptation seeds (the held-out split, new weights and batch order)
-#   THREADS=2         torch CPU threads; one adaptation at a time (about 17 min each on 2 cores)
+#   THREADS=2         torch CPU threads; one adaptation at a time (about 30 min each on 2 cores)
 #   ADAPT_ARGS="..."  extra `maskgen adapt` options, e.g. "--frozen-decoder" for a variant
 # Every step is resumable: rerun to continue, finished adaptations and stores are reused.
 set -euo pipefail
