@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The per-class held-out Dice of the tiny default adaptation over three seeds, and its masks on
-# the phantom datasets the adaptation never saw (the tables of docs/lpsam.md and docs/store.md).
+# The per-class held-out Dice of the tiny default adaptation over three seeds, the same Dice on a
+# test phantom of other patients (`maskgen evaluate-adapt`), and its masks on the phantom datasets
+# the adaptation never saw (the tables of docs/lpsam.md and docs/store.md).
 # Usage: bash scripts/adapt_seeds.sh [OUT_DIR]          (make adapt-seeds calls it)
 #   SCALE=full|quick  phantom size of the adaptation data (default full: camus 100 patients, so the
 #                     20% held out are 20 patients; quick holds out 2, too few to measure a class)
@@ -18,8 +19,10 @@ UNSEEN=(busi udiat tn3k hmcqu)
 mkdir -p "$OUT"
 step() { printf '\n== %s   [%s]\n' "$*" "$(date +%H:%M:%S)"; }
 
-step "phantom: adaptation data (camus, ddti, tg3k) at scale $SCALE -> $OUT/phantom; unseen sets (quick) -> $OUT/unseen-data"
+step "phantom: adaptation data (camus, ddti, tg3k) at scale $SCALE -> $OUT/phantom; test data (full, phantom seed 1: other patients) -> $OUT/test-data; unseen sets (quick) -> $OUT/unseen-data"
 [ -f "$OUT/phantom/phantom.json" ] || "$BIN/maskgen" phantom --out "$OUT/phantom" --scale "$SCALE" \
+  --dataset camus --dataset ddti --dataset tg3k --no-progress
+[ -f "$OUT/test-data/phantom.json" ] || "$BIN/maskgen" phantom --out "$OUT/test-data" --scale full --seed 1 \
   --dataset camus --dataset ddti --dataset tg3k --no-progress
 [ -f "$OUT/unseen-data/phantom.json" ] || "$BIN/maskgen" phantom --out "$OUT/unseen-data" --scale quick \
   $(printf -- '--dataset %s ' "${UNSEEN[@]}") --no-progress
@@ -29,6 +32,9 @@ for s in $SEEDS; do
   # shellcheck disable=SC2086  # ADAPT_ARGS is a list of options
   "$BIN/maskgen" adapt --out "$OUT/seed$s" --phantom "$OUT/phantom" --model tiny --threads "$THREADS" \
     --seed "$s" ${ADAPT_ARGS:-}
+  # the held-out split is a few patients at SCALE=quick: score 3400 frames of 100 other patients too
+  [ -f "$OUT/seed$s/test.json" ] || "$BIN/maskgen" evaluate-adapt "$OUT/seed$s" --phantom "$OUT/test-data" \
+    --threads "$THREADS"
   for d in "${UNSEEN[@]}"; do  # 60 frames a set, K = 16, scored against the anatomy-free baselines
     [ -f "$OUT/seed$s/unseen/$d/score.json" ] && continue
     "$BIN/maskgen" run --dataset "$d" --root "$OUT/unseen-data/$d" --checkpoint "$OUT/seed$s" \

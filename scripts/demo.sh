@@ -35,6 +35,14 @@ else  # an interrupted adaptation continues from its phase checkpoints
   "$BIN/maskgen" adapt --out "$OUT/lpsam" --phantom "$OUT/phantom" --model tiny --threads "$THREADS"
 fi
 
+step "2b/7 evaluate-adapt: the adaptation on other patients (a phantom with --seed 1) -> $OUT/lpsam/test.md"
+# the held-out split above is 2 CAMUS patients, 8 DDTI images and 3 TG3K blocks; these are 10
+# other patients, 40 images and 3 videos, none of them trained on (about 20 s)
+[ -f "$OUT/test-phantom/phantom.json" ] || "$BIN/maskgen" phantom --out "$OUT/test-phantom" --scale quick --seed 1 \
+  --dataset camus --dataset ddti --dataset tg3k --no-progress
+[ -f "$OUT/lpsam/test.json" ] || "$BIN/maskgen" evaluate-adapt "$OUT/lpsam" --phantom "$OUT/test-phantom" \
+  --threads "$THREADS"
+
 step "3/7 maskgen run: K anatomy masks per butus frame -> $OUT/store"
 "$BIN/maskgen" run --dataset butus --root "$OUT/phantom/butus" --checkpoint "$OUT/lpsam" \
   --out "$OUT/store" --k 16 --workers 1 --threads "$THREADS"

@@ -1,11 +1,12 @@
 """Markdown tables of adaptations over seeds: held-out Dice per anatomy class (latent prompts, and
-in brackets ground-truth boxes), held-out groups, and best-of-K Dice on unseen datasets with the
-margin over the best anatomy-free baseline.
+in brackets ground-truth boxes), held-out groups, the same Dice on a test phantom the adaptations
+never saw, and best-of-K Dice on unseen datasets with the margin over the best anatomy-free baseline.
 
 usage: python scripts/seed_table.py ADAPT_DIR [ADAPT_DIR ...]
 
-Each ADAPT_DIR is a ``maskgen adapt --out`` folder; its unseen scores are read from
-ADAPT_DIR/unseen/<dataset>/score.json when present (``scripts/adapt_seeds.sh`` writes them there).
+Each ADAPT_DIR is a ``maskgen adapt --out`` folder; its test-phantom Dice is read from
+ADAPT_DIR/test.json (``maskgen evaluate-adapt``) and its unseen scores from
+ADAPT_DIR/unseen/<dataset>/score.json when present (``scripts/adapt_seeds.sh`` writes both there).
 """
 
 from __future__ import annotations
@@ -24,10 +25,21 @@ def _held_out(report: dict) -> str:
                      for k, v in report["data"]["datasets"].items())
 
 
-def heldout_rows(dirs: list[Path]) -> list[str]:
-    reports = [json.loads((d / "report.json").read_text()) for d in dirs]
+def _label(d: Path, dirs: list[Path]) -> str:
+    """A row's name: the folder's, or parent/folder where two folders share a name (seed0 of two runs)."""
+    return d.name if [x.name for x in dirs].count(d.name) == 1 else f"{d.parent.name}/{d.name}"
+
+
+def heldout_rows(dirs: list[Path], name: str = "report.json") -> list[str]:
+    """One row per adaptation of its per-class Dice in ``name``: report.json (the held-out split) or
+    test.json (``maskgen evaluate-adapt``: frames it never trained on); folders without it are skipped."""
+    dirs = [d for d in dirs if (d / name).exists()]
+    if not dirs:
+        return []
+    reports = [json.loads((d / name).read_text()) for d in dirs]
     classes = list(reports[0]["heldout"]["latent"])
-    lines = ["| adaptation | " + " | ".join(classes) + " | held-out frames (groups) |",
+    what = "held-out" if name == "report.json" else "test"
+    lines = ["| adaptation | " + " | ".join(classes) + f" | {what} frames (groups) |",
              "|---|" + "---|" * (len(classes) + 1)]
     for d, r in zip(dirs, reports, strict=True):
         cells = []
@@ -35,7 +47,7 @@ def heldout_rows(dirs: list[Path]) -> list[str]:
             lat, box = r["heldout"]["latent"][c]["dice_mean"], r["heldout"]["box"][c]["dice_mean"]
             mark = "**" if lat is not None and lat < AIM else ""
             cells.append(f"{mark}{lat:.3f}{mark} ({box:.3f})")
-        lines.append(f"| {d.name} | " + " | ".join(cells) + f" | {_held_out(r)} |")
+        lines.append(f"| {_label(d, dirs)} | " + " | ".join(cells) + f" | {_held_out(r)} |")
     return [*lines, "", f"bold: under the aim of {AIM:.2f}."]
 
 
@@ -54,7 +66,7 @@ def unseen_rows(dirs: list[Path]) -> list[str]:
             s = json.loads(path.read_text())
             cells.append(f"{s['groups']['all']['lpsam']['best_dice']:.3f} "
                          f"({s['margin']['lpsam_minus_best_baseline']:+.3f})")
-        lines.append(f"| {d.name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_label(d, dirs)} | " + " | ".join(cells) + " |")
     return ["", "Best-of-K Dice on datasets the adaptation never saw (in brackets: minus the best "
             "anatomy-free baseline)", "", *lines]
 
@@ -65,8 +77,12 @@ def main(dirs: tuple[Path, ...]) -> None:
     dirs = [d for d in dirs if (d / "report.json").exists()]
     if not dirs:
         raise click.UsageError("no finished adaptation (ADAPT_DIR/report.json) among the folders given")
+    test = heldout_rows(dirs, "test.json")
+    if test:
+        test = ["", "Dice on a test phantom the adaptations never trained on (`maskgen evaluate-adapt`), latent "
+                "prompts (in brackets: ground-truth boxes)", "", *test]
     click.echo("\n".join(["Held-out Dice, latent prompts (in brackets: ground-truth boxes)", "",
-                          *heldout_rows(dirs), *unseen_rows(dirs)]))
+                          *heldout_rows(dirs), *test, *unseen_rows(dirs)]))
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ LAZY_COMMANDS = {
     "export-masks": ("maskgen.cli.export_masks:export_masks",
                      "Write a store's frames, label images (each pixel: its best-scoring mask) and per-mask "
                      "files, with index.csv (one row per mask) and frames.csv, for ITK-SNAP, 3D Slicer or CVAT."),
+    "evaluate-adapt": ("maskgen.cli.evaluate_adapt:evaluate_adapt",
+                       "Per-class Dice of an adaptation on labelled frames it never trained on."),
     "score": ("maskgen.cli.score:score", "Score a mask store against a labelled dataset's masks."),
     "oracle": ("maskgen.cli.phantom:oracle",
                "Write a copy of a phantom butus store with the phantom's ground-truth anatomy as its masks."),

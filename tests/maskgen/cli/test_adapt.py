@@ -3,30 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
-from PIL import Image
 
 from maskgen.cli.adapt import adapt
-
-
-@pytest.fixture
-def ddti_root(tmp_path, ddti_sample):
-    root = tmp_path / "ddti"
-    shutil.copytree(ddti_sample / "img", root / "img")
-    shutil.copytree(ddti_sample / "label", root / "label")
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:96, :128]
-    for i in range(9):
-        cy, cx, r = rng.uniform(30, 60), rng.uniform(40, 90), rng.uniform(10, 20)
-        mask = (((yy - cy) ** 2 + (xx - cx) ** 2) <= r * r).astype(np.uint8)
-        image = np.clip(rng.gamma(2, 25, mask.shape) + 80 * mask, 0, 255).astype(np.uint8)
-        Image.fromarray(image).save(root / "img" / f"{i}.png")
-        Image.fromarray(mask).save(root / "label" / f"{i}.png")
-    return root
 
 
 def test_adapt_cli_writes_weights_report_and_resumes(tmp_path, ddti_root):

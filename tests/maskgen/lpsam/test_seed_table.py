@@ -33,6 +33,32 @@ def test_rows_mark_classes_under_the_aim_and_say_how_many_groups_are_held_out(sc
     assert "| seed0 | 0.700 (+0.120) |" in unseen and "| seed1 | n/a |" in unseen
 
 
+def test_test_phantom_rows_come_from_test_json_and_skip_folders_without_one(script, tmp_path):
+    a = _adaptation(tmp_path / "seed0", 0.812, 20)
+    b = _adaptation(tmp_path / "seed1", 0.795, 2)
+    test = json.loads((a / "report.json").read_text())
+    test["heldout"]["latent"]["camus/myocardium"]["dice_mean"] = 0.781
+    test["data"]["datasets"]["camus"] = {"frames": 2400, "held_out": 2400, "held_out_groups": 100}
+    (a / "test.json").write_text(json.dumps(test))
+    rows = script.heldout_rows([a, b], "test.json")
+    assert rows[0].endswith("| test frames (groups) |") and len(rows) == 5   # seed1 has no test.json
+    assert rows[2] == "| seed0 | 0.930 (0.940) | **0.781** (0.850) | camus 2400 (100) |"
+    out = CliRunner().invoke(script.main, [str(a), str(b)]).output
+    assert "test phantom the adaptations never trained on" in out and "| seed1 | 0.930 (0.940) | **0.795**" in out
+    assert script.heldout_rows([b], "test.json") == []
+
+
+def test_rows_of_two_runs_with_the_same_seed_name_their_runs(script, tmp_path):
+    (tmp_path / "default").mkdir()
+    (tmp_path / "plain").mkdir()
+    a = _adaptation(tmp_path / "default" / "seed0", 0.81, 2, unseen=0.7)
+    b = _adaptation(tmp_path / "plain" / "seed0", 0.82, 2, unseen=0.6)
+    rows = script.heldout_rows([a, b])
+    assert rows[2].startswith("| default/seed0 |") and rows[3].startswith("| plain/seed0 |")
+    assert "| plain/seed0 | 0.600 (+0.120) |" in script.unseen_rows([a, b])
+    assert script.heldout_rows([a])[2].startswith("| seed0 |")
+
+
 def test_cli_skips_unfinished_folders_and_refuses_when_none_is_finished(script, tmp_path):
     _adaptation(tmp_path / "seed0", 0.81, 20)
     (tmp_path / "seed1").mkdir()   # an adaptation still running: no report yet

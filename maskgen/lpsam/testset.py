@@ -1,0 +1,85 @@
+"""An adaptation's mask quality on labelled frames it never trained on (``maskgen evaluate-adapt``).
+
+``maskgen adapt`` holds out whole groups of its own data, so its report is only as steady as the
+held-out groups are many: the quick phantom holds out 2 CAMUS patients, 8 DDTI images and 12
+TG3K frames, and one frame moves a class's mean by a few hundredths. This module measures the
+same per-class Dice (``maskgen.lpsam.evaluate``: latent prompts, and the ground-truth box as
+the decoder's bound) on any labelled frames of the adaptation's datasets, for instance a phantom
+generated with another ``--seed`` (new patients, new videos) or a dataset's own test split.
+
+A test set that overlaps the training data would flatter the adaptation, so every frame whose
+pixels equal one the adaptation trained on (sha256 of the S x S frame as the model sees it) is
+left out and counted. A different frame of a training patient is not caught by that: test on
+other patients (another phantom seed does that by construction).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from maskgen.lpsam.data import PairSet, load_pairs
+from maskgen.lpsam.evaluate import evaluate
+from maskgen.lpsam.model import LPSAM
+from maskgen.lpsam.report import collapse_warnings, quality_table
+
+
+def frame_digests(images: torch.Tensor) -> list[str]:
+    """(N, S, S) uint8 frames -> N sha256 hex digests of their pixels."""
+    return [hashlib.sha256(im.contiguous().numpy().tobytes()).hexdigest() for im in images]
+
+
+def training_digests(adapt_dir: str | os.PathLike) -> set[str]:
+    """Digests of the frames an adaptation trained on (not its held-out ones), re-read from the
+    sources, held-out share, seed and frame limit its run.json records."""
+    run = json.loads((Path(adapt_dir) / "run.json").read_text())
+    cfg = run["config"]
+    size = int(cfg["model"]["input_size"])
+    pairs = load_pairs([tuple(s) for s in cfg["sources"]], size, cfg["held_out"], run["seed"], cfg["max_frames"])
+    return set(frame_digests(pairs.images[pairs.indices(held_out=False)]))
+
+
+def as_test_set(pairs: PairSet, seen: set[str]) -> tuple[PairSet, int]:
+    """Every frame of ``pairs`` becomes a test frame (``held_out``) except those whose digest is in
+    ``seen``; returns the test set and how many frames were left out."""
+    fresh = torch.tensor([d not in seen for d in frame_digests(pairs.images)], dtype=torch.bool)
+    return replace(pairs, held_out=fresh), int((~fresh).sum())
+
+
+def evaluate_test_set(model: LPSAM, pairs: PairSet, device: torch.device, batch_size: int = 16) -> dict:
+    """{"latent", "box"} per-class quality on the test frames (``maskgen.lpsam.evaluate``) with
+    what the test set is (``data``) and the collapse check of ``maskgen adapt``'s report."""
+    metrics = evaluate(model, pairs, device, batch_size)
+    return {"heldout": metrics, "data": pairs.summary(), "warnings": collapse_warnings(metrics)}
+
+
+def _frames(counts: dict) -> str:
+    """'480 (from 20 groups)' for a dataset's test frames (``PairSet.summary``'s held-out counts)."""
+    groups = counts.get("held_out_groups")
+    return f"{counts['held_out']}" + ("" if groups is None else f" (from {groups} groups)")
+
+
+def render_markdown(result: dict) -> str:
+    """test.md: per-class Dice with latent prompts, then with the ground-truth box."""
+    data = result["data"]
+    excluded = result.get("excluded", 0)
+    lines = [
+        "# LP-SAM adaptation on labelled frames it never trained on", "",
+        f"Adaptation `{result['adapt_dir']}` (weights sha256 {result['weights_sha256'][:12]}...); test data: "
+        + ", ".join(f"{name} `{root}`" for name, root in result["sources"]) + ".", "",
+        f"{data['frames']} labelled frames, {excluded} of them left out because the adaptation trained on "
+        "the same pixels" + ("" if result.get("checked_training") else " (not checked: its data could not be read)")
+        + "; test frames per dataset: "
+        + ", ".join(f"{k} {_frames(v)}" for k, v in data["datasets"].items()) + ".", "",
+        *[line for w in result["warnings"] for line in (f"**WARNING**: {w}", "")],
+        "## Latent prompts (no prompt from a person)", "",
+        *quality_table(result["heldout"]["latent"]), "",
+        "## For reference: ground-truth box prompts", "",
+        *quality_table(result["heldout"]["box"]), "",
+    ]
+    return "\n".join(lines)
