@@ -24,16 +24,19 @@ from maskgen.cli.options import StrictCommand
 @click.option("--check-training/--no-check-training", default=True, show_default=True,
               help="Re-read the adaptation's own data (run.json) and leave out test frames with the "
                    "same pixels as a frame it trained on.")
+@click.option("--figure/--no-figure", default=True, show_default=True,
+              help="Also draw the best, median and worst test frame of each class to OUT_overlays.png.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--threads", type=click.IntRange(min=1), help="torch CPU threads (default: torch's choice).")
-def evaluate_adapt(adapt_dir, phantom, datasets, roots, out, max_frames, check_training, device, threads):
+def evaluate_adapt(adapt_dir, phantom, datasets, roots, out, max_frames, check_training, figure, device, threads):
     """Per-class Dice of an adaptation on labelled frames it never trained on.
 
     The held-out split of `maskgen adapt` is as small as its data (the quick phantom: 2 CAMUS
     patients, 8 DDTI images); this scores the latent-prompt masks (and, for reference, the
     ground-truth box prompts) on any labelled frames of the adaptation's datasets, e.g. a
     phantom with another --seed, and leaves out frames the adaptation trained on. Writes
-    OUT.json and OUT.md and prints one line per anatomy class.
+    OUT.json, OUT.md and OUT_overlays.png (best, median and worst test frame of each class) and
+    prints one line per anatomy class.
     """
     import torch
 
@@ -73,10 +76,11 @@ def evaluate_adapt(adapt_dir, phantom, datasets, roots, out, max_frames, check_t
     pairs, excluded = as_test_set(pairs, seen)
     if not bool(pairs.held_out.any()):
         raise click.ClickException(f"every one of the {len(pairs)} frames is a frame the adaptation trained on")
-    result = evaluate_test_set(model.to(dev), pairs, dev)
+    prefix = Path(out) if out else Path(adapt_dir) / "test"
+    overlays = prefix.with_name(prefix.name + "_overlays.png") if figure else None
+    result = evaluate_test_set(model.to(dev), pairs, dev, overlays=overlays)
     result.update(adapt_dir=str(adapt_dir), weights_sha256=sha256_file(Path(adapt_dir) / WEIGHTS),
                   sources=[list(s) for s in sources], excluded=excluded, checked_training=checked)
-    prefix = Path(out) if out else Path(adapt_dir) / "test"
     atomic_write_json(prefix.with_suffix(".json"), result)
     atomic_write_text(prefix.with_suffix(".md"), render_markdown(result) + "\n")
     click.echo(f"{int(pairs.held_out.sum())} test frames ({excluded} left out: the adaptation trained on them)")

@@ -65,9 +65,11 @@ def _save(fig, out: Path) -> Path:
     return out
 
 
-def heldout_overlays(examples: dict[str, list[Example]], pairs: PairSet, out: Path) -> Path:
+def heldout_overlays(examples: dict[str, list[Example]], pairs: PairSet, out: Path,
+                     what: str = "Held-out frames") -> Path:
     """Rows = anatomy classes, columns = best / median / worst held-out frame with the ground
-    truth (green) and LP-SAM's latent-prompt mask (magenta) as contours."""
+    truth (green) and LP-SAM's latent-prompt mask (magenta) as contours; ``what`` names the
+    frames in the title (``maskgen evaluate-adapt``: test frames)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -102,12 +104,12 @@ def heldout_overlays(examples: dict[str, list[Example]], pairs: PairSet, out: Pa
         if not chosen:
             axes[r][0].axis("on")
             axes[r][0].set_ylabel(cls.name, fontsize=9)
-            axes[r][0].text(0.5, 0.5, "no held-out frame\nwith this class", ha="center", va="center",
+            axes[r][0].text(0.5, 0.5, f"no {what.split()[0].lower()} frame\nwith this class", ha="center", va="center",
                             transform=axes[r][0].transAxes, fontsize=9)
     fig.legend(handles=[Line2D([], [], color=TRUTH, label="ground truth"),
                         Line2D([], [], color=PREDICTION, label="LP-SAM (latent prompts)")],
                loc="upper right", ncol=2, fontsize=9, frameon=False)
-    fig.suptitle("Held-out frames per anatomy class (best, median, worst Dice)", fontsize=11, x=0.02, ha="left")
+    fig.suptitle(f"{what} per anatomy class (best, median, worst Dice)", fontsize=11, x=0.02, ha="left")
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))
     try:
         return _save(fig, out)

@@ -25,6 +25,7 @@ import torch
 
 from maskgen.lpsam.data import PairSet, load_pairs
 from maskgen.lpsam.evaluate import evaluate
+from maskgen.lpsam.figures import heldout_examples, heldout_overlays
 from maskgen.lpsam.model import LPSAM
 from maskgen.lpsam.report import collapse_warnings, quality_table
 
@@ -51,11 +52,18 @@ def as_test_set(pairs: PairSet, seen: set[str]) -> tuple[PairSet, int]:
     return replace(pairs, held_out=fresh), int((~fresh).sum())
 
 
-def evaluate_test_set(model: LPSAM, pairs: PairSet, device: torch.device, batch_size: int = 16) -> dict:
+def evaluate_test_set(model: LPSAM, pairs: PairSet, device: torch.device, batch_size: int = 16,
+                      overlays: Path | None = None) -> dict:
     """{"latent", "box"} per-class quality on the test frames (``maskgen.lpsam.evaluate``) with
-    what the test set is (``data``) and the collapse check of ``maskgen adapt``'s report."""
+    what the test set is (``data``) and the collapse check of ``maskgen adapt``'s report; with
+    ``overlays``, also the best / median / worst test frame of each class drawn to that PNG
+    (``maskgen.lpsam.figures``; one more latent-prompt pass) and named in ``figure``."""
     metrics = evaluate(model, pairs, device, batch_size)
-    return {"heldout": metrics, "data": pairs.summary(), "warnings": collapse_warnings(metrics)}
+    result = {"heldout": metrics, "data": pairs.summary(), "warnings": collapse_warnings(metrics)}
+    if overlays is not None:
+        heldout_overlays(heldout_examples(model, pairs, device), pairs, overlays, what="Test frames")
+        result["figure"] = overlays.name
+    return result
 
 
 def _frames(counts: dict) -> str:
@@ -82,4 +90,7 @@ def render_markdown(result: dict) -> str:
         "## For reference: ground-truth box prompts", "",
         *quality_table(result["heldout"]["box"]), "",
     ]
+    if result.get("figure"):
+        lines += ["## Pictures", "", "Test frames per anatomy class, best / median / worst Dice (latent prompts); "
+                  "green: ground truth, magenta: LP-SAM.", "", f"![test overlays]({result['figure']})", ""]
     return "\n".join(lines)

@@ -56,13 +56,15 @@ def test_on_its_own_data_it_measures_exactly_the_adaptation_held_out_split(adapt
 def test_without_the_training_check_every_frame_is_a_test_frame(adapted, tmp_path):
     out, root = adapted
     result = CliRunner().invoke(evaluate_adapt, [str(out), "--dataset", "ddti", "--root", str(root), "--device",
-                                                 "cpu", "--no-check-training", "--out", str(tmp_path / "all")])
+                                                 "cpu", "--no-check-training", "--no-figure", "--out",
+                                                 str(tmp_path / "all")])
     assert result.exit_code == 0, result.output
     test = json.loads((tmp_path / "all.json").read_text())
     assert test["excluded"] == 0 and test["checked_training"] is False
     (quality,) = test["heldout"]["latent"].values()
     assert quality["frames"] == 10 and 0 <= quality["dice_mean"] <= 1
-    assert "not checked" in (tmp_path / "all.md").read_text()
+    assert "not checked" in (tmp_path / "all.md").read_text() and "figure" not in test
+    assert not (tmp_path / "all_overlays.png").exists()
 
 
 def test_new_frames_are_scored_and_the_default_report_lies_in_the_adaptation(adapted, tmp_path):
@@ -79,6 +81,9 @@ def test_new_frames_are_scored_and_the_default_report_lies_in_the_adaptation(ada
     assert test["excluded"] == 0 and test["data"]["datasets"]["ddti"]["held_out"] == 10
     assert test["sources"] == [["ddti", str(new)]] and (out / "test.md").exists()
     assert "test ddti/" in result.output and "(GT box" in result.output
+    png = out / "test_overlays.png"  # best / median / worst test frame per class, linked from test.md
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and test["figure"] == "test_overlays.png"
+    assert "![test overlays](test_overlays.png)" in (out / "test.md").read_text()
 
 
 @pytest.mark.parametrize("args, message", [
