@@ -18,9 +18,6 @@ seed and frame limit), so the frames are the ones in the adaptation's report.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import click
 import numpy as np
 import torch
@@ -107,15 +104,12 @@ def error_figure(pairs, latent: dict, label: int, title: str, out: str, n: int =
 def main(adapt_dir: str, cls_name: str, ring: int, tsv: str | None, errors: str | None, device: str) -> None:
     from maskgen.common.devices import resolve_device
     from maskgen.lpsam.artifacts import load_adapt_dir
-    from maskgen.lpsam.data import load_pairs
+    from maskgen.lpsam.testset import adaptation_pairs
 
     dev = resolve_device(device)
-    run = json.loads((Path(adapt_dir) / "run.json").read_text())
-    cfg = run["config"]
     model, _ = load_adapt_dir(adapt_dir)
     model.to(dev)
-    pairs = load_pairs([tuple(s) for s in cfg["sources"]], model.config.input_size, cfg["held_out"],
-                       run["seed"], cfg["max_frames"])
+    pairs = adaptation_pairs(adapt_dir)
     names = [c.name for c in pairs.classes]
     matches = [i for i, n in enumerate(names) if cls_name in n]
     if len(matches) != 1:

@@ -111,8 +111,20 @@ def _stat(values: torch.Tensor, fn) -> float | None:
     return round(float(fn(values.numpy())), 4) if len(values) else None
 
 
-def evaluate(model: LPSAM, pairs: PairSet, device: torch.device, batch_size: int = 16) -> dict:
-    """{"latent": per-class report, "box": per-class report} on the held-out frames."""
+def evaluate(model: LPSAM, pairs: PairSet, device: torch.device, batch_size: int = 16,
+             observe=None) -> dict:
+    """{"latent": per-class report, "box": per-class report} on the held-out frames.
+
+    ``observe``: called with every latent-prompt batch (predictions, targets, validity) as it is
+    scored, so a caller can keep what it needs (e.g. ``figures.ExamplePicker``) without a second pass.
+    """
     names = [c.name for c in pairs.classes]
-    return {mode: class_report(heldout_batches(model, pairs, mode, device, batch_size), names)
-            for mode in ("latent", "box")}
+
+    def latent():
+        for batch in heldout_batches(model, pairs, "latent", device, batch_size):
+            if observe is not None:
+                observe(*batch)
+            yield batch
+
+    return {"latent": class_report(latent(), names),
+            "box": class_report(heldout_batches(model, pairs, "box", device, batch_size), names)}

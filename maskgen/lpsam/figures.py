@@ -34,28 +34,45 @@ class Example:
     prediction: np.ndarray   # (S, S) bool
 
 
-def heldout_examples(model, pairs: PairSet, device: torch.device) -> dict[str, list[Example]]:
-    """Per anatomy class: its best, median and worst held-out frames by Dice (fewer when the
-    class has fewer frames); frames whose ground truth lacks the class are left out."""
-    names = [c.name for c in pairs.classes]
-    held = pairs.indices(held_out=True).tolist()
-    scored: dict[str, list[tuple[float, int, np.ndarray]]] = {n: [] for n in names}
-    offset = 0
-    for pred, target, valid in heldout_batches(model, pairs, "latent", device):
+class ExamplePicker:
+    """Collects, as held-out batches pass (``heldout_batches``' order, latent prompts), each
+    (frame, class)'s Dice and bit-packed prediction, then picks per class its best, median and
+    worst frame; frames whose ground truth lacks the class are left out. ``observe`` can ride
+    along the evaluation's own pass (``maskgen.lpsam.evaluate.evaluate(observe=...)``)."""
+
+    def __init__(self, pairs: PairSet):
+        self.names = [c.name for c in pairs.classes]
+        self.held = pairs.indices(held_out=True).tolist()
+        self.offset = 0
+        self.scored: dict[str, list[tuple[float, int, np.ndarray]]] = {n: [] for n in self.names}
+
+    def observe(self, pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> None:
+        """One batch of ``heldout_batches``: predictions and targets (B, T, S, S), validity (B, T)."""
         for b in range(pred.shape[0]):
-            for t, name in enumerate(names):
+            for t, name in enumerate(self.names):
                 if valid[b, t] and target[b, t].any():
                     dice, _ = overlap_scores(pred[b, t][None], target[b, t][None])
                     packed = np.packbits(pred[b, t].numpy(), axis=-1)  # keep memory small on big sets
-                    scored[name].append((float(dice[0]), held[offset + b], packed))
-        offset += pred.shape[0]
-    out = {}
-    for name, items in scored.items():
-        items.sort(key=lambda x: -x[0])
-        picks = sorted({0, (len(items) - 1) // 2, len(items) - 1}) if items else []
-        out[name] = [Example(items[i][1], items[i][0], np.unpackbits(items[i][2], axis=-1).astype(bool))
-                     for i in picks]
-    return out
+                    self.scored[name].append((float(dice[0]), self.held[self.offset + b], packed))
+        self.offset += pred.shape[0]
+
+    def picks(self) -> dict[str, list[Example]]:
+        out = {}
+        for name, items in self.scored.items():
+            items = sorted(items, key=lambda x: -x[0])
+            chosen = sorted({0, (len(items) - 1) // 2, len(items) - 1}) if items else []
+            out[name] = [Example(items[i][1], items[i][0], np.unpackbits(items[i][2], axis=-1).astype(bool))
+                         for i in chosen]
+        return out
+
+
+def heldout_examples(model, pairs: PairSet, device: torch.device) -> dict[str, list[Example]]:
+    """Per anatomy class: its best, median and worst held-out frames by Dice (fewer when the
+    class has fewer frames), from a latent-prompt pass of its own (``ExamplePicker``)."""
+    picker = ExamplePicker(pairs)
+    for batch in heldout_batches(model, pairs, "latent", device):
+        picker.observe(*batch)
+    return picker.picks()
 
 
 def _save(fig, out: Path) -> Path:

@@ -25,7 +25,7 @@ import torch
 
 from maskgen.lpsam.data import PairSet, load_pairs
 from maskgen.lpsam.evaluate import evaluate
-from maskgen.lpsam.figures import heldout_examples, heldout_overlays
+from maskgen.lpsam.figures import ExamplePicker, heldout_overlays
 from maskgen.lpsam.model import LPSAM
 from maskgen.lpsam.report import collapse_warnings, quality_table
 
@@ -35,13 +35,18 @@ def frame_digests(images: torch.Tensor) -> list[str]:
     return [hashlib.sha256(im.contiguous().numpy().tobytes()).hexdigest() for im in images]
 
 
-def training_digests(adapt_dir: str | os.PathLike) -> set[str]:
-    """Digests of the frames an adaptation trained on (not its held-out ones), re-read from the
-    sources, held-out share, seed and frame limit its run.json records."""
+def adaptation_pairs(adapt_dir: str | os.PathLike) -> PairSet:
+    """An adaptation's own pairs with its held-out split, re-read from the sources, input size,
+    held-out share, seed and frame limit its run.json records."""
     run = json.loads((Path(adapt_dir) / "run.json").read_text())
     cfg = run["config"]
-    size = int(cfg["model"]["input_size"])
-    pairs = load_pairs([tuple(s) for s in cfg["sources"]], size, cfg["held_out"], run["seed"], cfg["max_frames"])
+    return load_pairs([tuple(s) for s in cfg["sources"]], int(cfg["model"]["input_size"]), cfg["held_out"],
+                      run["seed"], cfg["max_frames"])
+
+
+def training_digests(adapt_dir: str | os.PathLike) -> set[str]:
+    """Digests of the frames an adaptation trained on (not its held-out ones, ``adaptation_pairs``)."""
+    pairs = adaptation_pairs(adapt_dir)
     return set(frame_digests(pairs.images[pairs.indices(held_out=False)]))
 
 
@@ -57,11 +62,12 @@ def evaluate_test_set(model: LPSAM, pairs: PairSet, device: torch.device, batch_
     """{"latent", "box"} per-class quality on the test frames (``maskgen.lpsam.evaluate``) with
     what the test set is (``data``) and the collapse check of ``maskgen adapt``'s report; with
     ``overlays``, also the best / median / worst test frame of each class drawn to that PNG
-    (``maskgen.lpsam.figures``; one more latent-prompt pass) and named in ``figure``."""
-    metrics = evaluate(model, pairs, device, batch_size)
+    (``maskgen.lpsam.figures``, picked during the same latent-prompt pass) and named in ``figure``."""
+    picker = ExamplePicker(pairs) if overlays is not None else None
+    metrics = evaluate(model, pairs, device, batch_size, observe=picker and picker.observe)
     result = {"heldout": metrics, "data": pairs.summary(), "warnings": collapse_warnings(metrics)}
-    if overlays is not None:
-        heldout_overlays(heldout_examples(model, pairs, device), pairs, overlays, what="Test frames")
+    if picker is not None:
+        heldout_overlays(picker.picks(), pairs, overlays, what="Test frames")
         result["figure"] = overlays.name
     return result
 
