@@ -8,6 +8,9 @@
 #   SEEDS="0 1 2"     adaptation seeds (the held-out split, new weights and batch order)
 #   THREADS=2         torch CPU threads; one adaptation at a time (about 30 min each on 2 cores)
 #   ADAPT_ARGS="..."  extra `maskgen adapt` options, e.g. "--frozen-decoder" for a variant
+#   PHASE1_FROM=DIR   start each seed from DIR/seed<s>'s phase-1 weights, so a variant of phase 2 is
+#                     compared with that run from the same phase-1 weights (docs/lpsam.md: the plain BCE
+#                     was SCALE=quick PHASE1_FROM=runs/seeds ADAPT_ARGS=--plain-bce ... runs/plain)
 # Every step is resumable: rerun to continue, finished adaptations and stores are reused.
 set -euo pipefail
 OUT=${1:-runs/seeds}
@@ -29,6 +32,10 @@ step "phantom: adaptation data (camus, ddti, tg3k) at scale $SCALE -> $OUT/phant
 
 for s in $SEEDS; do
   step "seed $s: adapt -> $OUT/seed$s"
+  if [ -n "${PHASE1_FROM:-}" ] && [ ! -f "$OUT/seed$s/checkpoints/phase1.safetensors" ]; then
+    mkdir -p "$OUT/seed$s/checkpoints"
+    cp "$PHASE1_FROM/seed$s/checkpoints/phase1.safetensors" "$OUT/seed$s/checkpoints/"
+  fi
   # shellcheck disable=SC2086  # ADAPT_ARGS is a list of options
   "$BIN/maskgen" adapt --out "$OUT/seed$s" --phantom "$OUT/phantom" --model tiny --threads "$THREADS" \
     --seed "$s" ${ADAPT_ARGS:-}
