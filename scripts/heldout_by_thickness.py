@@ -4,10 +4,17 @@ Why a class misses its target: a thin structure is limited by the mask resolutio
 by the image. For every held-out frame of the class this prints the structure's thickness (twice
 the mean distance-transform value on its medial ridge, in pixels at S x S), the contrast-to-noise
 of its outer edge ((mean inside - mean in a ring of --ring px outside the structure and the
-classes it encloses) / std of that ring), and its Dice with latent and with ground-truth-box
-prompts; then Spearman's rank correlation of each with Dice and the mean Dice per third.
+classes it encloses) / std of that ring; a darker structure has a negative one, and the
+visibility ranked below is its absolute value), and its Dice with latent and with
+ground-truth-box prompts; then Spearman's rank correlation of each with Dice and the mean Dice
+per third.
 
-usage: python scripts/heldout_by_thickness.py ADAPT_DIR [--cls myocardium] [--tsv OUT.tsv] [--errors OUT.png]
+usage: python scripts/heldout_by_thickness.py ADAPT_DIR [--cls myocardium] [--phantom DIR]
+       [--tsv OUT.tsv] [--errors OUT.png]
+
+``--phantom DIR`` scores the frames of another phantom (e.g. `maskgen phantom --seed 1`: other
+patients, as `maskgen evaluate-adapt --phantom` does) instead of the held-out split; frames with
+the same pixels as a training frame are left out.
 
 ``--errors`` draws where the latent-prompt masks go wrong on held-out frames spread over the Dice
 ranking (worst to best): right pixels white, false positives red, false negatives blue.
@@ -40,8 +47,8 @@ def edge_cnr(image: np.ndarray, mask: np.ndarray, enclosed: np.ndarray, ring: in
 
 
 def per_frame(model, pairs, t: int, mode: str, device: torch.device) -> dict[int, tuple[float, np.ndarray]]:
-    """{frame index: (Dice, predicted (S, S) bool mask)} of class ``t`` on the held-out frames whose
-    ground truth has it."""
+    """{frame index: (Dice, predicted (S, S) bool mask)} of class ``t`` on the held-out (test) frames
+    whose ground truth has it."""
     from maskgen.lpsam.evaluate import heldout_batches, overlap_scores
 
     idx, out, k = pairs.indices(held_out=True), {}, 0
@@ -65,8 +72,9 @@ def error_overlay(image: np.ndarray, pred: np.ndarray, truth: np.ndarray) -> np.
     return rgb.astype(np.uint8)
 
 
-def error_figure(pairs, latent: dict, label: int, title: str, out: str, n: int = 8) -> None:
-    """``n`` held-out frames spread over the Dice ranking, each above its error overlay, to ``out``."""
+def error_figure(pairs, latent: dict, label: int, title: str, out: str, n: int = 8,
+                 where: str = "held-out") -> None:
+    """``n`` ``where`` frames spread over the Dice ranking, each above its error overlay, to ``out``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -82,7 +90,7 @@ def error_figure(pairs, latent: dict, label: int, title: str, out: str, n: int =
         axes[0, j].set_title(f"Dice {latent[frame][0]:.2f}", fontsize=9)
         for ax in axes[:, j]:
             ax.set_axis_off()
-    fig.suptitle(f"{title}: held-out frames, worst to best (latent prompts); white right, "
+    fig.suptitle(f"{title}: {where} frames, worst to best (latent prompts); white right, "
                  "red false positive, blue false negative", fontsize=10)
     fig.tight_layout()
     from maskgen.common.files import atomic_path
@@ -96,12 +104,14 @@ def error_figure(pairs, latent: dict, label: int, title: str, out: str, n: int =
 @click.argument("adapt_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--cls", "cls_name", default="myocardium", show_default=True,
               help="anatomy class (a substring of its name, e.g. 'camus/myocardium')")
+@click.option("--phantom", type=click.Path(exists=True, file_okay=False),
+              help="score this phantom's frames of the adaptation's datasets instead of the held-out split")
 @click.option("--ring", default=6, show_default=True, help="width of the outer band for the contrast, px")
 @click.option("--tsv", type=click.Path(dir_okay=False), help="also write the per-frame table here")
 @click.option("--errors", type=click.Path(dir_okay=False),
               help="also draw the latent masks' errors on held-out frames to this PNG")
 @click.option("--device", default="auto", show_default=True, help="auto|cpu|cuda[:N]")
-def main(adapt_dir: str, cls_name: str, ring: int, tsv: str | None, errors: str | None, device: str) -> None:
+def main(adapt_dir: str, cls_name: str, phantom: str | None, ring: int, tsv: str | None, errors: str | None, device: str) -> None:
     from maskgen.common.devices import resolve_device
     from maskgen.lpsam.artifacts import load_adapt_dir
     from maskgen.lpsam.testset import adaptation_pairs
@@ -109,7 +119,7 @@ def main(adapt_dir: str, cls_name: str, ring: int, tsv: str | None, errors: str 
     dev = resolve_device(device)
     model, _ = load_adapt_dir(adapt_dir)
     model.to(dev)
-    pairs = adaptation_pairs(adapt_dir)
+    pairs = adaptation_pairs(adapt_dir) if phantom is None else phantom_test_set(adapt_dir, phantom, model.config.input_size)
     names = [c.name for c in pairs.classes]
     matches = [i for i, n in enumerate(names) if cls_name in n]
     if len(matches) != 1:
@@ -120,16 +130,18 @@ def main(adapt_dir: str, cls_name: str, ring: int, tsv: str | None, errors: str 
     # the classes of the same dataset that the structure encloses (e.g. the LV cavity in its wall)
     others = [c.label for c in pairs.classes if c.dataset == dataset and c.label != label]
     latent, box = (per_frame(model, pairs, t, mode, dev) for mode in ("latent", "box"))
+    where = "held-out" if phantom is None else f"test ({phantom})"
     rows = []
     for frame in sorted(latent):
         labels, image = pairs.masks[frame].numpy(), pairs.images[frame].numpy().astype(np.float32)
         mask = labels == label
         filled = ndimage.binary_fill_holes(mask) & ~mask & np.isin(labels, others)
-        rows.append((frame, latent[frame][0], box[frame][0], thickness(mask), edge_cnr(image, mask, filled, ring)))
+        cnr = edge_cnr(image, mask, filled, ring)
+        rows.append((frame, latent[frame][0], box[frame][0], thickness(mask), cnr, abs(cnr)))
     table = np.array(rows)
-    click.echo(f"{names[t]}: {len(table)} held-out frames; Dice latent {table[:, 1].mean():.3f}, "
+    click.echo(f"{names[t]}: {len(table)} {where} frames; Dice latent {table[:, 1].mean():.3f}, "
                f"ground-truth box {table[:, 2].mean():.3f}")
-    for col, what in ((3, "thickness (px)"), (4, "outer-edge CNR")):
+    for col, what in ((3, "thickness (px)"), (5, "visibility: |outer-edge CNR|")):
         values = table[:, col]
         rho_l, rho_b = spearmanr(values, table[:, 1]), spearmanr(values, table[:, 2])
         click.echo(f"\n{what}: {values.min():.2f}..{values.max():.2f}, median {np.median(values):.2f}; "
@@ -141,11 +153,26 @@ def main(adapt_dir: str, cls_name: str, ring: int, tsv: str | None, errors: str 
             click.echo(f"  {part} third ({values[sel].min():.2f}..{values[sel].max():.2f}, {sel.sum()} frames): "
                        f"Dice latent {table[sel, 1].mean():.3f}, box {table[sel, 2].mean():.3f}")
     if errors:
-        error_figure(pairs, latent, label, names[t], errors)
+        error_figure(pairs, latent, label, names[t], errors, where="held-out" if phantom is None else "test")
         click.echo(f"\nwrote {errors}")
     if tsv:
         np.savetxt(tsv, table, fmt="%.4f", delimiter="\t",
-                   header="frame\tlatent_dice\tbox_dice\tthickness_px\touter_edge_cnr")
+                   header="frame\tlatent_dice\tbox_dice\tthickness_px\touter_edge_cnr\tvisibility")
+
+
+def phantom_test_set(adapt_dir: str, phantom: str, size: int):
+    """Every frame of the adaptation's datasets under ``phantom`` as a test frame, except frames
+    with the same pixels as one it trained on (``maskgen.lpsam.testset``)."""
+    from maskgen.lpsam.artifacts import read_meta
+    from maskgen.lpsam.data import load_pairs
+    from maskgen.lpsam.testset import as_test_set, training_digests, with_adaptation_classes
+
+    meta = read_meta(adapt_dir)
+    own = list(dict.fromkeys(c["dataset"] for c in meta["classes"]))
+    pairs = with_adaptation_classes(load_pairs([(d, f"{phantom}/{d}") for d in own], size, 0.5, 0), meta)
+    pairs, excluded = as_test_set(pairs, training_digests(adapt_dir))
+    click.echo(f"{int(pairs.held_out.sum())} test frames ({excluded} left out: the adaptation trained on them)")
+    return pairs
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ def evaluate_adapt(adapt_dir, phantom, datasets, roots, out, max_frames, check_t
         evaluate_test_set,
         render_markdown,
         training_digests,
+        with_adaptation_classes,
     )
 
     try:
@@ -63,7 +64,7 @@ def evaluate_adapt(adapt_dir, phantom, datasets, roots, out, max_frames, check_t
     dev = resolve_device(device)
     try:
         model, meta = load_adapt_dir(adapt_dir)
-        pairs = _with_adaptation_classes(load_pairs(sources, model.config.input_size, 0.5, 0, max_frames), own, meta)
+        pairs = with_adaptation_classes(load_pairs(sources, model.config.input_size, 0.5, 0, max_frames), meta)
         seen, checked = set(), False
         if check_training:
             try:
@@ -119,17 +120,3 @@ def _test_sources(own: list[str], datasets, roots, phantom) -> list[tuple[str, s
     if roots and len(roots) != len(datasets):
         raise click.BadParameter(f"{len(roots)} --root for {len(datasets)} --dataset", param_hint="--root")
     return list(zip(datasets, roots or (None,) * len(datasets), strict=True))
-
-
-def _with_adaptation_classes(pairs, own: list[str], meta: dict):
-    """The test pairs with the adaptation's class list (the model's latent tokens, in its order):
-    a test on a subset of its datasets still scores token t as class t."""
-    from dataclasses import replace
-
-    import torch
-
-    from maskgen.lpsam.data import AnatomyClass
-
-    classes = [AnatomyClass(c["dataset"], int(c["label"]), c["label_name"]) for c in meta["classes"]]
-    renumber = torch.tensor([own.index(d) for d in pairs.datasets], dtype=torch.int64)
-    return replace(pairs, classes=classes, datasets=list(own), dataset_index=renumber[pairs.dataset_index])

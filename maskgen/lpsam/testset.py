@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from maskgen.lpsam.data import PairSet, load_pairs
+from maskgen.lpsam.data import AnatomyClass, PairSet, load_pairs
 from maskgen.lpsam.evaluate import evaluate
 from maskgen.lpsam.figures import ExamplePicker, heldout_overlays
 from maskgen.lpsam.model import LPSAM
@@ -48,6 +48,15 @@ def training_digests(adapt_dir: str | os.PathLike) -> set[str]:
     """Digests of the frames an adaptation trained on (not its held-out ones, ``adaptation_pairs``)."""
     pairs = adaptation_pairs(adapt_dir)
     return set(frame_digests(pairs.images[pairs.indices(held_out=False)]))
+
+
+def with_adaptation_classes(pairs: PairSet, meta: dict) -> PairSet:
+    """The test pairs with the adaptation's class list (``meta``: its lpsam.json; the model's latent
+    tokens, in its order): a test on a subset of its datasets still scores token t as class t."""
+    own = list(dict.fromkeys(c["dataset"] for c in meta["classes"]))
+    classes = [AnatomyClass(c["dataset"], int(c["label"]), c["label_name"]) for c in meta["classes"]]
+    renumber = torch.tensor([own.index(d) for d in pairs.datasets], dtype=torch.int64)
+    return replace(pairs, classes=classes, datasets=own, dataset_index=renumber[pairs.dataset_index])
 
 
 def as_test_set(pairs: PairSet, seen: set[str]) -> tuple[PairSet, int]:

@@ -119,3 +119,21 @@ def test_a_test_set_of_only_training_frames_is_an_error(adapted, monkeypatch):
     result = CliRunner().invoke(evaluate_adapt, [str(out), "--dataset", "ddti", "--root", str(root), "--device", "cpu"])
     assert result.exit_code != 0 and "every one of the 10 frames" in result.output
     assert ((out / "test.json").read_bytes() if (out / "test.json").exists() else None) == before
+
+
+def test_heldout_by_thickness_on_a_phantom_scores_only_frames_the_adaptation_never_trained_on(adapted):
+    """scripts/heldout_by_thickness.py --phantom DIR: the adaptation's datasets under DIR, its
+    training frames left out (here DIR holds its own data, so what is left is its held-out split),
+    its class list in the model's order."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[3] / "scripts" / "heldout_by_thickness.py"
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out, root = adapted
+    pairs = script.phantom_test_set(str(out), str(root.parent), 256)
+    held = json.loads((out / "report.json").read_text())["data"]["datasets"]["ddti"]["held_out"]
+    assert int(pairs.held_out.sum()) == held and len(pairs) == 10
+    assert [c.name for c in pairs.classes] == [c["name"] for c in json.loads((out / "lpsam.json").read_text())["classes"]]
