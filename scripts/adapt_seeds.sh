@@ -50,4 +50,4 @@ for s in $SEEDS; do
   done
 done
 step "tables -> $OUT/seeds.md"
-"$BIN/python" scripts/seed_table.py "$OUT"/seed* | tee "$OUT/seeds.md"
+"$BIN/python" scripts/seed_table.py "$OUT"/seed*/ | tee "$OUT/seeds.md"   # seed*/: the folders, not logs beside them
