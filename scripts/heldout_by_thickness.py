@@ -165,11 +165,16 @@ def phantom_test_set(adapt_dir: str, phantom: str, size: int):
     with the same pixels as one it trained on (``maskgen.lpsam.testset``)."""
     from maskgen.lpsam.artifacts import read_meta
     from maskgen.lpsam.data import load_pairs
-    from maskgen.lpsam.testset import as_test_set, training_digests, with_adaptation_classes
+    from maskgen.lpsam.testset import (
+        adaptation_datasets,
+        as_test_set,
+        training_digests,
+        with_adaptation_classes,
+    )
 
     meta = read_meta(adapt_dir)
-    own = list(dict.fromkeys(c["dataset"] for c in meta["classes"]))
-    pairs = with_adaptation_classes(load_pairs([(d, f"{phantom}/{d}") for d in own], size, 0.5, 0), meta)
+    sources = [(d, f"{phantom}/{d}") for d in adaptation_datasets(meta)]
+    pairs = with_adaptation_classes(load_pairs(sources, size, 0.5, 0), meta)
     pairs, excluded = as_test_set(pairs, training_digests(adapt_dir))
     click.echo(f"{int(pairs.held_out.sum())} test frames ({excluded} left out: the adaptation trained on them)")
     return pairs

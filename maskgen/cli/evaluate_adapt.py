@@ -46,6 +46,7 @@ def evaluate_adapt(adapt_dir, phantom, datasets, roots, out, max_frames, check_t
     from maskgen.lpsam.artifacts import WEIGHTS, load_adapt_dir, read_meta
     from maskgen.lpsam.data import load_pairs
     from maskgen.lpsam.testset import (
+        adaptation_datasets,
         as_test_set,
         evaluate_test_set,
         render_markdown,
@@ -57,7 +58,7 @@ def evaluate_adapt(adapt_dir, phantom, datasets, roots, out, max_frames, check_t
         meta = read_meta(adapt_dir)
     except (FileNotFoundError, ValueError) as err:
         raise click.ClickException(str(err)) from err
-    own = list(dict.fromkeys(c["dataset"] for c in meta["classes"]))
+    own = adaptation_datasets(meta)
     sources = _test_sources(own, datasets, roots, phantom)  # bad options fail before any work
     if threads:
         torch.set_num_threads(threads)

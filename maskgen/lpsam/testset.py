@@ -50,10 +50,15 @@ def training_digests(adapt_dir: str | os.PathLike) -> set[str]:
     return set(frame_digests(pairs.images[pairs.indices(held_out=False)]))
 
 
+def adaptation_datasets(meta: dict) -> list[str]:
+    """The datasets of an adaptation's anatomy classes (``meta``: its lpsam.json), in class order."""
+    return list(dict.fromkeys(c["dataset"] for c in meta["classes"]))
+
+
 def with_adaptation_classes(pairs: PairSet, meta: dict) -> PairSet:
     """The test pairs with the adaptation's class list (``meta``: its lpsam.json; the model's latent
     tokens, in its order): a test on a subset of its datasets still scores token t as class t."""
-    own = list(dict.fromkeys(c["dataset"] for c in meta["classes"]))
+    own = adaptation_datasets(meta)
     classes = [AnatomyClass(c["dataset"], int(c["label"]), c["label_name"]) for c in meta["classes"]]
     renumber = torch.tensor([own.index(d) for d in pairs.datasets], dtype=torch.int64)
     return replace(pairs, classes=classes, datasets=own, dataset_index=renumber[pairs.dataset_index])
