@@ -11,6 +11,9 @@
 #   PHASE1_FROM=DIR   start each seed from DIR/seed<s>'s phase-1 weights, so a variant of phase 2 is
 #                     compared with that run from the same phase-1 weights (docs/lpsam.md: the plain BCE
 #                     was SCALE=quick PHASE1_FROM=runs/seeds ADAPT_ARGS=--plain-bce ... runs/plain)
+#   REAL="ddti:DIR ..." real frames none of us generated, scored like the unseen sets (all frames of
+#                     DIR, K = 16) into seed<s>/real/<dataset>; default ddti:../shared/data/ddti-sample
+#                     (the one genuine DDTI frame), skipped where the folder is missing; REAL= for none
 # Every step is resumable: rerun to continue, finished adaptations and stores are reused.
 set -euo pipefail
 OUT=${1:-runs/seeds}
@@ -19,6 +22,7 @@ SCALE=${SCALE:-full}
 SEEDS=${SEEDS:-0 1 2}
 THREADS=${THREADS:-2}
 UNSEEN=(busi udiat tn3k hmcqu)
+read -r -a REAL <<< "${REAL-ddti:../shared/data/ddti-sample}"
 mkdir -p "$OUT"
 step() { printf '\n== %s   [%s]\n' "$*" "$(date +%H:%M:%S)"; }
 
@@ -47,6 +51,14 @@ for s in $SEEDS; do
     "$BIN/maskgen" run --dataset "$d" --root "$OUT/unseen-data/$d" --checkpoint "$OUT/seed$s" \
       --out "$OUT/seed$s/unseen/$d" --k 16 --limit 60 --workers 1 --threads "$THREADS" --no-progress
     "$BIN/maskgen" score "$OUT/seed$s/unseen/$d" --root "$OUT/unseen-data/$d" --no-progress > /dev/null
+  done
+  for spec in ${REAL[@]+"${REAL[@]}"}; do  # dataset:folder of real frames
+    d=${spec%%:*} root=${spec#*:}
+    [ -d "$root" ] || { echo "REAL: $root is missing, $d skipped"; continue; }
+    [ -f "$OUT/seed$s/real/$d/score.json" ] && continue
+    "$BIN/maskgen" run --dataset "$d" --root "$root" --checkpoint "$OUT/seed$s" --out "$OUT/seed$s/real/$d" \
+      --k 16 --workers 1 --threads "$THREADS" --no-progress
+    "$BIN/maskgen" score "$OUT/seed$s/real/$d" --root "$root" --no-progress > /dev/null
   done
 done
 step "tables -> $OUT/seeds.md"

@@ -1,12 +1,14 @@
 """Markdown tables of adaptations over seeds: held-out Dice per anatomy class (latent prompts, and
 in brackets ground-truth boxes), held-out groups, the same Dice on a test phantom the adaptations
-never saw, and best-of-K Dice on unseen datasets with the margin over the best anatomy-free baseline.
+never saw, and best-of-K Dice on unseen datasets and on real frames with the margin over the best
+anatomy-free baseline.
 
 usage: python scripts/seed_table.py ADAPT_DIR [ADAPT_DIR ...]
 
 Each ADAPT_DIR is a ``maskgen adapt --out`` folder; its test-phantom Dice is read from
 ADAPT_DIR/test.json (``maskgen evaluate-adapt``) and its unseen scores from
-ADAPT_DIR/unseen/<dataset>/score.json when present (``scripts/adapt_seeds.sh`` writes both there).
+ADAPT_DIR/unseen/<dataset>/score.json when present (``scripts/adapt_seeds.sh`` writes both there),
+and its scores on real frames from ADAPT_DIR/real/<dataset>/score.json (``REAL=`` of that script).
 """
 
 from __future__ import annotations
@@ -51,24 +53,31 @@ def heldout_rows(dirs: list[Path], name: str = "report.json") -> list[str]:
     return [*lines, "", f"bold: under the aim of {AIM:.2f}."]
 
 
-def unseen_rows(dirs: list[Path]) -> list[str]:
-    names = sorted({p.parent.name for d in dirs for p in (d / "unseen").glob("*/score.json")})
+UNSEEN_TITLE = "Best-of-K Dice on datasets the adaptation never saw (in brackets: minus the best anatomy-free baseline)"
+REAL_TITLE = ("Best-of-K Dice on real ultrasound, frames none of us generated (in brackets: minus the best "
+              "anatomy-free baseline; frames scored)")
+
+
+def unseen_rows(dirs: list[Path], sub: str = "unseen", title: str = UNSEEN_TITLE) -> list[str]:
+    """One row per adaptation of the stores' scores under ADAPT_DIR/<sub>/<dataset>/score.json
+    (``maskgen score``): ``unseen`` the phantom datasets it never saw, ``real`` real frames."""
+    names = sorted({p.parent.name for d in dirs for p in (d / sub).glob("*/score.json")})
     if not names:
         return []
     lines = ["| adaptation | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for d in dirs:
         cells = []
         for n in names:
-            path = d / "unseen" / n / "score.json"
+            path = d / sub / n / "score.json"
             if not path.exists():
                 cells.append("n/a")
                 continue
             s = json.loads(path.read_text())
+            frames = f"; {s['frames_scored']}" if sub == "real" else ""
             cells.append(f"{s['groups']['all']['lpsam']['best_dice']:.3f} "
-                         f"({s['margin']['lpsam_minus_best_baseline']:+.3f})")
+                         f"({s['margin']['lpsam_minus_best_baseline']:+.3f}{frames})")
         lines.append(f"| {_label(d, dirs)} | " + " | ".join(cells) + " |")
-    return ["", "Best-of-K Dice on datasets the adaptation never saw (in brackets: minus the best "
-            "anatomy-free baseline)", "", *lines]
+    return ["", title, "", *lines]
 
 
 @click.command()
@@ -82,7 +91,8 @@ def main(dirs: tuple[Path, ...]) -> None:
         test = ["", "Dice on a test phantom the adaptations never trained on (`maskgen evaluate-adapt`), latent "
                 "prompts (in brackets: ground-truth boxes)", "", *test]
     click.echo("\n".join(["Held-out Dice, latent prompts (in brackets: ground-truth boxes)", "",
-                          *heldout_rows(dirs), *test, *unseen_rows(dirs)]))
+                          *heldout_rows(dirs), *test, *unseen_rows(dirs),
+                          *unseen_rows(dirs, "real", REAL_TITLE)]))
 
 
 if __name__ == "__main__":

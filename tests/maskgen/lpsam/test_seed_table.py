@@ -66,3 +66,17 @@ def test_cli_skips_unfinished_folders_and_refuses_when_none_is_finished(script, 
     assert result.exit_code == 0 and "| seed0 |" in result.output and "seed1" not in result.output
     result = CliRunner().invoke(script.main, [str(tmp_path / "seed1")])
     assert result.exit_code == 2 and "no finished adaptation" in result.output
+
+
+def test_real_frames_get_their_own_table_with_how_many_frames_were_scored(script, tmp_path):
+    a = _adaptation(tmp_path / "seed0", 0.81, 20, unseen=0.7)
+    b = _adaptation(tmp_path / "seed1", 0.81, 20)
+    (a / "real" / "ddti").mkdir(parents=True)
+    (a / "real" / "ddti" / "score.json").write_text(json.dumps(
+        {"frames_scored": 1, "groups": {"all": {"lpsam": {"best_dice": 0.602}}},
+         "margin": {"lpsam_minus_best_baseline": -0.136}}))
+    real = script.unseen_rows([a, b], "real", script.REAL_TITLE)
+    assert real[1] == script.REAL_TITLE and "| seed0 | 0.602 (-0.136; 1) |" in real and "| seed1 | n/a |" in real
+    out = CliRunner().invoke(script.main, [str(a), str(b)]).output
+    assert out.index(script.UNSEEN_TITLE) < out.index(script.REAL_TITLE)
+    assert "| ddti |" not in script.unseen_rows([a, b])[3]   # the unseen table lists busi only
