@@ -25,6 +25,16 @@ UNSEEN=(busi udiat tn3k hmcqu)
 read -r -a REAL <<< "${REAL-ddti:../shared/data/ddti-sample}"
 mkdir -p "$OUT"
 step() { printf '\n== %s   [%s]\n' "$*" "$(date +%H:%M:%S)"; }
+# score_store DATASET ROOT ADAPT_DIR STORE [maskgen run options]: K = 16 masks a frame with that
+# adaptation, scored against the anatomy-free baselines; a store already scored is kept
+score_store() {
+  local d=$1 root=$2 adapt=$3 store=$4
+  shift 4
+  [ -f "$store/score.json" ] && return 0
+  "$BIN/maskgen" run --dataset "$d" --root "$root" --checkpoint "$adapt" --out "$store" --k 16 --workers 1 \
+    --threads "$THREADS" --no-progress "$@"
+  "$BIN/maskgen" score "$store" --root "$root" --no-progress > /dev/null
+}
 
 step "phantom: adaptation data (camus, ddti, tg3k) at scale $SCALE -> $OUT/phantom; test data (full, phantom seed 1: other patients) -> $OUT/test-data; unseen sets (quick) -> $OUT/unseen-data"
 [ -f "$OUT/phantom/phantom.json" ] || "$BIN/maskgen" phantom --out "$OUT/phantom" --scale "$SCALE" \
@@ -46,19 +56,13 @@ for s in $SEEDS; do
   # the held-out split is a few patients at SCALE=quick: score 3400 frames of 100 other patients too
   [ -f "$OUT/seed$s/test.json" ] || "$BIN/maskgen" evaluate-adapt "$OUT/seed$s" --phantom "$OUT/test-data" \
     --threads "$THREADS"
-  for d in "${UNSEEN[@]}"; do  # 60 frames a set, K = 16, scored against the anatomy-free baselines
-    [ -f "$OUT/seed$s/unseen/$d/score.json" ] && continue
-    "$BIN/maskgen" run --dataset "$d" --root "$OUT/unseen-data/$d" --checkpoint "$OUT/seed$s" \
-      --out "$OUT/seed$s/unseen/$d" --k 16 --limit 60 --workers 1 --threads "$THREADS" --no-progress
-    "$BIN/maskgen" score "$OUT/seed$s/unseen/$d" --root "$OUT/unseen-data/$d" --no-progress > /dev/null
+  for d in "${UNSEEN[@]}"; do  # 60 frames a set
+    score_store "$d" "$OUT/unseen-data/$d" "$OUT/seed$s" "$OUT/seed$s/unseen/$d" --limit 60
   done
-  for spec in ${REAL[@]+"${REAL[@]}"}; do  # dataset:folder of real frames
+  for spec in ${REAL[@]+"${REAL[@]}"}; do  # dataset:folder of real frames, all of them
     d=${spec%%:*} root=${spec#*:}
     [ -d "$root" ] || { echo "REAL: $root is missing, $d skipped"; continue; }
-    [ -f "$OUT/seed$s/real/$d/score.json" ] && continue
-    "$BIN/maskgen" run --dataset "$d" --root "$root" --checkpoint "$OUT/seed$s" --out "$OUT/seed$s/real/$d" \
-      --k 16 --workers 1 --threads "$THREADS" --no-progress
-    "$BIN/maskgen" score "$OUT/seed$s/real/$d" --root "$root" --no-progress > /dev/null
+    score_store "$d" "$root" "$OUT/seed$s" "$OUT/seed$s/real/$d"
   done
 done
 step "tables -> $OUT/seeds.md"
