@@ -106,7 +106,7 @@ def _print_params(model_name: str, datasets: tuple[str, ...], detail_channels: i
                    "before the detail features are added, so the mask logits are 4 x grid x this a "
                    "side [tiny 2, ViT 1].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
-@click.option("--steps1", type=int, help="Phase-1 steps [tiny 1600, ViT 4000].")
+@click.option("--steps1", type=int, help="Phase-1 steps [tiny 3200, ViT 4000].")
 @click.option("--steps2", type=int, help="Phase-2 steps [tiny 2400, ViT 4000].")
 @click.option("--batch-size", default=8, show_default=True, type=int, help="Labelled frames per step.")
 @click.option("--lr1", type=float, help="Phase-1 learning rate [tiny 2e-3, ViT 1e-4].")

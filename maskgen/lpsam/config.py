@@ -138,7 +138,7 @@ class PhaseDefaults:
 
 
 # tiny trains from scratch (every weight), so it takes a higher rate than the SAM-initialised ViTs
-PHASE_DEFAULTS = {"tiny": PhaseDefaults(1600, 2400, 2e-3, 2e-3), "vit": PhaseDefaults(4000, 4000, 1e-4, 1e-4)}
+PHASE_DEFAULTS = {"tiny": PhaseDefaults(3200, 2400, 2e-3, 2e-3), "vit": PhaseDefaults(4000, 4000, 1e-4, 1e-4)}
 
 
 def phase_defaults(name: str) -> PhaseDefaults:
