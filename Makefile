@@ -2,8 +2,9 @@
 #   make demo   the whole pipeline on the embedded phantom (outputs under runs/demo/)
 #   make test   the test suite (what .ci/run calls)
 #   make study  the longer "does anatomy help?" study, after make demo (outputs under runs/study/)
-#   make adapt-seeds  the tiny default adaptation over three seeds on the full-scale phantom, about
-#               1.5 h on 2 cores (outputs and tables under runs/seeds/, see docs/lpsam.md)
+#   make adapt-seeds  the tiny default adaptation over three seeds on the full-scale phantom, side by
+#               side (ADAPT_JOBS=3, one thread each), about 70 min on 2 cores (outputs and tables under
+#               runs/seeds/, see docs/lpsam.md; ADAPT_JOBS=1 for one seed at a time at two threads)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -11,6 +12,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= runs/demo
 PYTEST_ARGS ?=
+ADAPT_JOBS ?= 3
 # CPU-only machines: make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu installs the CPU
 # torch wheels first (no CUDA/NCCL/cuDNN packages, see docs/install.md)
 TORCH_INDEX ?=
@@ -37,7 +39,7 @@ study: $(STAMP)
 	bash scripts/study.sh $(DEMO) runs/study
 
 adapt-seeds: $(STAMP)
-	bash scripts/adapt_seeds.sh runs/seeds
+	JOBS=$(ADAPT_JOBS) bash scripts/adapt_seeds.sh runs/seeds
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -6,7 +6,11 @@
 #   SCALE=full|quick  phantom size of the adaptation data (default full: camus 100 patients, so the
 #                     20% held out are 20 patients; quick holds out 2, too few to measure a class)
 #   SEEDS="0 1 2"     adaptation seeds (the held-out split, new weights and batch order)
-#   THREADS=2         torch CPU threads; one adaptation at a time (about 30 min each on 2 cores)
+#   JOBS=1            seeds adapted side by side (each seed's output then goes to OUT_DIR/seed<s>.log);
+#                     JOBS=3 THREADS=1 on 2 cores: three seeds of the default adapted and scored in 68
+#                     min; one at a time at two threads a seed took 22-23 min with 1600 phase-1 steps,
+#                     so about 30 min with the default's 3200 (estimated)
+#   THREADS=2         torch CPU threads of each job (default 2, or 1 when JOBS > 1)
 #   ADAPT_ARGS="..."  extra `maskgen adapt` options, e.g. "--frozen-decoder" for a variant
 #   PHASE1_FROM=DIR   start each seed from DIR/seed<s>'s phase-1 weights, so a variant of phase 2 is
 #                     compared with that run from the same phase-1 weights (docs/lpsam.md: the plain BCE
@@ -20,7 +24,8 @@ OUT=${1:-runs/seeds}
 BIN=${VENV:-.venv}/bin
 SCALE=${SCALE:-full}
 SEEDS=${SEEDS:-0 1 2}
-THREADS=${THREADS:-2}
+JOBS=${JOBS:-1}
+if [ "$JOBS" -gt 1 ]; then THREADS=${THREADS:-1}; else THREADS=${THREADS:-2}; fi
 UNSEEN=(busi udiat tn3k hmcqu)
 read -r -a REAL <<< "${REAL-ddti:../shared/data/ddti-sample}"
 mkdir -p "$OUT"
@@ -44,7 +49,9 @@ step "phantom: adaptation data (camus, ddti, tg3k) at scale $SCALE -> $OUT/phant
 [ -f "$OUT/unseen-data/phantom.json" ] || "$BIN/maskgen" phantom --out "$OUT/unseen-data" --scale quick \
   $(printf -- '--dataset %s ' "${UNSEEN[@]}") --no-progress
 
-for s in $SEEDS; do
+# one_seed S: adapt seed S, score it on the test phantom, the unseen sets and the real frames
+one_seed() {
+  local s=$1
   step "seed $s: adapt -> $OUT/seed$s"
   if [ -n "${PHASE1_FROM:-}" ] && [ ! -f "$OUT/seed$s/checkpoints/phase1.safetensors" ]; then
     mkdir -p "$OUT/seed$s/checkpoints"
@@ -64,6 +71,20 @@ for s in $SEEDS; do
     [ -d "$root" ] || { echo "REAL: $root is missing, $d skipped"; continue; }
     score_store "$d" "$root" "$OUT/seed$s" "$OUT/seed$s/real/$d"
   done
-done
+}
+
+if [ "$JOBS" -le 1 ]; then
+  for s in $SEEDS; do one_seed "$s"; done
+else  # at most JOBS seeds at a time, each in its own shell with its own log; fail if any failed
+  pids=() failed=0
+  for s in $SEEDS; do
+    while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || failed=1; done
+    echo "seed $s -> $OUT/seed$s.log"
+    ( one_seed "$s" ) > "$OUT/seed$s.log" 2>&1 &
+    pids+=("$!")
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+  [ "$failed" -eq 0 ] || { echo "a seed failed: see $OUT/seed*.log" >&2; exit 1; }
+fi
 step "tables -> $OUT/seeds.md"
 "$BIN/python" scripts/seed_table.py "$OUT"/seed*/ | tee "$OUT/seeds.md"   # seed*/: the folders, not logs beside them
