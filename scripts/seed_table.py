@@ -50,7 +50,22 @@ def heldout_rows(dirs: list[Path], name: str = "report.json") -> list[str]:
             mark = "**" if lat is not None and lat < AIM else ""
             cells.append(f"{mark}{lat:.3f}{mark} ({box:.3f})")
         lines.append(f"| {_label(d, dirs)} | " + " | ".join(cells) + f" | {_held_out(r)} |")
-    return [*lines, "", f"bold: under the aim of {AIM:.2f}."]
+    return [*lines, "", f"bold: under the aim of {AIM:.2f}.", *_interval_note(reports, classes)]
+
+
+def _interval_note(reports: list[dict], classes: list[str]) -> list[str]:
+    """How far a row's latent-prompt mean can move by the draw of its frames alone: the half-width of
+    its normal 95% interval, 1.96 x std / sqrt(frames), as its range over the rows per class (none when
+    the reports lack the std or frame counts)."""
+    widths = {c: [1.96 * q["dice_std"] / q["frames"] ** 0.5 for r in reports
+                  if (q := r["heldout"]["latent"][c]).get("dice_std") is not None and q.get("frames")]
+              for c in classes}
+    parts = [f"{c} ±{min(w):.3f}" + (f"-{max(w):.3f}" if f"{max(w):.3f}" != f"{min(w):.3f}" else "")
+             for c, w in widths.items() if w]
+    if not parts:
+        return []
+    return ["95% interval of a cell's mean over its frames (1.96 x std / sqrt(frames), frames counted as "
+                    "independent: narrower than the truth where frames share a patient): " + ", ".join(parts) + "."]
 
 
 UNSEEN_TITLE = "Best-of-K Dice on datasets the adaptation never saw (in brackets: minus the best anatomy-free baseline)"

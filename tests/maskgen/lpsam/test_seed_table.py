@@ -80,3 +80,19 @@ def test_real_frames_get_their_own_table_with_how_many_frames_were_scored(script
     out = CliRunner().invoke(script.main, [str(a), str(b)]).output
     assert out.index(script.UNSEEN_TITLE) < out.index(script.REAL_TITLE)
     assert "| ddti |" not in script.unseen_rows([a, b])[3]   # the unseen table lists busi only
+
+
+def test_a_note_says_how_far_each_class_mean_can_move_by_the_draw_of_its_frames(script, tmp_path):
+    a = _adaptation(tmp_path / "seed0", 0.79, 80)
+    b = _adaptation(tmp_path / "seed1", 0.81, 80)
+    assert not any(line.startswith("95% interval") for line in script.heldout_rows([a, b]))  # no std: no note
+    for path, std in ((a, 0.156), (b, 0.168)):
+        report = json.loads((path / "report.json").read_text())
+        report["heldout"]["latent"]["camus/myocardium"] |= {"dice_std": std, "frames": 80}
+        report["heldout"]["latent"]["camus/LV"] |= {"dice_std": 0.02, "frames": 400}
+        (path / "report.json").write_text(json.dumps(report))
+    note = script.heldout_rows([a, b])[-1]
+    # 1.96 x 0.156 / sqrt(80) = 0.0342, 1.96 x 0.168 / sqrt(80) = 0.0368; LV the same in both rows
+    assert note == ("95% interval of a cell's mean over its frames (1.96 x std / sqrt(frames), frames counted as "
+                    "independent: narrower than the truth where frames share a patient): "
+                    "camus/LV ±0.002, camus/myocardium ±0.034-0.037.")
