@@ -60,12 +60,15 @@ def _interval_note(reports: list[dict], classes: list[str]) -> list[str]:
     widths = {c: [1.96 * q["dice_std"] / q["frames"] ** 0.5 for r in reports
                   if (q := r["heldout"]["latent"][c]).get("dice_std") is not None and q.get("frames")]
               for c in classes}
-    parts = [f"{c} ±{min(w):.3f}" + (f"-{max(w):.3f}" if f"{max(w):.3f}" != f"{min(w):.3f}" else "")
-             for c, w in widths.items() if w]
+    parts = []
+    for c, w in widths.items():
+        if w:
+            lo, hi = f"{min(w):.3f}", f"{max(w):.3f}"
+            parts.append(f"{c} ±{lo}" + ("" if lo == hi else f"-{hi}"))
     if not parts:
         return []
     return ["95% interval of a cell's mean over its frames (1.96 x std / sqrt(frames), frames counted as "
-                    "independent: narrower than the truth where frames share a patient): " + ", ".join(parts) + "."]
+            "independent: narrower than the truth where frames share a patient): " + ", ".join(parts) + "."]
 
 
 UNSEEN_TITLE = "Best-of-K Dice on datasets the adaptation never saw (in brackets: minus the best anatomy-free baseline)"
