@@ -132,6 +132,13 @@ def _print_params(model_name: str, datasets: tuple[str, ...], detail_channels: i
                    "--plain-bce gives masks of the adaptation's own anatomy that are not larger than their "
                    "structure (every class >= 0.80 Dice on other patients over three seeds of the full-scale "
                    "phantom) but did worse on the one genuine DDTI frame; docs/lpsam.md.")
+@click.option("--frame-weighted/--mask-weighted", default=False, show_default=True,
+              help="Phase 2: average each frame's masks before the frames, so every dataset pulls alike "
+                   "however many classes it labels (with --mask-weighted a CAMUS frame's three classes pull "
+                   "three times as hard as a DDTI frame's one nodule).")
+@click.option("--train-detail/--frozen-detail", default=False, show_default=True,
+              help="Phase 2 also trains the detail branch (tiny; trained in phase 1 with the adapters), "
+                   "with the mask decoder it feeds.")
 @click.option("--held-out", default=0.2, show_default=True, type=float,
               help="Grouped held-out share of each dataset (evaluated, never trained on).")
 @click.option("--max-frames", type=int, help="At most N labelled frames per dataset (deterministic sample).")
@@ -152,7 +159,7 @@ def _print_params(model_name: str, datasets: tuple[str, ...], detail_channels: i
 @click.option("--threads", type=int, help="torch CPU threads (default: torch's choice).")
 @click.option("--print-params", is_flag=True, help="Print the trainable parameter counts and exit.")
 def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model_name, detail_channels, detail_scale, device, steps1, steps2,
-          batch_size, lr1, lr2, dice_weight, iou_weight, train_decoder, prompt_replay, balanced_bce, held_out, max_frames, checkpoint_every, augment, paste, paste_phase2,
+          batch_size, lr1, lr2, dice_weight, iou_weight, train_decoder, prompt_replay, balanced_bce, frame_weighted, train_detail, held_out, max_frames, checkpoint_every, augment, paste, paste_phase2,
           seed, threads, print_params):
     """One-time LP-SAM adaptation: phase 1 (adapters + conv branch, GT prompts), phase 2 (latent
     prompt engine), then Dice/IoU per anatomy class on grouped held-out pairs (report.md).
@@ -172,6 +179,9 @@ def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model
                                  param_hint="--sam-checkpoint")
     if not 0 < held_out < 1:
         raise click.BadParameter(f"{held_out} must lie strictly between 0 and 1", param_hint="--held-out")
+    if train_detail and not config.detail_channels:
+        raise click.BadParameter(f"{model_name} has no detail branch here (--detail-channels 0)",
+                                 param_hint="--train-detail")
     if prompt_replay is None:
         prompt_replay = 1.0 if train_decoder else 0.0
     if prompt_replay > 0 and not train_decoder:
@@ -204,6 +214,7 @@ def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model
                                augment=replace(randomise, paste=paste), **common)
         phase2 = PhaseSettings(steps2 if steps2 is not None else budget.steps2, lr2 or budget.lr2,
                                train_decoder=train_decoder, prompt_replay=prompt_replay, balanced_bce=balanced_bce,
+                               frame_weighted=frame_weighted, train_detail=train_detail,
                                augment=replace(randomise, paste=paste if paste_phase2 else 0.0), **common)
     except ValueError as err:
         raise click.UsageError(str(err)) from err

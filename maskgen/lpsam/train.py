@@ -54,6 +54,12 @@ class PhaseSettings:
     serve the latent tokens keeps following the prompts of the box and grid proposals.
     ``balanced_bce`` (phase 2): the BCE term weighs each mask's foreground and background
     half each (``losses.balanced_weights``).
+    ``frame_weighted``: each frame's masks are averaged before the frames are, so every frame (and,
+    with ``balance_datasets``, every dataset) pulls alike however many classes its dataset labels;
+    otherwise every mask weighs the same, and a dataset with three classes (CAMUS) pulls three
+    times as hard as one with one (DDTI's nodule).
+    ``train_detail`` (phase 2): the decoder's detail branch (trained in phase 1 with the adapters)
+    learns on in phase 2, with the mask decoder it feeds.
     """
 
     steps: int
@@ -66,6 +72,8 @@ class PhaseSettings:
     train_decoder: bool = False
     prompt_replay: float = 0.0
     balanced_bce: bool = False
+    frame_weighted: bool = False
+    train_detail: bool = False
     box_jitter: float = 0.1
     flip: bool = True
     balance_datasets: bool = True
@@ -90,7 +98,7 @@ class PhaseSettings:
             fields.pop("augment")                                   # before randomisation existed
         elif self.augment.paste <= 0:  # likewise before copy-paste existed
             fields["augment"].pop("paste")
-        for name in ("balanced_bce", "prompt_replay"):  # likewise, at their defaults
+        for name in ("balanced_bce", "prompt_replay", "frame_weighted", "train_detail"):  # likewise, at their defaults
             if not fields[name]:
                 fields.pop(name)
         blob = json.dumps({"phase": phase, **fields, **extra}, sort_keys=True)
@@ -134,6 +142,18 @@ def draw_batch(pairs: PairSet, pool: torch.Tensor, batch_size: int, gen: torch.G
     return images, target, valid
 
 
+def mean_loss(per_mask: torch.Tensor, frame: torch.Tensor, frames: int, frame_weighted: bool) -> torch.Tensor:
+    """Mean of per-mask losses (N,), each mask of frame ``frame[i]`` in [0, frames): over masks, or,
+    with ``frame_weighted``, over the frames that have a mask, each frame's masks averaged first."""
+    if not frame_weighted:
+        return per_mask.mean()
+    ones = torch.ones_like(per_mask)
+    count = torch.zeros(frames, dtype=per_mask.dtype, device=per_mask.device).index_add_(0, frame, ones)
+    total = torch.zeros(frames, dtype=per_mask.dtype, device=per_mask.device).index_add_(0, frame, per_mask)
+    has = count > 0
+    return (total[has] / count[has]).mean()
+
+
 def prompted_loss(model: LPSAM, x, embeddings, detail, target, valid, settings: PhaseSettings,
                   gen) -> torch.Tensor | None:
     """Mean loss of one GT prompt (box, point or both, drawn for the batch) per (frame, present
@@ -153,7 +173,7 @@ def prompted_loss(model: LPSAM, x, embeddings, detail, target, valid, settings: 
     logits, iou = model.decode(embeddings, sparse, detail=detail, rows=b_idx)
     per_mask = segmentation_loss(model.upscale(logits[:, 0]).float(), masks, iou[:, 0].float(),
                                  settings.dice_weight, settings.iou_weight)
-    return per_mask.mean()
+    return mean_loss(per_mask, b_idx, len(target), settings.frame_weighted)
 
 
 def phase1_loss(model: LPSAM, images, target, valid, settings: PhaseSettings, gen) -> torch.Tensor | None:
@@ -168,13 +188,18 @@ def phase2_loss(model: LPSAM, images, target, valid, settings: PhaseSettings, ge
     x = model.preprocess(images)
     with torch.no_grad():
         embeddings = model.encode(x)
+    with contextlib.nullcontext() if settings.train_detail else torch.no_grad():
         detail = model.detail_features(x)
     logits, iou = model.predict_latent(x, embeddings, detail=detail)
     per_mask = segmentation_loss(model.upscale(logits).float().flatten(0, 1), target.flatten(0, 1),
                                  iou.float().flatten(), settings.dice_weight, settings.iou_weight,
                                  settings.balanced_bce)
-    weight = valid.flatten().float()
-    loss = (per_mask * weight).sum() / weight.sum().clamp(min=1)
+    if settings.frame_weighted:
+        b_idx, t_idx = torch.nonzero(valid, as_tuple=True)
+        loss = mean_loss(per_mask.view(valid.shape)[b_idx, t_idx], b_idx, len(valid), True)
+    else:
+        weight = valid.flatten().float()
+        loss = (per_mask * weight).sum() / weight.sum().clamp(min=1)
     if settings.prompt_replay > 0:
         replay = prompted_loss(model, x, embeddings, detail, target, valid, settings, gen)
         if replay is not None:
@@ -185,7 +210,7 @@ def phase2_loss(model: LPSAM, images, target, valid, settings: PhaseSettings, ge
 def trainable_parts(model: LPSAM, phase: int, train_base: bool, settings: PhaseSettings) -> list[torch.nn.Module]:
     """What ``phase`` trains. Phase 1: the adapter (+ all of SAM when ``train_base``, a model
     without SAM weights); phase 2: the latent prompt engine (+ the mask decoder with
-    ``settings.train_decoder``). In both, SAM's IoU head learns whenever its loss is used
+    ``settings.train_decoder``, + the detail branch with ``settings.train_detail``). In both, SAM's IoU head learns whenever its loss is used
     (``iou_weight`` > 0): a frozen head would pull the adapters and latent prompts toward
     SAM's notion of quality on prompts it never saw, and the store's scores would mean little.
     """
@@ -193,6 +218,10 @@ def trainable_parts(model: LPSAM, phase: int, train_base: bool, settings: PhaseS
         parts = [model.adapter] + ([model.image_encoder, model.prompt_encoder, model.mask_decoder] if train_base else [])
     else:
         parts = [model.lpe] + ([model.mask_decoder] if settings.train_decoder else [])
+        if settings.train_detail:
+            if model.adapter is None or model.adapter.detail is None:
+                raise ValueError("train_detail: this model has no detail branch")
+            parts.append(model.adapter.detail)
     if settings.iou_weight > 0 and not any(p is model.mask_decoder for p in parts):
         parts.append(model.mask_decoder.iou_prediction_head)
     return parts

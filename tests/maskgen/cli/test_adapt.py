@@ -99,6 +99,26 @@ def test_adapt_cli_decoder_and_prompt_replay_reach_phase2(phase_settings, flags,
     assert phase1.prompt_replay == 0.0
 
 
+@pytest.mark.parametrize("flags, frame_weighted, train_detail", [
+    ([], False, False),                                          # the default: by mask, detail branch frozen
+    (["--frame-weighted"], True, False),
+    (["--train-detail"], False, True),
+])
+def test_adapt_cli_loss_weighting_and_detail_training_reach_phase2_only(phase_settings, flags, frame_weighted,
+                                                                         train_detail):
+    phase1, phase2 = phase_settings(flags)
+    assert (phase2.frame_weighted, phase2.train_detail) == (frame_weighted, train_detail)
+    assert (phase1.frame_weighted, phase1.train_detail) == (False, False)
+
+
+def test_adapt_cli_refuses_to_train_a_detail_branch_it_does_not_have(tmp_path, ddti_root):
+    out = tmp_path / "o"
+    refused = CliRunner().invoke(adapt, ["--out", str(out), "--dataset", "ddti", "--root", str(ddti_root),
+                                         "--detail-channels", "0", "--train-detail"])
+    assert refused.exit_code == 2 and "--train-detail" in refused.output and "detail branch" in refused.output
+    assert not out.exists()
+
+
 def test_adapt_cli_refuses_prompt_replay_with_a_frozen_decoder(tmp_path, ddti_root):
     out = tmp_path / "o"
     refused = CliRunner().invoke(adapt, ["--out", str(out), "--dataset", "ddti", "--root", str(ddti_root),

@@ -89,6 +89,43 @@ def test_phase2_loss_ignores_classes_of_other_datasets(pairs):
     assert phase2_loss(model, images, changed, valid, settings, None).item() != pytest.approx(base.item())
 
 
+def test_frame_weighted_loss_weighs_every_frame_alike_however_many_classes_it_has(pairs):
+    """A heart frame (2 labelled classes) and a thyroid frame (1): by mask the heart frame's loss
+    weighs 2/3, frame-weighted 1/2, in the latent loss and in the GT-prompt replay alike."""
+    torch.manual_seed(0)
+    model = build_lpsam(MICRO, len(pairs.classes))
+    model.eval()
+    idx = torch.tensor([0, len(pairs) - 1])
+    target, valid = pairs.targets(idx)
+    assert valid.sum(1).tolist() == [2, 1]
+    for replay in (0.0, 1.0):
+        common = {"train_decoder": True, "prompt_replay": replay}
+        by_mask, by_frame = PhaseSettings(1, 1e-3, **common), PhaseSettings(1, 1e-3, frame_weighted=True, **common)
+
+        def loss(rows, settings):
+            with torch.no_grad():
+                return phase2_loss(model, pairs.images[idx[rows]], target[rows], valid[rows], settings,
+                                   torch.Generator().manual_seed(3)).item()
+
+        heart, thyroid = loss([0], by_mask), loss([1], by_mask)
+        if replay == 0:   # the GT-prompt draw of a one-frame batch differs from a two-frame one's
+            assert loss([0], by_frame) == pytest.approx(heart)   # one frame: the same either way
+            assert loss([0, 1], by_mask) == pytest.approx((2 * heart + thyroid) / 3, rel=1e-5)
+            assert loss([0, 1], by_frame) == pytest.approx((heart + thyroid) / 2, rel=1e-5)
+        assert loss([0, 1], by_frame) != pytest.approx(loss([0, 1], by_mask), rel=1e-4)
+
+
+def test_mean_loss_by_mask_and_by_frame():
+    per_mask = torch.tensor([1.0, 2.0, 3.0, 10.0])
+    frame = torch.tensor([0, 0, 0, 2])                     # frame 1 has no mask
+    assert train_mod.mean_loss(per_mask, frame, 3, False).item() == pytest.approx(4.0)
+    assert train_mod.mean_loss(per_mask, frame, 3, True).item() == pytest.approx(6.0)  # (2 + 10) / 2
+
+
+def test_frame_weighting_enters_the_phase_fingerprint_only_when_on():
+    assert PhaseSettings(10, 1e-3).fingerprint(2, {}) != PhaseSettings(10, 1e-3, frame_weighted=True).fingerprint(2, {})
+
+
 def _fixed_batch_loss(model, pairs, phase):
     gen = train_mod.step_generator(123, phase, 0)
     batch = train_mod.draw_batch(pairs, pairs.indices(False), 8, gen, False, torch.device("cpu"))
@@ -214,7 +251,7 @@ def test_prompt_replay_needs_the_decoder_and_enters_the_fingerprint_only_when_on
     import json
 
     before = {"phase": 2, **dataclasses.asdict(plain)}  # the fields before replay existed
-    for name in ("augment", "balanced_bce", "prompt_replay"):
+    for name in ("augment", "balanced_bce", "prompt_replay", "frame_weighted", "train_detail"):
         before.pop(name)
     assert plain.fingerprint(2, {}) == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -279,3 +316,20 @@ def test_adaptation_resumes_only_on_the_held_out_split_it_was_trained_on(tmp_pat
     assert again["phases"]["phase1"]["resumed_done"] and again["phases"]["phase2"]["resumed_done"]
     with pytest.raises(ValueError, match="other settings"):
         adapt(tmp_path, other, MICRO, settings, settings, cpu)
+
+
+def test_train_detail_moves_the_detail_branch_in_phase_2_and_nothing_of_phase_1_else(pairs, tmp_path):
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    model = build_lpsam(replace(MICRO, detail_channels=4, detail_scale=2), len(pairs.classes))
+    with pytest.raises(ValueError, match="no detail branch"):
+        set_trainable(build_lpsam(MICRO, len(pairs.classes)), 2, False, PhaseSettings(1, 1e-3, train_detail=True))
+    for train_detail in (False, True):
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        settings = PhaseSettings(3, 1e-2, batch_size=4, warmup=1, train_decoder=True, train_detail=train_detail)
+        run_phase(model, pairs, 2, settings, torch.device("cpu"), tmp_path / f"p2-{train_detail}.safetensors")
+        after = model.state_dict()
+        moved = {k.split(".")[1] for k in before if k.startswith("adapter.") and not torch.equal(before[k], after[k])}
+        assert moved == ({"detail"} if train_detail else set())
+    assert PhaseSettings(1, 1e-3).fingerprint(2, {}) != PhaseSettings(1, 1e-3, train_detail=True).fingerprint(2, {})
