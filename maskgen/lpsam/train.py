@@ -147,11 +147,8 @@ def mean_loss(per_mask: torch.Tensor, frame: torch.Tensor, frames: int, frame_we
     with ``frame_weighted``, over the frames that have a mask, each frame's masks averaged first."""
     if not frame_weighted:
         return per_mask.mean()
-    ones = torch.ones_like(per_mask)
-    count = torch.zeros(frames, dtype=per_mask.dtype, device=per_mask.device).index_add_(0, frame, ones)
-    total = torch.zeros(frames, dtype=per_mask.dtype, device=per_mask.device).index_add_(0, frame, per_mask)
-    has = count > 0
-    return (total[has] / count[has]).mean()
+    count = torch.bincount(frame, minlength=frames).to(per_mask.dtype)
+    return (per_mask / count[frame]).sum() / (count > 0).sum()
 
 
 def prompted_loss(model: LPSAM, x, embeddings, detail, target, valid, settings: PhaseSettings,
@@ -188,18 +185,17 @@ def phase2_loss(model: LPSAM, images, target, valid, settings: PhaseSettings, ge
     x = model.preprocess(images)
     with torch.no_grad():
         embeddings = model.encode(x)
-    with contextlib.nullcontext() if settings.train_detail else torch.no_grad():
+    with torch.set_grad_enabled(settings.train_detail):
         detail = model.detail_features(x)
     logits, iou = model.predict_latent(x, embeddings, detail=detail)
     per_mask = segmentation_loss(model.upscale(logits).float().flatten(0, 1), target.flatten(0, 1),
                                  iou.float().flatten(), settings.dice_weight, settings.iou_weight,
                                  settings.balanced_bce)
-    if settings.frame_weighted:
-        b_idx, t_idx = torch.nonzero(valid, as_tuple=True)
-        loss = mean_loss(per_mask.view(valid.shape)[b_idx, t_idx], b_idx, len(valid), True)
-    else:
-        weight = valid.flatten().float()
-        loss = (per_mask * weight).sum() / weight.sum().clamp(min=1)
+    weight = valid.float()
+    if settings.frame_weighted:  # each frame's masks sum to 1
+        weight = weight / weight.sum(1, keepdim=True).clamp(min=1)
+    weight = weight.flatten()
+    loss = (per_mask * weight).sum() / weight.sum().clamp(min=1)
     if settings.prompt_replay > 0:
         replay = prompted_loss(model, x, embeddings, detail, target, valid, settings, gen)
         if replay is not None:
@@ -210,9 +206,10 @@ def phase2_loss(model: LPSAM, images, target, valid, settings: PhaseSettings, ge
 def trainable_parts(model: LPSAM, phase: int, train_base: bool, settings: PhaseSettings) -> list[torch.nn.Module]:
     """What ``phase`` trains. Phase 1: the adapter (+ all of SAM when ``train_base``, a model
     without SAM weights); phase 2: the latent prompt engine (+ the mask decoder with
-    ``settings.train_decoder``, + the detail branch with ``settings.train_detail``). In both, SAM's IoU head learns whenever its loss is used
-    (``iou_weight`` > 0): a frozen head would pull the adapters and latent prompts toward
-    SAM's notion of quality on prompts it never saw, and the store's scores would mean little.
+    ``settings.train_decoder``, + the detail branch with ``settings.train_detail``). In both,
+    SAM's IoU head learns whenever its loss is used (``iou_weight`` > 0): a frozen head would
+    pull the adapters and latent prompts toward SAM's notion of quality on prompts it never
+    saw, and the store's scores would mean little.
     """
     if phase == 1:
         parts = [model.adapter] + ([model.image_encoder, model.prompt_encoder, model.mask_decoder] if train_base else [])
