@@ -5,9 +5,9 @@ by the image. For every held-out frame of the class this prints the structure's 
 the mean distance-transform value on its medial ridge, in pixels at S x S), the contrast-to-noise
 of its outer edge ((mean inside - mean in a ring of --ring px outside the structure and the
 classes it encloses) / std of that ring; a darker structure has a negative one, and the
-visibility ranked below is its absolute value), and its Dice with latent and with
-ground-truth-box prompts; then Spearman's rank correlation of each with Dice and the mean Dice
-per third.
+visibility ranked below is its absolute value), and its Dice with latent prompts, with one click
+at its innermost pixel and with its ground-truth box (``maskgen.lpsam.evaluate``); then
+Spearman's rank correlation of each with Dice and the mean Dice per third.
 
 usage: python scripts/heldout_by_thickness.py ADAPT_DIR [--cls myocardium] [--phantom DIR]
        [--tsv OUT.tsv] [--errors OUT.png]
@@ -129,7 +129,7 @@ def main(adapt_dir: str, cls_name: str, phantom: str | None, ring: int, tsv: str
     dataset = pairs.classes[t].dataset
     # the classes of the same dataset that the structure encloses (e.g. the LV cavity in its wall)
     others = [c.label for c in pairs.classes if c.dataset == dataset and c.label != label]
-    latent, box = (per_frame(model, pairs, t, mode, dev) for mode in ("latent", "box"))
+    latent, point, box = (per_frame(model, pairs, t, mode, dev) for mode in ("latent", "point", "box"))
     where = "held-out" if phantom is None else f"test ({phantom})"
     rows = []
     for frame in sorted(latent):
@@ -137,13 +137,13 @@ def main(adapt_dir: str, cls_name: str, phantom: str | None, ring: int, tsv: str
         mask = labels == label
         filled = ndimage.binary_fill_holes(mask) & ~mask & np.isin(labels, others)
         cnr = edge_cnr(image, mask, filled, ring)
-        rows.append((frame, latent[frame][0], box[frame][0], thickness(mask), cnr, abs(cnr)))
+        rows.append((frame, latent[frame][0], point[frame][0], box[frame][0], thickness(mask), cnr, abs(cnr)))
     table = np.array(rows)
     click.echo(f"{names[t]}: {len(table)} {where} frames; Dice latent {table[:, 1].mean():.3f}, "
-               f"ground-truth box {table[:, 2].mean():.3f}")
-    for col, what in ((3, "thickness (px)"), (5, "visibility: |outer-edge CNR|")):
+               f"one click {table[:, 2].mean():.3f}, ground-truth box {table[:, 3].mean():.3f}")
+    for col, what in ((4, "thickness (px)"), (6, "visibility: |outer-edge CNR|")):
         values = table[:, col]
-        rho_l, rho_b = spearmanr(values, table[:, 1]), spearmanr(values, table[:, 2])
+        rho_l, rho_b = spearmanr(values, table[:, 1]), spearmanr(values, table[:, 3])
         click.echo(f"\n{what}: {values.min():.2f}..{values.max():.2f}, median {np.median(values):.2f}; "
                    f"Spearman with Dice: latent {rho_l.statistic:.2f} (p {rho_l.pvalue:.2g}), "
                    f"box {rho_b.statistic:.2f} (p {rho_b.pvalue:.2g})")
@@ -151,13 +151,14 @@ def main(adapt_dir: str, cls_name: str, phantom: str | None, ring: int, tsv: str
         for i, part in enumerate(("lowest", "middle", "highest")):
             sel = (values >= edges[i]) & ((values < edges[i + 1]) if i < 2 else (values <= edges[i + 1]))
             click.echo(f"  {part} third ({values[sel].min():.2f}..{values[sel].max():.2f}, {sel.sum()} frames): "
-                       f"Dice latent {table[sel, 1].mean():.3f}, box {table[sel, 2].mean():.3f}")
+                       f"Dice latent {table[sel, 1].mean():.3f}, click {table[sel, 2].mean():.3f}, "
+                       f"box {table[sel, 3].mean():.3f}")
     if errors:
         error_figure(pairs, latent, label, names[t], errors, where="held-out" if phantom is None else "test")
         click.echo(f"\nwrote {errors}")
     if tsv:
         np.savetxt(tsv, table, fmt="%.4f", delimiter="\t",
-                   header="frame\tlatent_dice\tbox_dice\tthickness_px\touter_edge_cnr\tvisibility")
+                   header="frame\tlatent_dice\tclick_dice\tbox_dice\tthickness_px\touter_edge_cnr\tvisibility")
 
 
 def phantom_test_set(adapt_dir: str, phantom: str, size: int):

@@ -253,15 +253,16 @@ def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model
                f"(adapter + conv branch {p['phase1_adapter']:,}), phase 2 "
                f"{report['phases']['phase2']['trainable_params']:,} (LPE {p['phase2_lpe']:,}"
                + (" + mask decoder" if phase2.train_decoder else " + IoU head" if phase2.iou_weight > 0 else "") + ")")
+    from maskgen.lpsam.report import collapse_warnings, prompted_dice
+
     held_groups = {c.name: report["data"]["datasets"][c.dataset].get("held_out_groups") for c in pairs.classes}
     for name, r in report["heldout"]["latent"].items():
         dice = "n/a" if r["dice_mean"] is None else f"{r['dice_mean']:.3f}"
         iou = "n/a" if r["iou_mean"] is None else f"{r['iou_mean']:.3f}"
         groups = held_groups.get(name)
-        click.echo(f"  held-out {name:<28} Dice {dice}  IoU {iou}  ({r['frames']} frames"
+        click.echo(f"  held-out {name:<28} Dice {dice}  IoU {iou}  ({prompted_dice(report['heldout'], name)})  "
+                   f"({r['frames']} frames"
                    + ("" if groups is None else f" from {groups} groups") + ")")
-    from maskgen.lpsam.report import collapse_warnings
-
     for warning in collapse_warnings(report["heldout"]):
         click.echo(f"WARNING: {warning}", err=True)
     click.echo(f"wrote {Path(out) / 'lpsam.safetensors'} and {Path(out) / 'report.md'}")

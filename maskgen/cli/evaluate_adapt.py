@@ -45,6 +45,7 @@ def evaluate_adapt(adapt_dir, phantom, datasets, roots, out, max_frames, check_t
     from maskgen.datasets.frames import DatasetError
     from maskgen.lpsam.artifacts import WEIGHTS, load_adapt_dir, read_meta
     from maskgen.lpsam.data import load_pairs
+    from maskgen.lpsam.report import prompted_dice
     from maskgen.lpsam.testset import (
         adaptation_datasets,
         as_test_set,
@@ -89,7 +90,7 @@ def evaluate_adapt(adapt_dir, phantom, datasets, roots, out, max_frames, check_t
     datasets_of = {c["name"]: c["dataset"] for c in meta["classes"]}
     for name, r in result["heldout"]["latent"].items():
         g = result["data"]["datasets"][datasets_of[name]].get("held_out_groups")
-        click.echo(f"  test {name:<28} Dice {_f3(r['dice_mean'])}  (GT box {_f3(result['heldout']['box'][name]['dice_mean'])})"
+        click.echo(f"  test {name:<28} Dice {_f3(r['dice_mean'])}  ({prompted_dice(result['heldout'], name)})"
                    f"  ({r['frames']} frames" + ("" if g is None else f" from {g} groups") + ")")
     for warning in result["warnings"]:
         click.echo(f"WARNING: {warning}", err=True)

@@ -1,7 +1,11 @@
 """Mask quality of LP-SAM on held-out pairs: Dice and IoU per anatomy class.
 
 ``latent`` uses the latent prompts (what ``maskgen run`` does: no prompt from a person);
-``box`` prompts SAM's decoder with the ground-truth box (an upper bound for phase 1).
+``point`` prompts SAM's decoder with one click at the structure's innermost pixel (what a person
+would give: where it is, not how far it reaches); ``box`` with the ground-truth box (where it is and
+how far it reaches: an upper bound for phase 1). A latent token at the click's Dice finds its
+structure as well as a person pointing at it; the gap from the click to the box is the extent the
+decoder cannot draw from a point.
 Per (frame, class) with a non-empty ground truth: Dice = 2|P n G| / (|P| + |G|), IoU =
 |P n G| / |P u G| on the S x S masks thresholded at probability 0.5, with precision |P n G| / |P|
 (over frames with a non-empty prediction) and recall |P n G| / |G|: precision well under recall
@@ -20,7 +24,9 @@ import torch
 from maskgen.common.devices import autocast_dtype
 from maskgen.lpsam.data import PairSet
 from maskgen.lpsam.model import LPSAM
-from maskgen.lpsam.prompts import mask_boxes
+from maskgen.lpsam.prompts import click_prompts, mask_boxes
+
+MODES = ("latent", "point", "box")
 
 
 def overlap_scores(pred: torch.Tensor, gt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,8 +44,8 @@ def overlap_scores(pred: torch.Tensor, gt: torch.Tensor) -> tuple[torch.Tensor, 
 def heldout_batches(model: LPSAM, pairs: PairSet, mode: str, device: torch.device, batch_size: int = 16):
     """Yield (binary predictions (B, T, S, S), targets (B, T, S, S) bool, validity (B, T)) per batch
     of held-out frames (on the CPU)."""
-    if mode not in ("latent", "box"):
-        raise ValueError(f"evaluation mode {mode!r} is not 'latent' or 'box'")
+    if mode not in MODES:
+        raise ValueError(f"evaluation mode {mode!r} is not one of {MODES}")
     idx = pairs.indices(held_out=True)
     dtype = autocast_dtype(device)
     for start in range(0, len(idx), batch_size):
@@ -51,20 +57,24 @@ def heldout_batches(model: LPSAM, pairs: PairSet, mode: str, device: torch.devic
             if mode == "latent":
                 logits, _ = model.predict_latent(x)
             else:
-                logits = _box_logits(model, x, target.to(device), valid.to(device))
+                logits = _prompted_logits(model, x, target.to(device), valid.to(device), mode)
         yield (model.upscale(logits.float()) > 0).cpu(), target > 0.5, valid
 
 
-def _box_logits(model: LPSAM, x, target, valid) -> torch.Tensor:
-    """(B, T, m, m) logits with the GT box as prompt (classes without GT stay at -inf-ish)."""
+def _prompted_logits(model: LPSAM, x, target, valid, mode: str) -> torch.Tensor:
+    """(B, T, m, m) logits with a ground-truth prompt per present class, its box or one click at its
+    innermost pixel (``mode``); classes without ground truth stay at -inf-ish."""
     b, t = valid.shape
     logits = torch.full((b, t, model.config.mask_size, model.config.mask_size), -20.0, device=x.device)
     present = valid & (target.flatten(2).amax(-1) > 0)
     b_idx, t_idx = torch.nonzero(present, as_tuple=True)
     if len(b_idx):
         embeddings = model.encode(x)
-        boxes = mask_boxes(target[b_idx, t_idx] > 0.5)
-        sparse, _ = model.prompt_encoder(points=None, boxes=boxes, masks=None)
+        masks = target[b_idx, t_idx]
+        if mode == "box":
+            sparse, _ = model.prompt_encoder(points=None, boxes=mask_boxes(masks > 0.5), masks=None)
+        else:
+            sparse = click_prompts(model.prompt_encoder, masks)
         out, _ = model.decode(embeddings, sparse, detail=model.detail_features(x), rows=b_idx)
         logits[b_idx, t_idx] = out[:, 0].float()
     return logits
@@ -113,7 +123,7 @@ def _stat(values: torch.Tensor, fn) -> float | None:
 
 def evaluate(model: LPSAM, pairs: PairSet, device: torch.device, batch_size: int = 16,
              observe=None) -> dict:
-    """{"latent": per-class report, "box": per-class report} on the held-out frames.
+    """{"latent", "point", "box"}: per-class reports (``class_report``) on the held-out frames.
 
     ``observe``: called with every latent-prompt batch (predictions, targets, validity) as it is
     scored, so a caller can keep what it needs (e.g. ``figures.ExamplePicker``) without a second pass.
@@ -127,4 +137,5 @@ def evaluate(model: LPSAM, pairs: PairSet, device: torch.device, batch_size: int
             yield batch
 
     return {"latent": class_report(latent(), names),
-            "box": class_report(heldout_batches(model, pairs, "box", device, batch_size), names)}
+            **{mode: class_report(heldout_batches(model, pairs, mode, device, batch_size), names)
+               for mode in ("point", "box")}}

@@ -1,8 +1,11 @@
-"""Phase-1 prompts taken from the ground truth: boxes and/or points, drawn reproducibly."""
+"""Prompts taken from the ground truth: boxes and/or points, drawn reproducibly (phase 1), and the
+one click a person would give (the held-out reference of ``maskgen.lpsam.evaluate``)."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+from scipy import ndimage
 
 PROMPT_MODES = ("box", "point", "box+point")
 
@@ -33,6 +36,31 @@ def sample_points(masks: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     weights = masks.flatten(1).float().cpu()
     flat = torch.multinomial(weights, 1, generator=gen).flatten().to(masks.device)
     return torch.stack([flat % w, flat // w], dim=1).float().unsqueeze(1)
+
+
+def interior_points(masks: torch.Tensor) -> torch.Tensor:
+    """Each mask's innermost pixel, where a person clicks to show the structure: (P, H, W) non-empty
+    binary masks -> (P, 1, 2) float (x, y).
+
+    The pixel farthest from the mask's boundary (Euclidean distance transform, the frame's edge
+    counting as boundary; the first in raster order on ties): inside a ring's wall, not its hole.
+    """
+    w = masks.shape[-1]
+    flat = []
+    for mask in masks.bool().cpu().numpy():
+        depth = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+        flat.append(int(np.argmax(depth)))
+    flat = torch.tensor(flat, dtype=torch.int64, device=masks.device)
+    return torch.stack([flat % w, flat // w], dim=1).float().unsqueeze(1)
+
+
+def click_prompts(prompt_encoder, masks: torch.Tensor) -> torch.Tensor:
+    """Sparse prompt embeddings (P, k, C) of one positive click at each non-empty mask's innermost
+    pixel (``interior_points``), as a phase-1 point prompt is encoded."""
+    coords = interior_points(masks > 0.5)
+    labels = torch.ones(coords.shape[:2], device=masks.device, dtype=torch.int64)
+    sparse, _ = prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+    return sparse
 
 
 def gt_prompts(prompt_encoder, masks: torch.Tensor, mode: str, gen: torch.Generator,

@@ -48,6 +48,29 @@ def quality_table(per_class: dict) -> list[str]:
     return lines
 
 
+def prompted_dice(heldout: dict, name: str) -> str:
+    """'GT click 0.790, GT box 0.886': class ``name``'s mean Dice with each ground-truth prompt of
+    ``heldout`` (``maskgen.lpsam.evaluate``; a report without clicks gives the box alone)."""
+    return ", ".join(f"GT {what} {_f3(heldout[mode][name]['dice_mean'])}"
+                     for what, mode in (("click", "point"), ("box", "box")) if mode in heldout)
+
+
+def prompt_comparison(heldout: dict) -> list[str]:
+    """Markdown: mean Dice per class with latent prompts, with one click at the structure's innermost
+    pixel and with its ground-truth box (``maskgen.lpsam.evaluate``); none for reports without clicks."""
+    if "point" not in heldout:
+        return []
+    lines = ["## Latent prompts against a person's prompts", "",
+             "Mean Dice per class. A token at the click's Dice finds its structure as well as a person "
+             "clicking on it; the click-to-box gap is the extent the decoder cannot draw from a point.", "",
+             "| anatomy class | latent prompts | one click (innermost pixel) | ground-truth box |",
+             "|---|---:|---:|---:|"]
+    for name, latent in heldout["latent"].items():
+        click, box = heldout["point"][name]["dice_mean"], heldout["box"][name]["dice_mean"]
+        lines.append(f"| {name} | {_f3(latent['dice_mean'])} | {_f3(click)} | {_f3(box)} |")
+    return [*lines, ""]
+
+
 def score_section(quality: dict | None) -> list[str]:
     """Predicted score vs true IoU on the held-out pairs (``maskgen.lpsam.score_quality``)."""
     if not quality:
@@ -96,6 +119,7 @@ def render_markdown(report: dict) -> str:
         "frames whose ground truth contains the class. Precision (of the frames with a non-empty mask) "
         "well under recall: the masks are larger than their structure.", "",
         *quality_table(report["heldout"]["latent"]), "",
+        *prompt_comparison(report["heldout"]),
         f"## For reference: ground-truth box prompts ({_box_decoder(report.get('settings', {}).get('phase2', {}))})", "",
         *quality_table(report["heldout"]["box"]), "",
         *figures_markdown(report.get("figures", {})),

@@ -27,7 +27,7 @@ from maskgen.lpsam.data import AnatomyClass, PairSet, load_pairs
 from maskgen.lpsam.evaluate import evaluate
 from maskgen.lpsam.figures import ExamplePicker, heldout_overlays
 from maskgen.lpsam.model import LPSAM
-from maskgen.lpsam.report import collapse_warnings, quality_table
+from maskgen.lpsam.report import collapse_warnings, prompt_comparison, quality_table
 
 
 def frame_digests(images: torch.Tensor) -> list[str]:
@@ -73,7 +73,7 @@ def as_test_set(pairs: PairSet, seen: set[str]) -> tuple[PairSet, int]:
 
 def evaluate_test_set(model: LPSAM, pairs: PairSet, device: torch.device, batch_size: int = 16,
                       overlays: Path | None = None) -> dict:
-    """{"latent", "box"} per-class quality on the test frames (``maskgen.lpsam.evaluate``) with
+    """{"latent", "point", "box"} per-class quality on the test frames (``maskgen.lpsam.evaluate``) with
     what the test set is (``data``) and the collapse check of ``maskgen adapt``'s report; with
     ``overlays``, also the best / median / worst test frame of each class drawn to that PNG
     (``maskgen.lpsam.figures``, picked during the same latent-prompt pass) and named in ``figure``."""
@@ -107,6 +107,7 @@ def render_markdown(result: dict) -> str:
         *[line for w in result["warnings"] for line in (f"**WARNING**: {w}", "")],
         "## Latent prompts (no prompt from a person)", "",
         *quality_table(result["heldout"]["latent"]), "",
+        *prompt_comparison(result["heldout"]),
         "## For reference: ground-truth box prompts", "",
         *quality_table(result["heldout"]["box"]), "",
     ]

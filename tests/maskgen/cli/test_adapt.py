@@ -31,6 +31,10 @@ def test_adapt_cli_writes_weights_report_and_resumes(tmp_path, ddti_root):
     assert f"{held['held_out']} held out, from {held['held_out_groups']} groups" in (out / "report.md").read_text()
     assert f"frames from {held['held_out_groups']} groups)" in result.output
     assert "held-out" in result.output and "Dice" in (out / "report.md").read_text()
+    # beside the latent prompts: one click at the nodule's innermost pixel and its box, per class
+    click, box = (report["heldout"][mode][name]["dice_mean"] for mode in ("point", "box"))
+    assert f"(GT click {click:.3f}, GT box {box:.3f})" in result.output
+    assert f"| {name} | {quality['dice_mean']:.3f} | {click:.3f} | {box:.3f} |" in (out / "report.md").read_text()
     scores = report["score_quality"]  # predicted score vs true IoU on the held-out frames
     assert scores["pairs"] == quality["frames"] + quality["empty_gt"] and scores["figure"] == "score_vs_iou.png"
     assert (out / "score_vs_iou.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

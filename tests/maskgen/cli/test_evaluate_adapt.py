@@ -80,7 +80,7 @@ def test_new_frames_are_scored_and_the_default_report_lies_in_the_adaptation(ada
     test = json.loads((out / "test.json").read_text())
     assert test["excluded"] == 0 and test["data"]["datasets"]["ddti"]["held_out"] == 10
     assert test["sources"] == [["ddti", str(new)]] and (out / "test.md").exists()
-    assert "test ddti/" in result.output and "(GT box" in result.output
+    assert "test ddti/" in result.output and "(GT click " in result.output and ", GT box " in result.output
     png = out / "test_overlays.png"  # best / median / worst test frame per class, linked from test.md
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and test["figure"] == "test_overlays.png"
     assert "![test overlays](test_overlays.png)" in (out / "test.md").read_text()

@@ -1,5 +1,6 @@
-"""Held-out mask quality: Dice/IoU, precision/recall (which say whether masks are too large), and
-how many groups (patients, videos) the held-out frames come from."""
+"""Held-out mask quality: Dice/IoU, precision/recall (which say whether masks are too large), how
+many groups (patients, videos) the held-out frames come from, and the latent prompts against a
+person's click and the ground-truth box."""
 
 from __future__ import annotations
 
@@ -10,8 +11,19 @@ import pytest
 import torch
 
 from maskgen.lpsam.data import AnatomyClass, make_pairset
-from maskgen.lpsam.evaluate import class_report, overlap_scores, precision_recall
-from maskgen.lpsam.report import quality_table
+from maskgen.lpsam.evaluate import (
+    class_report,
+    evaluate,
+    heldout_batches,
+    overlap_scores,
+    precision_recall,
+)
+from maskgen.lpsam.model import build_lpsam
+from maskgen.lpsam.prompts import interior_points
+from maskgen.lpsam.report import prompt_comparison, prompted_dice, quality_table
+from maskgen.lpsam.testing import MICRO, synthetic_pairs
+
+CPU = torch.device("cpu")
 
 
 def _square(lo: int, hi: int, size: int = 10) -> torch.Tensor:
@@ -67,3 +79,60 @@ def test_summary_counts_the_held_out_groups_per_dataset():
     assert "held_out_groups" not in unknown.summary()["datasets"]["a"]   # synthetic sets: no groups
     with pytest.raises(ValueError, match="group keys"):
         make_pairset(images, images, ds, held, ["a", "b"], classes, [str(i) for i in range(n)], groups=groups[:2])
+
+
+def test_the_click_is_the_innermost_pixel_in_a_ring_s_wall_and_away_from_the_frame_edge():
+    yy, xx = torch.meshgrid(torch.arange(41), torch.arange(41), indexing="ij")
+    radius = ((yy - 20) ** 2 + (xx - 20) ** 2).float().sqrt()
+    ring = (radius >= 10) & (radius <= 16)               # a myocardium-like wall around a hole
+    square = torch.zeros(41, 41, dtype=torch.bool)
+    square[5:16, 22:33] = True                           # 11 x 11: its centre is (27, 10)
+    corner = torch.zeros(41, 41, dtype=torch.bool)
+    corner[:7, :7] = True                                # touches the frame's edge
+    (x_r, y_r), (x_s, y_s), (x_c, y_c) = interior_points(torch.stack([ring, square, corner]))[:, 0].long().tolist()
+    assert ring[y_r, x_r] and 12 <= radius[y_r, x_r] <= 14   # mid-wall, not in the hole at (20, 20)
+    assert (x_s, y_s) == (27, 10)
+    assert (x_c, y_c) == (3, 3)                          # the frame's edge counts as boundary
+
+
+def test_evaluate_scores_latent_prompts_a_click_and_the_box_on_the_same_frames(monkeypatch):
+    pairs = synthetic_pairs(n_per_dataset=8, size=64, held_out_fraction=0.5)
+    torch.manual_seed(0)
+    model = build_lpsam(MICRO, len(pairs.classes)).eval()
+    metrics = evaluate(model, pairs, CPU)
+    assert list(metrics) == ["latent", "point", "box"]
+    for name in metrics["latent"]:
+        assert metrics["point"][name]["frames"] == metrics["box"][name]["frames"] == metrics["latent"][name]["frames"]
+    # the click mode prompts the decoder with one positive point at each structure's innermost pixel
+    seen = []
+    encoder = model.prompt_encoder.forward
+
+    def spy(points, boxes, masks):
+        seen.append((points, boxes))
+        return encoder(points=points, boxes=boxes, masks=masks)
+
+    monkeypatch.setattr(model.prompt_encoder, "forward", spy)
+    batches = list(heldout_batches(model, pairs, "point", CPU))
+    idx = pairs.indices(held_out=True)
+    target, valid = pairs.targets(idx)
+    present = valid & (target.flatten(2).amax(-1) > 0)
+    expected = interior_points(target[present] > 0.5)
+    coords = torch.cat([points[0] for points, _ in seen])
+    assert all(boxes is None for _, boxes in seen)
+    torch.testing.assert_close(coords, expected)
+    assert bool(torch.cat([points[1] for points, _ in seen]).eq(1).all())
+    assert sum(int(v.sum()) for _, _, v in batches) == int(valid.sum())
+
+
+def test_the_report_puts_latent_click_and_box_side_by_side_and_reads_reports_without_clicks():
+    def q(d):
+        return {"dice_mean": d}
+
+    heldout = {"latent": {"ddti/nodule": q(0.783)}, "point": {"ddti/nodule": q(0.781)},
+               "box": {"ddti/nodule": q(0.886)}}
+    table = prompt_comparison(heldout)
+    assert "| ddti/nodule | 0.783 | 0.781 | 0.886 |" in table
+    assert prompted_dice(heldout, "ddti/nodule") == "GT click 0.781, GT box 0.886"
+    old = {k: v for k, v in heldout.items() if k != "point"}    # report.json of an earlier version
+    assert prompt_comparison(old) == []
+    assert prompted_dice(old, "ddti/nodule") == "GT box 0.886"
