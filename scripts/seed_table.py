@@ -1,5 +1,6 @@
 """Markdown tables of adaptations over seeds: held-out Dice per anatomy class (latent prompts, and
-in brackets ground-truth boxes), held-out groups, the same Dice on a test phantom the adaptations
+in brackets one ground-truth click at the structure's innermost pixel / the ground-truth box; the
+box alone for reports written before the click), held-out groups, the same Dice on a test phantom the adaptations
 never saw, and best-of-K Dice on unseen datasets and on real frames with the margin over the best
 anatomy-free baseline.
 
@@ -46,9 +47,11 @@ def heldout_rows(dirs: list[Path], name: str = "report.json") -> list[str]:
     for d, r in zip(dirs, reports, strict=True):
         cells = []
         for c in classes:
-            lat, box = r["heldout"]["latent"][c]["dice_mean"], r["heldout"]["box"][c]["dice_mean"]
+            lat = r["heldout"]["latent"][c]["dice_mean"]
+            prompted = " / ".join(f"{r['heldout'][mode][c]['dice_mean']:.3f}" for mode in ("point", "box")
+                                  if mode in r["heldout"])
             mark = "**" if lat is not None and lat < AIM else ""
-            cells.append(f"{mark}{lat:.3f}{mark} ({box:.3f})")
+            cells.append(f"{mark}{lat:.3f}{mark} ({prompted})")
         lines.append(f"| {_label(d, dirs)} | " + " | ".join(cells) + f" | {_held_out(r)} |")
     return [*lines, "", f"bold: under the aim of {AIM:.2f}.", *_interval_note(reports, classes)]
 
@@ -71,6 +74,7 @@ def _interval_note(reports: list[dict], classes: list[str]) -> list[str]:
             "independent: narrower than the truth where frames share a patient): " + ", ".join(parts) + "."]
 
 
+BRACKETS = "in brackets: one ground-truth click / the ground-truth box, or the box alone in earlier reports"
 UNSEEN_TITLE = "Best-of-K Dice on datasets the adaptation never saw (in brackets: minus the best anatomy-free baseline)"
 REAL_TITLE = ("Best-of-K Dice on real ultrasound, frames none of us generated (in brackets: minus the best "
               "anatomy-free baseline; frames scored)")
@@ -107,8 +111,8 @@ def main(dirs: tuple[Path, ...]) -> None:
     test = heldout_rows(dirs, "test.json")
     if test:
         test = ["", "Dice on a test phantom the adaptations never trained on (`maskgen evaluate-adapt`), latent "
-                "prompts (in brackets: ground-truth boxes)", "", *test]
-    click.echo("\n".join(["Held-out Dice, latent prompts (in brackets: ground-truth boxes)", "",
+                f"prompts ({BRACKETS})", "", *test]
+    click.echo("\n".join([f"Held-out Dice, latent prompts ({BRACKETS})", "",
                           *heldout_rows(dirs), *test, *unseen_rows(dirs),
                           *unseen_rows(dirs, "real", REAL_TITLE)]))
 

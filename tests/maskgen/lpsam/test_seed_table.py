@@ -96,3 +96,16 @@ def test_a_note_says_how_far_each_class_mean_can_move_by_the_draw_of_its_frames(
     assert note == ("95% interval of a cell's mean over its frames (1.96 x std / sqrt(frames), frames counted as "
                     "independent: narrower than the truth where frames share a patient): "
                     "camus/LV ±0.002, camus/myocardium ±0.034-0.037.")
+
+
+def test_rows_put_the_click_before_the_box_where_the_report_has_it(script, tmp_path):
+    a = _adaptation(tmp_path / "seed0", 0.812, 20)
+    b = _adaptation(tmp_path / "seed1", 0.795, None)          # written before the click: box alone
+    report = json.loads((a / "report.json").read_text())
+    report["heldout"]["point"] = {"camus/LV": {"dice_mean": 0.936}, "camus/myocardium": {"dice_mean": 0.781}}
+    (a / "report.json").write_text(json.dumps(report))
+    rows = script.heldout_rows([a, b])
+    assert rows[2] == "| seed0 | 0.930 (0.936 / 0.940) | 0.812 (0.781 / 0.850) | camus 48 (20) |"
+    assert rows[3] == "| seed1 | 0.930 (0.940) | **0.795** (0.850) | camus 48 |"
+    out = CliRunner().invoke(script.main, [str(a), str(b)]).output
+    assert out.startswith("Held-out Dice, latent prompts (in brackets: one ground-truth click / the ground-truth box")
