@@ -41,41 +41,51 @@ def overlap_scores(pred: torch.Tensor, gt: torch.Tensor) -> tuple[torch.Tensor, 
 
 
 @torch.inference_mode()
-def heldout_batches(model: LPSAM, pairs: PairSet, mode: str, device: torch.device, batch_size: int = 16):
-    """Yield (binary predictions (B, T, S, S), targets (B, T, S, S) bool, validity (B, T)) per batch
-    of held-out frames (on the CPU)."""
-    if mode not in MODES:
-        raise ValueError(f"evaluation mode {mode!r} is not one of {MODES}")
+def heldout_predictions(model: LPSAM, pairs: PairSet, modes: tuple[str, ...], device: torch.device,
+                        batch_size: int = 16):
+    """Yield ({mode: binary predictions (B, T, S, S)}, targets (B, T, S, S) bool, validity (B, T)) per
+    batch of held-out frames (on the CPU): each frame is encoded once and decoded with the prompts of
+    every mode in ``modes``."""
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise ValueError(f"evaluation mode(s) {unknown} not among {MODES}")
     idx = pairs.indices(held_out=True)
     dtype = autocast_dtype(device)
     for start in range(0, len(idx), batch_size):
         sel = idx[start:start + batch_size]
         target, valid = pairs.targets(sel)
         x = model.preprocess(pairs.images[sel].to(device))
+        on_device = target.to(device), valid.to(device)
         autocast = torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
         with autocast:
-            if mode == "latent":
-                logits, _ = model.predict_latent(x)
-            else:
-                logits = _prompted_logits(model, x, target.to(device), valid.to(device), mode)
-        yield (model.upscale(logits.float()) > 0).cpu(), target > 0.5, valid
+            embeddings, detail = model.encode(x), model.detail_features(x)
+            logits = {mode: model.predict_latent(x, embeddings, detail=detail)[0] if mode == "latent"
+                      else _prompted_logits(model, embeddings, detail, *on_device, mode) for mode in modes}
+        yield {mode: (model.upscale(out.float()) > 0).cpu() for mode, out in logits.items()}, target > 0.5, valid
 
 
-def _prompted_logits(model: LPSAM, x, target, valid, mode: str) -> torch.Tensor:
+def heldout_batches(model: LPSAM, pairs: PairSet, mode: str, device: torch.device, batch_size: int = 16):
+    """Yield (binary predictions (B, T, S, S), targets (B, T, S, S) bool, validity (B, T)) per batch
+    of held-out frames (on the CPU), with the prompts of ``mode``."""
+    for preds, target, valid in heldout_predictions(model, pairs, (mode,), device, batch_size):
+        yield preds[mode], target, valid
+
+
+def _prompted_logits(model: LPSAM, embeddings, detail, target, valid, mode: str) -> torch.Tensor:
     """(B, T, m, m) logits with a ground-truth prompt per present class, its box or one click at its
-    innermost pixel (``mode``); classes without ground truth stay at -inf-ish."""
+    innermost pixel (``mode``), decoded from the frames' embeddings (B, C, h, w) and detail features
+    (or None); classes without ground truth stay at -inf-ish."""
     b, t = valid.shape
-    logits = torch.full((b, t, model.config.mask_size, model.config.mask_size), -20.0, device=x.device)
+    logits = torch.full((b, t, model.config.mask_size, model.config.mask_size), -20.0, device=embeddings.device)
     present = valid & (target.flatten(2).amax(-1) > 0)
     b_idx, t_idx = torch.nonzero(present, as_tuple=True)
     if len(b_idx):
-        embeddings = model.encode(x)
         masks = target[b_idx, t_idx]
         if mode == "box":
             sparse, _ = model.prompt_encoder(points=None, boxes=mask_boxes(masks > 0.5), masks=None)
         else:
             sparse = click_prompts(model.prompt_encoder, masks)
-        out, _ = model.decode(embeddings, sparse, detail=model.detail_features(x), rows=b_idx)
+        out, _ = model.decode(embeddings, sparse, detail=detail, rows=b_idx)
         logits[b_idx, t_idx] = out[:, 0].float()
     return logits
 
@@ -93,28 +103,44 @@ def precision_recall(pred: torch.Tensor, gt: torch.Tensor) -> tuple[torch.Tensor
 def class_report(batches, names: list[str]) -> dict:
     """Per-class Dice/IoU summary (mean, std, median over frames), precision and recall (means)
     of ``heldout_batches``."""
-    per = {n: {"dice": [], "iou": [], "precision": [], "recall": [], "fp": []} for n in names}
-    for pred, target, valid in batches:
-        for t, name in enumerate(names):
+    scores = ClassScores(names)
+    for batch in batches:
+        scores.add(*batch)
+    return scores.report()
+
+
+class ClassScores:
+    """Per-frame scores of each anatomy class, gathered batch by batch (``add``) and summarised by
+    ``report`` (what ``class_report`` returns)."""
+
+    def __init__(self, names: list[str]):
+        self.names = names
+        self.per = {n: {"dice": [], "iou": [], "precision": [], "recall": [], "fp": []} for n in names}
+
+    def add(self, pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> None:
+        """One batch: binary predictions and targets (B, T, S, S), validity (B, T)."""
+        for t, name in enumerate(self.names):
             rows = valid[:, t]
             p, g = pred[rows, t], target[rows, t]
             has_gt = g.flatten(1).any(1)
             values = (*overlap_scores(p[has_gt], g[has_gt]), *precision_recall(p[has_gt], g[has_gt]),
                       p[~has_gt].flatten(1).any(1).float())
-            for key, v in zip(per[name], values, strict=True):
-                per[name][key].append(v)
-    report = {}
-    for name in names:
-        d, i, pr, rc, f = (torch.cat(v) if v else torch.zeros(0) for v in per[name].values())
-        pr = pr[~pr.isnan()]
-        report[name] = {
-            "frames": len(d),
-            "dice_mean": _stat(d, np.mean), "dice_std": _stat(d, np.std), "dice_median": _stat(d, np.median),
-            "iou_mean": _stat(i, np.mean), "iou_std": _stat(i, np.std),
-            "precision_mean": _stat(pr, np.mean), "recall_mean": _stat(rc, np.mean),
-            "empty_gt": len(f), "false_positive_rate": _stat(f, np.mean),
-        }
-    return report
+            for key, v in zip(self.per[name], values, strict=True):
+                self.per[name][key].append(v)
+
+    def report(self) -> dict:
+        report = {}
+        for name in self.names:
+            d, i, pr, rc, f = (torch.cat(v) if v else torch.zeros(0) for v in self.per[name].values())
+            pr = pr[~pr.isnan()]
+            report[name] = {
+                "frames": len(d),
+                "dice_mean": _stat(d, np.mean), "dice_std": _stat(d, np.std), "dice_median": _stat(d, np.median),
+                "iou_mean": _stat(i, np.mean), "iou_std": _stat(i, np.std),
+                "precision_mean": _stat(pr, np.mean), "recall_mean": _stat(rc, np.mean),
+                "empty_gt": len(f), "false_positive_rate": _stat(f, np.mean),
+            }
+        return report
 
 
 def _stat(values: torch.Tensor, fn) -> float | None:
@@ -123,19 +149,17 @@ def _stat(values: torch.Tensor, fn) -> float | None:
 
 def evaluate(model: LPSAM, pairs: PairSet, device: torch.device, batch_size: int = 16,
              observe=None) -> dict:
-    """{"latent", "point", "box"}: per-class reports (``class_report``) on the held-out frames.
+    """{"latent", "point", "box"}: per-class reports (``class_report``) on the held-out frames, in one
+    pass that encodes each frame once.
 
     ``observe``: called with every latent-prompt batch (predictions, targets, validity) as it is
     scored, so a caller can keep what it needs (e.g. ``figures.ExamplePicker``) without a second pass.
     """
     names = [c.name for c in pairs.classes]
-
-    def latent():
-        for batch in heldout_batches(model, pairs, "latent", device, batch_size):
-            if observe is not None:
-                observe(*batch)
-            yield batch
-
-    return {"latent": class_report(latent(), names),
-            **{mode: class_report(heldout_batches(model, pairs, mode, device, batch_size), names)
-               for mode in ("point", "box")}}
+    scores = {mode: ClassScores(names) for mode in MODES}
+    for preds, target, valid in heldout_predictions(model, pairs, MODES, device, batch_size):
+        if observe is not None:
+            observe(preds["latent"], target, valid)
+        for mode in MODES:
+            scores[mode].add(preds[mode], target, valid)
+    return {mode: s.report() for mode, s in scores.items()}

@@ -1,0 +1,55 @@
+"""What the held-out evaluation of ``maskgen adapt`` (and ``maskgen evaluate-adapt``) costs: the
+latent prompts, one ground-truth click and the ground-truth box scored in one pass that encodes
+each frame once (``maskgen.lpsam.evaluate.evaluate``), against one pass per prompt kind, each
+encoding the frames again (what the evaluation did before), in the same process.
+
+Same model (random weights of ``--model``), synthetic held-out frames, batch and device in both
+arms; the per-class reports must be equal. Prints seconds per arm and the ratio.
+
+    .venv/bin/python benchmarks/bench_heldout_eval.py                        # tiny on CPU
+    .venv/bin/python benchmarks/bench_heldout_eval.py --model vit_b --device cuda
+"""
+
+from __future__ import annotations
+
+import torch
+from lpsam_bench import step_bench_parser
+
+from maskgen.common.devices import resolve_device, timed
+from maskgen.lpsam.config import get_config
+from maskgen.lpsam.evaluate import MODES, class_report, evaluate, heldout_batches
+from maskgen.lpsam.model import build_lpsam
+from maskgen.lpsam.testing import synthetic_pairs
+
+
+def main() -> None:
+    ap = step_bench_parser(__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=48, help="held-out frames per synthetic dataset")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    config = get_config(args.model)
+    pairs = synthetic_pairs(n_per_dataset=2 * args.frames, size=config.input_size, seed=0, held_out_fraction=0.5)
+    torch.manual_seed(0)
+    model = build_lpsam(config, len(pairs.classes)).to(device).eval()
+    names = [c.name for c in pairs.classes]
+
+    def per_kind() -> dict:
+        return {mode: class_report(heldout_batches(model, pairs, mode, device, args.batch_size), names)
+                for mode in MODES}
+
+    def one_pass() -> dict:
+        return evaluate(model, pairs, device, args.batch_size)
+
+    if per_kind() != one_pass():
+        raise SystemExit("the one-pass evaluation differs from the pass per prompt kind")
+    held = int(pairs.held_out.sum())
+    t_per_kind = timed(per_kind, device, args.repeats)
+    t_one = timed(one_pass, device, args.repeats)
+    print(f"{args.model} on {device}, {held} held-out frames, batch {args.batch_size}, prompts {', '.join(MODES)}")
+    print(f"  one pass per prompt kind (each encodes): {t_per_kind:.2f} s")
+    print(f"  one pass, frames encoded once:           {t_one:.2f} s  ({t_one / t_per_kind:.2f} x)")
+
+
+if __name__ == "__main__":
+    main()
