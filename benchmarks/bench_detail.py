@@ -1,8 +1,10 @@
 """What the detail branch (``maskgen adapt --detail-channels``) costs: a phase-1 training step and
-latent-prompt inference, with and without it, in the same process.
+latent-prompt inference, with and without it, and with its pyramid (``--detail-levels``), in
+the same process.
 
-Both arms are the same model size and seed, on the same batch; only ``detail_channels``
-differs. Prints seconds per step / frames per second and the ratio against the plain model.
+All arms are the same model size and seed, on the same batch; only ``detail_channels`` (and
+``detail_levels``) differ. Prints seconds per step / frames per second and the ratios against
+the plain model and, for the pyramid, against the one-level branch.
 
     .venv/bin/python benchmarks/bench_detail.py                       # tiny on CPU
     .venv/bin/python benchmarks/bench_detail.py --model vit_b --device cuda --channels 32 --scale 1
@@ -24,6 +26,7 @@ def main() -> None:
     ap = step_bench_parser(__doc__.splitlines()[0])
     ap.add_argument("--channels", type=int, default=16, help="detail_channels of the measured arm")
     ap.add_argument("--scale", type=int, default=2, help="detail_scale of the measured arm")
+    ap.add_argument("--levels", type=int, default=3, help="detail_levels of the pyramid arm (1: no such arm)")
     args = ap.parse_args()
     device, dtype, base, pairs, (images, target, valid) = step_bench_setup(args)
     settings = PhaseSettings(steps=1, lr=1e-3)
@@ -31,6 +34,8 @@ def main() -> None:
     results = {}
     arms = {"plain": replace(base, detail_channels=0, detail_scale=1),
             "detail": replace(base, detail_channels=args.channels, detail_scale=args.scale)}
+    if args.levels > 1:
+        arms["pyramid"] = replace(arms["detail"], detail_levels=args.levels)
     for arm, config in arms.items():
         torch.manual_seed(0)
         model = build_lpsam(config, len(pairs.classes)).to(device)
@@ -50,11 +55,16 @@ def main() -> None:
         with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             infer_s = timed(lambda model=model, x=x: model.predict_latent(x), device, args.repeats)
         results[arm] = (train_s, infer_s)
-        print(f"{arm:6s} (detail_channels {config.detail_channels}, scale {config.detail_scale}, mask logits "
+        print(f"{arm:7s} (detail_channels {config.detail_channels}, scale {config.detail_scale}, levels "
+              f"{config.detail_levels}, mask logits "
               f"{config.mask_size}^2, +{n_detail:,} params): phase-1 step {train_s * 1e3:8.1f} ms | "
               f"inference {args.batch_size / infer_s:8.1f} frames/s")
     (t0, i0), (t1, i1) = results["plain"], results["detail"]
     print(f"ratio with/without the detail branch: training step {t1 / t0:.2f}x, inference time {i1 / i0:.2f}x")
+    if "pyramid" in results:
+        t2, i2 = results["pyramid"]
+        print(f"ratio pyramid ({args.levels} levels) / one level: training step {t2 / t1:.2f}x, "
+              f"inference time {i2 / i1:.2f}x; against no branch {t2 / t0:.2f}x, {i2 / i0:.2f}x")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,8 @@ def _sources(datasets: tuple[str, ...], roots: tuple[str, ...], phantom: str) ->
     return list(zip(datasets, roots or (None,) * len(datasets), strict=True))
 
 
-def _model_config(model_name: str, detail_channels: int | None, detail_scale: str | None):
+def _model_config(model_name: str, detail_channels: int | None, detail_scale: str | None,
+                  detail_levels: int | None = None):
     """The registered config of ``model_name`` with the detail options that were given."""
     from dataclasses import replace
 
@@ -56,15 +57,20 @@ def _model_config(model_name: str, detail_channels: int | None, detail_scale: st
     config = get_config(model_name)
     if detail_channels is not None:
         config = replace(config, detail_channels=detail_channels,
-                         detail_scale=config.detail_scale if detail_channels else 1)
+                         detail_scale=config.detail_scale if detail_channels else 1,
+                         detail_levels=config.detail_levels if detail_channels else 1)
     try:
-        return replace(config, detail_scale=int(detail_scale)) if detail_scale else config
+        config = replace(config, detail_scale=int(detail_scale)) if detail_scale else config
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--detail-scale") from err
+    try:
+        return replace(config, detail_levels=detail_levels) if detail_levels else config
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--detail-levels") from err
 
 
 def _print_params(model_name: str, datasets: tuple[str, ...], detail_channels: int | None = None,
-                  detail_scale: str | None = None) -> None:
+                  detail_scale: str | None = None, detail_levels: int | None = None) -> None:
     import torch
 
     from maskgen.datasets.registry import get_spec
@@ -75,7 +81,7 @@ def _print_params(model_name: str, datasets: tuple[str, ...], detail_channels: i
 
     classes = sum(len(get_spec(name).labels) for name in datasets)
     with torch.device("meta"):  # shapes only: no memory, no weights
-        model = build_lpsam(_model_config(model_name, detail_channels, detail_scale), classes)
+        model = build_lpsam(_model_config(model_name, detail_channels, detail_scale, detail_levels), classes)
     click.echo(f"LP-SAM {model_name} with {classes} anatomy classes ({', '.join(datasets)}):\n{format_counts(parameter_counts(model))}")
     train_base = get_config(model_name).sam_variant is None  # no SAM weights: phase 1 trains all
     click.echo("trainable:\n" + format_counts(phase_trainable_counts(model, train_base)))
@@ -105,6 +111,10 @@ def _print_params(model_name: str, datasets: tuple[str, ...], detail_channels: i
               help="With a detail branch: enlarge the decoder's upscaled embedding by this factor "
                    "before the detail features are added, so the mask logits are 4 x grid x this a "
                    "side [tiny 2, ViT 1].")
+@click.option("--detail-levels", type=click.IntRange(min=1),
+              help="With a detail branch: its resolution levels; above 1 a small feature pyramid "
+                   "(each level half the resolution, twice the width) brought back to the mask "
+                   "resolution, so each mask pixel sees the texture around it [1].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--steps1", type=int, help="Phase-1 steps [tiny 3200, ViT 4000].")
 @click.option("--steps2", type=int, help="Phase-2 steps [tiny 2400, ViT 4000].")
@@ -161,7 +171,8 @@ def _print_params(model_name: str, datasets: tuple[str, ...], detail_channels: i
               help="Seeds the held-out split, the weights of new modules and the batch order.")
 @click.option("--threads", type=int, help="torch CPU threads (default: torch's choice).")
 @click.option("--print-params", is_flag=True, help="Print the trainable parameter counts and exit.")
-def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model_name, detail_channels, detail_scale, device, steps1, steps2,
+def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model_name, detail_channels, detail_scale, detail_levels, device,
+          steps1, steps2,
           batch_size, lr1, lr2, dice_weight, iou_weight, train_decoder, prompt_replay, balanced_bce, frame_weighted, train_detail, held_out, max_frames, checkpoint_every, augment, paste, paste_phase2,
           seed, threads, print_params):
     """One-time LP-SAM adaptation: phase 1 (adapters + conv branch, GT prompts), phase 2 (latent
@@ -171,9 +182,9 @@ def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model
     Writes OUT/config.toml (replay it with --config OUT/config.toml).
     """
     model_name = model_name or ("vit_b" if sam_checkpoint else "tiny")
-    config = _model_config(model_name, detail_channels, detail_scale)  # bad options fail first
+    config = _model_config(model_name, detail_channels, detail_scale, detail_levels)  # bad options fail first
     if print_params:
-        _print_params(model_name, datasets or PHANTOM_DATASETS, detail_channels, detail_scale)
+        _print_params(model_name, datasets or PHANTOM_DATASETS, detail_channels, detail_scale, detail_levels)
         return
     if not out:
         raise click.UsageError("Missing option '--out' (the adaptation folder).")

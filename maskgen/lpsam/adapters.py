@@ -33,6 +33,7 @@ import torch
 from segment_anything.modeling import ImageEncoderViT
 from segment_anything.modeling.image_encoder import window_partition, window_unpartition
 from torch import nn
+from torch.nn import functional as F
 
 
 class Adapter(nn.Module):
@@ -75,15 +76,21 @@ class DetailBranch(nn.Module):
     """Frame (B, 3, S, S) -> (B, C_out, S/r, S/r) features at the decoder's mask resolution.
 
     ``stride`` r (a power of 2, 1 allowed) = S / mask side; ``out_channels`` = the decoder's
-    upscaled width (prompt_dim / 8). The output projection starts at zero, so an untrained
-    branch leaves the decoder's masks unchanged.
+    upscaled width (prompt_dim / 8). With ``levels`` L > 1 the branch is a small feature
+    pyramid: L - 1 further stages, each halving the resolution and doubling the width, whose
+    features come back to the mask resolution top-down (bilinear enlargement, 1x1 lateral
+    projection, added), so each mask pixel also sees the texture of its surroundings (2^L times
+    the receptive field) and not only the few pixels of one 3x3 stack. The output projection
+    starts at zero, so an untrained branch leaves the decoder's masks unchanged.
     """
 
-    def __init__(self, channels: int, out_channels: int, stride: int, in_chans: int = 3):
+    def __init__(self, channels: int, out_channels: int, stride: int, in_chans: int = 3, levels: int = 1):
         super().__init__()
         stages = int(math.log2(stride))
         if 2**stages != stride:
             raise ValueError(f"detail stride {stride} must be a power of 2")
+        if levels < 1:
+            raise ValueError(f"detail levels {levels} must be >= 1")
         layers: list[nn.Module] = []
         c_in = in_chans
         for _ in range(stages):
@@ -91,12 +98,24 @@ class DetailBranch(nn.Module):
             c_in = channels
         layers += [nn.Conv2d(c_in, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.GELU()]
         self.net = nn.Sequential(*layers)
+        widths = [channels * 2**level for level in range(levels)]
+        self.down = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(c_lo, c_hi, 3, stride=2, padding=1), nn.BatchNorm2d(c_hi), nn.GELU(),
+                          nn.Conv2d(c_hi, c_hi, 3, padding=1), nn.BatchNorm2d(c_hi), nn.GELU())
+            for c_lo, c_hi in zip(widths[:-1], widths[1:], strict=True))
+        self.lateral = nn.ModuleList(nn.Conv2d(c_hi, c_lo, 1) for c_lo, c_hi in zip(widths[:-1], widths[1:], strict=True))
         self.proj = nn.Conv2d(channels, out_channels, 1)
         nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.net(x))
+        pyramid = [self.net(x)]  # (B, C * 2^l, m / 2^l, m / 2^l) for l = 0 .. L-1
+        for stage in self.down:
+            pyramid.append(stage(pyramid[-1]))
+        y = pyramid[-1]
+        for fine, lateral in zip(reversed(pyramid[:-1]), reversed(self.lateral), strict=True):
+            y = fine + lateral(F.interpolate(y, size=fine.shape[-2:], mode="bilinear", align_corners=False))
+        return self.proj(y)
 
 
 class EncoderAdapter(nn.Module):

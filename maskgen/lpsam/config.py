@@ -33,6 +33,9 @@ class LPSAMConfig:
         detail_scale: with a detail branch, the decoder's upscaled embedding is enlarged
             (bilinear) by this factor before the branch's features are added, so the mask logits
             are ``4 * grid * detail_scale`` a side (1: SAM's 4 x grid).
+        detail_levels: resolution levels of the detail branch (1: one 3x3 stack at the mask
+            resolution; L > 1: a feature pyramid down to 2^(L-1) times coarser, brought back
+            top-down).
         sam_variant: which official SAM checkpoint layout this config loads (None for tiny).
     """
 
@@ -57,6 +60,7 @@ class LPSAMConfig:
     sam_variant: str | None = "vit_b"
     detail_channels: int = 0
     detail_scale: int = 1
+    detail_levels: int = 1
 
     def __post_init__(self):
         if self.input_size % self.patch_size:
@@ -70,6 +74,9 @@ class LPSAMConfig:
         if self.detail_scale not in (1, 2, 4) or (self.detail_scale > 1 and not self.detail_channels):
             raise ValueError(f"detail_scale {self.detail_scale} must be 1, 2 or 4, and above 1 only with "
                              "a detail branch (detail_channels > 0)")
+        if self.detail_levels < 1 or (self.detail_levels > 1 and not self.detail_channels):
+            raise ValueError(f"detail_levels {self.detail_levels} must be >= 1, and above 1 only with a "
+                             "detail branch (detail_channels > 0)")
         if self.input_size % self.mask_size:
             raise ValueError(f"mask side {self.mask_size} does not divide input_size {self.input_size}")
         bad = [i for i in self.global_attn_indexes if not 0 <= i < self.depth]
@@ -90,7 +97,7 @@ class LPSAMConfig:
         d = asdict(self)
         d["global_attn_indexes"] = list(self.global_attn_indexes)
         d["lpe_cnn_channels"] = list(self.lpe_cnn_channels)
-        for key in ("detail_channels", "detail_scale"):  # the dict (and the adaptation fingerprints)
+        for key in ("detail_channels", "detail_scale", "detail_levels"):  # the dict (and the adaptation fingerprints)
             if d[key] == LPSAMConfig.__dataclass_fields__[key].default:  # it had before the branch
                 d.pop(key)
         return d

@@ -111,7 +111,9 @@ def class_report(batches, names: list[str]) -> dict:
 
 class ClassScores:
     """Per-frame scores of each anatomy class, gathered batch by batch (``add``) and summarised by
-    ``report`` (what ``class_report`` returns)."""
+    ``report`` (what ``class_report`` returns). Scores are kept as Python floats, not one small
+    tensor per batch, which would sit between the pass's large transient tensors and fragment the
+    heap (the evaluation's memory grew with the number of batches)."""
 
     def __init__(self, names: list[str]):
         self.names = names
@@ -126,12 +128,12 @@ class ClassScores:
             values = (*overlap_scores(p[has_gt], g[has_gt]), *precision_recall(p[has_gt], g[has_gt]),
                       p[~has_gt].flatten(1).any(1).float())
             for key, v in zip(self.per[name], values, strict=True):
-                self.per[name][key].append(v)
+                self.per[name][key].extend(v.tolist())
 
     def report(self) -> dict:
         report = {}
         for name in self.names:
-            d, i, pr, rc, f = (torch.cat(v) if v else torch.zeros(0) for v in self.per[name].values())
+            d, i, pr, rc, f = (torch.tensor(v, dtype=torch.float32) for v in self.per[name].values())
             pr = pr[~pr.isnan()]
             report[name] = {
                 "frames": len(d),

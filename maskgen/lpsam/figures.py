@@ -38,13 +38,20 @@ class ExamplePicker:
     """Collects, as held-out batches pass (``heldout_batches``' order, latent prompts), each
     (frame, class)'s Dice and bit-packed prediction, then picks per class its best, median and
     worst frame; frames whose ground truth lacks the class are left out. ``observe`` can ride
-    along the evaluation's own pass (``maskgen.lpsam.evaluate.evaluate(observe=...)``)."""
+    along the evaluation's own pass (``maskgen.lpsam.evaluate.evaluate(observe=...)``).
+
+    The packed predictions (S * S / 8 bytes each) go into one array per class allocated before
+    the pass, sized by ``present_counts``: kept as one small array per (frame, class), they sat
+    between the pass's large transient tensors and fragmented the heap, so that a 3400-frame
+    test set took 6 GB more than without the picker (``benchmarks/bench_heldout_eval.py``)."""
 
     def __init__(self, pairs: PairSet):
         self.names = [c.name for c in pairs.classes]
         self.held = pairs.indices(held_out=True).tolist()
         self.offset = 0
-        self.scored: dict[str, list[tuple[float, int, np.ndarray]]] = {n: [] for n in self.names}
+        side = pairs.images.shape[-1]
+        self.packed = [np.empty((n, side, (side + 7) // 8), np.uint8) for n in present_counts(pairs)]
+        self.scored: dict[str, list[tuple[float, int]]] = {n: [] for n in self.names}
 
     def observe(self, pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> None:
         """One batch of ``heldout_batches``: predictions and targets (B, T, S, S), validity (B, T)."""
@@ -52,18 +59,36 @@ class ExamplePicker:
             for t, name in enumerate(self.names):
                 if valid[b, t] and target[b, t].any():
                     dice, _ = overlap_scores(pred[b, t][None], target[b, t][None])
-                    packed = np.packbits(pred[b, t].numpy(), axis=-1)  # keep memory small on big sets
-                    self.scored[name].append((float(dice[0]), self.held[self.offset + b], packed))
+                    self.packed[t][len(self.scored[name])] = np.packbits(pred[b, t].numpy(), axis=-1)
+                    self.scored[name].append((float(dice[0]), self.held[self.offset + b]))
         self.offset += pred.shape[0]
 
     def picks(self) -> dict[str, list[Example]]:
         out = {}
-        for name, items in self.scored.items():
-            items = sorted(items, key=lambda x: -x[0])
-            chosen = sorted({0, (len(items) - 1) // 2, len(items) - 1}) if items else []
-            out[name] = [Example(items[i][1], items[i][0], np.unpackbits(items[i][2], axis=-1).astype(bool))
+        for t, (name, items) in enumerate(self.scored.items()):
+            order = sorted(range(len(items)), key=lambda i: -items[i][0])  # stable: ties keep pass order
+            chosen = sorted({0, (len(order) - 1) // 2, len(order) - 1}) if order else []
+            side = self.packed[t].shape[1]
+            out[name] = [Example(items[order[i]][1], items[order[i]][0],
+                                 np.unpackbits(self.packed[t][order[i]], axis=-1, count=side).astype(bool))
                          for i in chosen]
         return out
+
+
+def present_counts(pairs: PairSet, chunk: int = 256) -> list[int]:
+    """Per anatomy class: the held-out frames of its dataset whose ground truth has the class
+    (the (frame, class) pairs the held-out Dice is computed on)."""
+    held = pairs.indices(held_out=True)
+    labels, datasets = pairs.class_labels(), pairs.class_datasets()
+    counts = [0] * len(pairs.classes)
+    for start in range(0, len(held), chunk):
+        idx = held[start:start + chunk]
+        masks, ds = pairs.masks[idx], pairs.dataset_index[idx]
+        for t in range(len(counts)):
+            rows = ds == datasets[t]
+            if rows.any():
+                counts[t] += int((masks[rows] == labels[t]).flatten(1).any(1).sum())
+    return counts
 
 
 def heldout_examples(model, pairs: PairSet, device: torch.device) -> dict[str, list[Example]]:

@@ -163,7 +163,8 @@ def build_lpsam(config: LPSAMConfig, num_classes: int | None) -> LPSAM:
     )
     detail = None
     if config.detail_channels:
-        detail = DetailBranch(config.detail_channels, config.prompt_dim // 8, config.input_size // config.mask_size)
+        detail = DetailBranch(config.detail_channels, config.prompt_dim // 8, config.input_size // config.mask_size,
+                              levels=config.detail_levels)
     adapter = EncoderAdapter(config.embed_dim, config.depth, round(config.embed_dim * config.adapter_ratio),
                              config.conv_channels, config.patch_size, detail=detail)
     lpe = None

@@ -191,3 +191,61 @@ def test_a_default_tiny_adaptation_folder_predicts_full_size_masks(tmp_path):
     probs, scores = predictor(frames)
     assert probs.shape[:2] == scores.shape and probs.shape[-2:] == (256, 256) and probs.shape[1] > 5
     assert torch.isfinite(probs).all() and 0 <= float(probs.min()) <= float(probs.max()) <= 1
+
+
+def test_a_pyramid_branch_sees_the_texture_around_a_pixel_and_starts_at_zero():
+    """``detail_levels`` 3: same shape, zero at start, and a pixel's feature depends on frame
+    texture 12 px away, which one 3x3 stack at stride 2 (receptive field 7 px) never sees."""
+    from maskgen.lpsam.adapters import DetailBranch
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 64, 64)
+    far = x.clone()
+    far[..., 44:48, 44:48] += 3.0  # 12-15 px from pixel (32, 32) of the frame
+    for levels in (1, 3):
+        branch = DetailBranch(8, 4, stride=2, levels=levels).eval()
+        with torch.no_grad():
+            assert tuple(branch(x).shape) == (1, 4, 32, 32) and not branch(x).any()  # zero projection
+            _perturb(branch, 0.3)
+            delta = (branch(far) - branch(x))[..., 16, 16].abs().max()  # mask pixel (16, 16) = frame (32, 32)
+        assert (delta > 1e-4) == (levels > 1), (levels, float(delta))
+    assert sum(p.numel() for p in DetailBranch(8, 4, 2, levels=3).parameters()) > \
+        sum(p.numel() for p in DetailBranch(8, 4, 2).parameters())
+
+
+def test_detail_levels_round_trip_keep_old_fingerprints_and_need_a_branch(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from maskgen.cli.adapt import adapt
+
+    assert "detail_levels" not in DETAILED.to_dict()  # adaptations made before the pyramid resume
+    pyramid = replace(DETAILED, detail_levels=2)
+    assert LPSAMConfig.from_dict(pyramid.to_dict()) == pyramid
+    with pytest.raises(ValueError, match="detail_levels"):
+        replace(MICRO, detail_levels=2)  # no branch to make a pyramid of
+    pairs = synthetic_pairs(n_per_dataset=2, size=64, seed=0)
+    torch.manual_seed(0)
+    model = build_lpsam(pyramid, len(pairs.classes)).eval()
+    _perturb(model.adapter.detail)
+    save_adapt_dir(tmp_path / "adapt", model, pairs.classes, None, {})
+    loaded, _ = load_adapt_dir(tmp_path / "adapt")
+    assert loaded.config.detail_levels == 2
+    x = model.preprocess(torch.randint(0, 256, (1, 64, 64), dtype=torch.uint8))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.predict_latent(x)[0], model.predict_latent(x)[0])
+
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    counts = {}
+    for levels in ("1", "3"):
+        result = runner.invoke(adapt, ["--print-params", "--model", "tiny", "--detail-levels", levels])
+        assert result.exit_code == 0, result.output
+        line = next(row for row in result.output.splitlines() if "phase1_adapter" in row)
+        counts[levels] = int(line.split("(")[1].rstrip(")").replace(",", ""))
+    branch3 = build_lpsam(replace(get_config("tiny"), detail_levels=3), 5).adapter.detail
+    branch1 = build_lpsam(get_config("tiny"), 5).adapter.detail
+    assert counts["3"] - counts["1"] == sum(p.numel() for p in branch3.parameters()) - \
+        sum(p.numel() for p in branch1.parameters())
+    result = runner.invoke(adapt, ["--out", "unused", "--detail-channels", "0", "--detail-levels", "2"])
+    assert result.exit_code == 2 and "detail_levels" in result.output, result.output
+    assert not (tmp_path / "unused").exists()

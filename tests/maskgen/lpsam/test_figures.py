@@ -8,7 +8,7 @@ from PIL import Image
 
 from maskgen.lpsam.adapt import adapt
 from maskgen.lpsam.evaluate import evaluate, heldout_batches
-from maskgen.lpsam.figures import heldout_examples, loss_curves
+from maskgen.lpsam.figures import ExamplePicker, heldout_examples, loss_curves, present_counts
 from maskgen.lpsam.model import build_lpsam
 from maskgen.lpsam.testing import MICRO, synthetic_pairs
 from maskgen.lpsam.train import PhaseSettings
@@ -33,6 +33,26 @@ def test_examples_are_the_best_median_and_worst_held_out_frames():
         assert chosen[2].dice - 1e-6 <= report[cls.name]["dice_mean"] <= chosen[0].dice + 1e-6
         for e in chosen:   # the mask drawn is the prediction of that frame and class
             np.testing.assert_array_equal(e.prediction, preds[held.index(e.index), t].numpy())
+
+
+def test_the_picker_sizes_its_store_before_the_pass_and_picks_the_median():
+    """The packed predictions go into one array per class sized before the pass (no small array
+    per pair to fragment the heap); the sizes are the (frame, class) pairs the pass scores."""
+    pairs = synthetic_pairs(n_per_dataset=14, size=64, held_out_fraction=0.5)
+    torch.manual_seed(1)
+    model = build_lpsam(MICRO, len(pairs.classes)).eval()
+    target, valid = pairs.targets(pairs.indices(held_out=True))
+    present = (valid & target.flatten(2).any(-1)).sum(0).tolist()
+    assert present_counts(pairs, chunk=3) == present and min(present) > 0
+    picker = ExamplePicker(pairs)
+    assert [len(a) for a in picker.packed] == present
+    for batch in heldout_batches(model, pairs, "latent", CPU, batch_size=4):
+        picker.observe(*batch)
+    picks = picker.picks()
+    for t, cls in enumerate(pairs.classes):
+        dice = sorted((d for d, _ in picker.scored[cls.name]), reverse=True)
+        assert len(dice) == present[t]
+        assert [e.dice for e in picks[cls.name]] == [dice[0], dice[(len(dice) - 1) // 2], dice[-1]]
 
 
 def test_loss_curves_draw_both_phases_and_cope_with_no_steps(tmp_path):
