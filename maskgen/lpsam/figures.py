@@ -43,7 +43,7 @@ class ExamplePicker:
     The packed predictions (S * S / 8 bytes each) go into one array per class allocated before
     the pass, sized by ``present_counts``: kept as one small array per (frame, class), they sat
     between the pass's large transient tensors and fragmented the heap, so that a 3400-frame
-    test set took 6 GB more than without the picker (``benchmarks/bench_heldout_eval.py``)."""
+    test set took up to 6 GB more than without the picker (``benchmarks/bench_eval_memory.py``)."""
 
     def __init__(self, pairs: PairSet):
         self.names = [c.name for c in pairs.classes]
