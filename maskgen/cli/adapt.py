@@ -114,7 +114,8 @@ def _print_params(model_name: str, datasets: tuple[str, ...], detail_channels: i
 @click.option("--detail-levels", type=click.IntRange(min=1),
               help="With a detail branch: its resolution levels; above 1 a small feature pyramid "
                    "(each level half the resolution, twice the width) brought back to the mask "
-                   "resolution, so each mask pixel sees the texture around it [1].")
+                   "resolution, so each mask pixel sees the texture around it [1]. Measured at 3 "
+                   "(three seeds): no better on the nodule, worse on unseen data (docs/lpsam.md).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--steps1", type=int, help="Phase-1 steps [tiny 3200, ViT 4000].")
 @click.option("--steps2", type=int, help="Phase-2 steps [tiny 2400, ViT 4000].")
