@@ -20,15 +20,10 @@ import subprocess
 import sys
 
 import numpy as np
-import torch
-from lpsam_bench import step_bench_parser
+from lpsam_bench import heldout_bench_setup, step_bench_parser
 
-from maskgen.common.devices import resolve_device
-from maskgen.lpsam.config import get_config
 from maskgen.lpsam.evaluate import MODES, ClassScores, heldout_predictions, overlap_scores
 from maskgen.lpsam.figures import ExamplePicker
-from maskgen.lpsam.model import build_lpsam
-from maskgen.lpsam.testing import synthetic_pairs
 
 
 def peak_gib() -> float:
@@ -37,12 +32,7 @@ def peak_gib() -> float:
 
 def run_arm(arm: str, args) -> dict:
     """Evaluate the held-out frames as ``arm`` does; return the peak memory it added and the picks."""
-    torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    config = get_config(args.model)
-    pairs = synthetic_pairs(n_per_dataset=2 * args.frames, size=config.input_size, seed=0, held_out_fraction=0.5)
-    torch.manual_seed(0)
-    model = build_lpsam(config, len(pairs.classes)).to(device).eval()
+    device, model, pairs = heldout_bench_setup(args)
     names = [c.name for c in pairs.classes]
     held = pairs.indices(held_out=True).tolist()
     start = peak_gib()

@@ -12,26 +12,17 @@ arms; the per-class reports must be equal. Prints seconds per arm and the ratio.
 
 from __future__ import annotations
 
-import torch
-from lpsam_bench import step_bench_parser
+from lpsam_bench import heldout_bench_setup, step_bench_parser
 
-from maskgen.common.devices import resolve_device, timed
-from maskgen.lpsam.config import get_config
+from maskgen.common.devices import timed
 from maskgen.lpsam.evaluate import MODES, class_report, evaluate, heldout_batches
-from maskgen.lpsam.model import build_lpsam
-from maskgen.lpsam.testing import synthetic_pairs
 
 
 def main() -> None:
     ap = step_bench_parser(__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=48, help="held-out frames per synthetic dataset")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    config = get_config(args.model)
-    pairs = synthetic_pairs(n_per_dataset=2 * args.frames, size=config.input_size, seed=0, held_out_fraction=0.5)
-    torch.manual_seed(0)
-    model = build_lpsam(config, len(pairs.classes)).to(device).eval()
+    device, model, pairs = heldout_bench_setup(args)
     names = [c.name for c in pairs.classes]
 
     def per_kind() -> dict:

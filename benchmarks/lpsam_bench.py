@@ -1,5 +1,7 @@
-"""The setup LP-SAM's step benchmarks share (``bench_detail.py``, ``bench_replay.py``): the
-common options, the device and its autocast dtype, and one synthetic training batch."""
+"""The setup LP-SAM's benchmarks share: the common options, the device and its autocast dtype,
+and one synthetic training batch (the step benchmarks ``bench_detail.py``, ``bench_replay.py``) or
+a model and synthetic held-out frames (the evaluation benchmarks ``bench_heldout_eval.py``,
+``bench_eval_memory.py``)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import torch
 
 from maskgen.common.devices import autocast_dtype, resolve_device
 from maskgen.lpsam.config import get_config
+from maskgen.lpsam.model import build_lpsam
 from maskgen.lpsam.testing import synthetic_pairs
 from maskgen.lpsam.train import draw_batch
 
@@ -34,3 +37,14 @@ def step_bench_setup(args: argparse.Namespace):
     batch = draw_batch(pairs, pairs.indices(held_out=False), args.batch_size, torch.Generator().manual_seed(0),
                        False, device)
     return device, autocast_dtype(device), config, pairs, batch
+
+
+def heldout_bench_setup(args: argparse.Namespace):
+    """(device, model with random weights of ``args.model`` in eval mode, pairs) for parsed ``args``;
+    the pairs hold ``2 * args.frames`` synthetic frames per dataset, half of them held out."""
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    config = get_config(args.model)
+    pairs = synthetic_pairs(n_per_dataset=2 * args.frames, size=config.input_size, seed=0, held_out_fraction=0.5)
+    torch.manual_seed(0)
+    return device, build_lpsam(config, len(pairs.classes)).to(device).eval(), pairs

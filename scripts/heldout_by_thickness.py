@@ -46,19 +46,20 @@ def edge_cnr(image: np.ndarray, mask: np.ndarray, enclosed: np.ndarray, ring: in
     return float((image[mask].mean() - image[band].mean()) / (image[band].std() + 1e-6))
 
 
-def per_frame(model, pairs, t: int, mode: str, device: torch.device) -> dict[int, tuple[float, np.ndarray]]:
-    """{frame index: (Dice, predicted (S, S) bool mask)} of class ``t`` on the held-out (test) frames
-    whose ground truth has it."""
-    from maskgen.lpsam.evaluate import heldout_batches, overlap_scores
+def per_frame(model, pairs, t: int, modes: tuple[str, ...], device: torch.device) -> dict[str, dict]:
+    """{mode: {frame index: (Dice, predicted (S, S) bool mask)}} of class ``t`` on the held-out
+    (test) frames whose ground truth has it, every mode from one pass that encodes each frame once."""
+    from maskgen.lpsam.evaluate import heldout_predictions, overlap_scores
 
-    idx, out, k = pairs.indices(held_out=True), {}, 0
-    for pred, target, valid in heldout_batches(model, pairs, mode, device):
-        for b in range(pred.shape[0]):
+    idx, out, k = pairs.indices(held_out=True), {mode: {} for mode in modes}, 0
+    for preds, target, valid in heldout_predictions(model, pairs, modes, device):
+        for b in range(target.shape[0]):
             frame = int(idx[k])
             k += 1
             if valid[b, t] and target[b, t].any():
-                dice = float(overlap_scores(pred[b, t][None], target[b, t][None])[0])
-                out[frame] = (dice, pred[b, t].numpy())
+                for mode, pred in preds.items():
+                    dice = float(overlap_scores(pred[b, t][None], target[b, t][None])[0])
+                    out[mode][frame] = (dice, pred[b, t].numpy())
     return out
 
 
@@ -129,7 +130,8 @@ def main(adapt_dir: str, cls_name: str, phantom: str | None, ring: int, tsv: str
     dataset = pairs.classes[t].dataset
     # the classes of the same dataset that the structure encloses (e.g. the LV cavity in its wall)
     others = [c.label for c in pairs.classes if c.dataset == dataset and c.label != label]
-    latent, point, box = (per_frame(model, pairs, t, mode, dev) for mode in ("latent", "point", "box"))
+    scored = per_frame(model, pairs, t, ("latent", "point", "box"), dev)
+    latent, point, box = scored["latent"], scored["point"], scored["box"]
     where = "held-out" if phantom is None else f"test ({phantom})"
     rows = []
     for frame in sorted(latent):

@@ -24,6 +24,33 @@ def _perturb(module: torch.nn.Module, scale: float = 0.05) -> None:
             p.add_(torch.randn_like(p) * scale)
 
 
+def _assert_round_trips(config: LPSAMConfig, tmp_path):
+    """Save a model of ``config`` with a trained-looking branch, load it back, check it predicts
+    the same; returns the loaded model."""
+    pairs = synthetic_pairs(n_per_dataset=2, size=64, seed=0)
+    torch.manual_seed(0)
+    model = build_lpsam(config, len(pairs.classes)).eval()
+    _perturb(model.adapter.detail)
+    save_adapt_dir(tmp_path / "adapt", model, pairs.classes, None, {})
+    loaded, _ = load_adapt_dir(tmp_path / "adapt")
+    x = model.preprocess(torch.randint(0, 256, (1, 64, 64), dtype=torch.uint8))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.predict_latent(x)[0], model.predict_latent(x)[0])
+    return loaded
+
+
+def _adapter_count(*options: str) -> int:
+    """Phase-1 adapter parameters that ``maskgen adapt --print-params --model tiny OPTIONS`` prints."""
+    from click.testing import CliRunner
+
+    from maskgen.cli.adapt import adapt
+
+    result = CliRunner().invoke(adapt, ["--print-params", "--model", "tiny", *options])
+    assert result.exit_code == 0, result.output
+    line = next(row for row in result.output.splitlines() if "phase1_adapter" in row)
+    return int(line.split("(")[1].rstrip(")").replace(",", ""))
+
+
 @pytest.mark.parametrize(("name", "scale", "mask_side"),
                          [("micro", 1, 32), ("tiny", 1, 64), ("tiny", 2, 128), ("vit_b", 1, 128), ("vit_b", 2, 256)])
 def test_detail_features_have_the_mask_resolution_and_decoder_width(name, scale, mask_side):
@@ -115,15 +142,7 @@ def test_config_dict_keeps_old_fingerprints_and_round_trips_the_branch(tmp_path)
     assert LPSAMConfig.from_dict(replace(DETAILED, detail_scale=2).to_dict()).detail_scale == 2
     with pytest.raises(ValueError, match="detail_channels"):
         replace(MICRO, detail_channels=-1)
-    pairs = synthetic_pairs(n_per_dataset=2, size=64, seed=0)
-    torch.manual_seed(0)
-    model = build_lpsam(DETAILED, len(pairs.classes)).eval()
-    _perturb(model.adapter.detail)
-    save_adapt_dir(tmp_path / "adapt", model, pairs.classes, None, {})
-    loaded, _ = load_adapt_dir(tmp_path / "adapt")
-    x = model.preprocess(torch.randint(0, 256, (1, 64, 64), dtype=torch.uint8))
-    with torch.no_grad():
-        torch.testing.assert_close(loaded.predict_latent(x)[0], model.predict_latent(x)[0])
+    _assert_round_trips(DETAILED, tmp_path)
 
 
 def test_an_official_checkpoint_leaves_only_the_new_branch_unset():
@@ -145,19 +164,13 @@ def test_adapt_cli_counts_the_branch_and_refuses_a_scale_without_it(tmp_path, mo
 
     from maskgen.cli.adapt import adapt
 
-    def adapter_count(*extra):
-        result = CliRunner().invoke(adapt, ["--print-params", "--model", "tiny", *extra])
-        assert result.exit_code == 0, result.output
-        line = next(row for row in result.output.splitlines() if "phase1_adapter" in row)
-        return int(line.split("(")[1].rstrip(")").replace(",", ""))
-
     tiny = get_config("tiny")
     assert (tiny.detail_channels, tiny.detail_scale, tiny.mask_size) == (16, 2, 128)  # the default
-    plain, default = adapter_count("--detail-channels", "0"), adapter_count()
-    assert adapter_count("--detail-channels", "16", "--detail-scale", "2") == default
+    plain, default = _adapter_count("--detail-channels", "0"), _adapter_count()
+    assert _adapter_count("--detail-channels", "16", "--detail-scale", "2") == default
     branch = build_lpsam(tiny, 5).adapter.detail
     assert default - plain == sum(p.numel() for p in branch.parameters())
-    assert adapter_count("--detail-channels", "8") < default  # a narrower branch, same scale
+    assert _adapter_count("--detail-channels", "8") < default  # a narrower branch, same scale
     result = CliRunner().invoke(adapt, ["--out", "unused", "--detail-channels", "0", "--detail-scale", "2"])
     assert result.exit_code == 2 and "detail_channels" in result.output, result.output
     assert not (tmp_path / "unused").exists()
@@ -223,29 +236,15 @@ def test_detail_levels_round_trip_keep_old_fingerprints_and_need_a_branch(tmp_pa
     assert LPSAMConfig.from_dict(pyramid.to_dict()) == pyramid
     with pytest.raises(ValueError, match="detail_levels"):
         replace(MICRO, detail_levels=2)  # no branch to make a pyramid of
-    pairs = synthetic_pairs(n_per_dataset=2, size=64, seed=0)
-    torch.manual_seed(0)
-    model = build_lpsam(pyramid, len(pairs.classes)).eval()
-    _perturb(model.adapter.detail)
-    save_adapt_dir(tmp_path / "adapt", model, pairs.classes, None, {})
-    loaded, _ = load_adapt_dir(tmp_path / "adapt")
+    loaded = _assert_round_trips(pyramid, tmp_path)
     assert loaded.config.detail_levels == 2
-    x = model.preprocess(torch.randint(0, 256, (1, 64, 64), dtype=torch.uint8))
-    with torch.no_grad():
-        torch.testing.assert_close(loaded.predict_latent(x)[0], model.predict_latent(x)[0])
 
     monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
-    counts = {}
-    for levels in ("1", "3"):
-        result = runner.invoke(adapt, ["--print-params", "--model", "tiny", "--detail-levels", levels])
-        assert result.exit_code == 0, result.output
-        line = next(row for row in result.output.splitlines() if "phase1_adapter" in row)
-        counts[levels] = int(line.split("(")[1].rstrip(")").replace(",", ""))
+    counts = {levels: _adapter_count("--detail-levels", levels) for levels in ("1", "3")}
     branch3 = build_lpsam(replace(get_config("tiny"), detail_levels=3), 5).adapter.detail
     branch1 = build_lpsam(get_config("tiny"), 5).adapter.detail
     assert counts["3"] - counts["1"] == sum(p.numel() for p in branch3.parameters()) - \
         sum(p.numel() for p in branch1.parameters())
-    result = runner.invoke(adapt, ["--out", "unused", "--detail-channels", "0", "--detail-levels", "2"])
+    result = CliRunner().invoke(adapt, ["--out", "unused", "--detail-channels", "0", "--detail-levels", "2"])
     assert result.exit_code == 2 and "detail_levels" in result.output, result.output
     assert not (tmp_path / "unused").exists()
