@@ -14,12 +14,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import torch
-from lpsam_bench import step_bench_parser, step_bench_setup
-
-from maskgen.common.devices import timed
-from maskgen.lpsam.model import build_lpsam
-from maskgen.lpsam.train import PhaseSettings, phase1_loss, set_trainable
+from lpsam_bench import step_bench_parser, step_bench_setup, time_config
 
 
 def main() -> None:
@@ -28,8 +23,7 @@ def main() -> None:
     ap.add_argument("--scale", type=int, default=2, help="detail_scale of the measured arm")
     ap.add_argument("--levels", type=int, default=3, help="detail_levels of the pyramid arm (1: no such arm)")
     args = ap.parse_args()
-    device, dtype, base, pairs, (images, target, valid) = step_bench_setup(args)
-    settings = PhaseSettings(steps=1, lr=1e-3)
+    device, dtype, base, pairs, batch = step_bench_setup(args)
     print(f"LP-SAM {args.model} on {device} ({'bf16 autocast' if dtype else 'fp32'}), batch {args.batch_size}")
     results = {}
     arms = {"plain": replace(base, detail_channels=0, detail_scale=1),
@@ -37,23 +31,9 @@ def main() -> None:
     if args.levels > 1:
         arms["pyramid"] = replace(arms["detail"], detail_levels=args.levels)
     for arm, config in arms.items():
-        torch.manual_seed(0)
-        model = build_lpsam(config, len(pairs.classes)).to(device)
-        params = set_trainable(model, 1, True)
+        model, seconds = time_config(config, pairs, batch, device, dtype, args.repeats)
         n_detail = sum(p.numel() for p in model.adapter.detail.parameters()) if config.detail_channels else 0
-
-        def step(model=model, params=params):
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                loss = phase1_loss(model, images, target, valid, settings, torch.Generator().manual_seed(1))
-            loss.backward()
-            for p in params:
-                p.grad = None
-
-        train_s = timed(step, device, args.repeats)
-        model.eval()
-        x = model.preprocess(images)
-        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            infer_s = timed(lambda model=model, x=x: model.predict_latent(x), device, args.repeats)
+        train_s, infer_s = seconds["phase1"], seconds["inference"]
         results[arm] = (train_s, infer_s)
         print(f"{arm:7s} (detail_channels {config.detail_channels}, scale {config.detail_scale}, levels "
               f"{config.detail_levels}, mask logits "

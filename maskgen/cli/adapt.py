@@ -48,13 +48,18 @@ def _sources(datasets: tuple[str, ...], roots: tuple[str, ...], phantom: str) ->
 
 
 def _model_config(model_name: str, detail_channels: int | None, detail_scale: str | None,
-                  detail_levels: int | None = None):
-    """The registered config of ``model_name`` with the detail options that were given."""
+                  detail_levels: int | None = None, decoder_dim: int | None = None):
+    """The registered config of ``model_name`` with the detail and width options that were given."""
     from dataclasses import replace
 
-    from maskgen.lpsam.config import get_config
+    from maskgen.lpsam.config import get_config, with_decoder_dim
 
     config = get_config(model_name)
+    if decoder_dim is not None:
+        try:
+            config = with_decoder_dim(config, decoder_dim)
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="--decoder-dim") from err
     if detail_channels is not None:
         config = replace(config, detail_channels=detail_channels,
                          detail_scale=config.detail_scale if detail_channels else 1,
@@ -70,7 +75,8 @@ def _model_config(model_name: str, detail_channels: int | None, detail_scale: st
 
 
 def _print_params(model_name: str, datasets: tuple[str, ...], detail_channels: int | None = None,
-                  detail_scale: str | None = None, detail_levels: int | None = None) -> None:
+                  detail_scale: str | None = None, detail_levels: int | None = None,
+                  decoder_dim: int | None = None) -> None:
     import torch
 
     from maskgen.datasets.registry import get_spec
@@ -81,7 +87,8 @@ def _print_params(model_name: str, datasets: tuple[str, ...], detail_channels: i
 
     classes = sum(len(get_spec(name).labels) for name in datasets)
     with torch.device("meta"):  # shapes only: no memory, no weights
-        model = build_lpsam(_model_config(model_name, detail_channels, detail_scale, detail_levels), classes)
+        model = build_lpsam(_model_config(model_name, detail_channels, detail_scale, detail_levels, decoder_dim),
+                            classes)
     click.echo(f"LP-SAM {model_name} with {classes} anatomy classes ({', '.join(datasets)}):\n{format_counts(parameter_counts(model))}")
     train_base = get_config(model_name).sam_variant is None  # no SAM weights: phase 1 trains all
     click.echo("trainable:\n" + format_counts(phase_trainable_counts(model, train_base)))
@@ -116,6 +123,9 @@ def _print_params(model_name: str, datasets: tuple[str, ...], detail_channels: i
                    "(each level half the resolution, twice the width) brought back to the mask "
                    "resolution, so each mask pixel sees the texture around it [1]. Measured at 3 "
                    "(three seeds): no better on the nodule, worse on unseen data (docs/lpsam.md).")
+@click.option("--decoder-dim", type=click.IntRange(min=8),
+              help="tiny only: width of the mask decoder and latent prompt engine (SAM's transformer_dim; "
+                   "their MLPs 4x this, the encoder's neck projects to it) [64].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--steps1", type=int, help="Phase-1 steps [tiny 3200, ViT 4000].")
 @click.option("--steps2", type=int, help="Phase-2 steps [tiny 2400, ViT 4000].")
@@ -172,7 +182,8 @@ def _print_params(model_name: str, datasets: tuple[str, ...], detail_channels: i
               help="Seeds the held-out split, the weights of new modules and the batch order.")
 @click.option("--threads", type=int, help="torch CPU threads (default: torch's choice).")
 @click.option("--print-params", is_flag=True, help="Print the trainable parameter counts and exit.")
-def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model_name, detail_channels, detail_scale, detail_levels, device,
+def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model_name, detail_channels, detail_scale, detail_levels,
+          decoder_dim, device,
           steps1, steps2,
           batch_size, lr1, lr2, dice_weight, iou_weight, train_decoder, prompt_replay, balanced_bce, frame_weighted, train_detail, held_out, max_frames, checkpoint_every, augment, paste, paste_phase2,
           seed, threads, print_params):
@@ -183,9 +194,9 @@ def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model
     Writes OUT/config.toml (replay it with --config OUT/config.toml).
     """
     model_name = model_name or ("vit_b" if sam_checkpoint else "tiny")
-    config = _model_config(model_name, detail_channels, detail_scale, detail_levels)  # bad options fail first
+    config = _model_config(model_name, detail_channels, detail_scale, detail_levels, decoder_dim)  # bad options fail first
     if print_params:
-        _print_params(model_name, datasets or PHANTOM_DATASETS, detail_channels, detail_scale, detail_levels)
+        _print_params(model_name, datasets or PHANTOM_DATASETS, detail_channels, detail_scale, detail_levels, decoder_dim)
         return
     if not out:
         raise click.UsageError("Missing option '--out' (the adaptation folder).")

@@ -9,7 +9,7 @@ grid) to stay within a CPU budget, and a detail branch (frame features at 2 px, 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 
 @dataclass(frozen=True)
@@ -156,6 +156,21 @@ def phase_defaults(name: str) -> PhaseDefaults:
 # The official SAM image encoder geometry that checkpoints of each variant were trained at.
 OFFICIAL_INPUT_SIZE = 1024
 OFFICIAL_PATCH_SIZE = 16
+
+
+def with_decoder_dim(config: LPSAMConfig, dim: int) -> LPSAMConfig:
+    """``config`` with a mask decoder and latent prompt engine ``dim`` wide (SAM's transformer_dim,
+    the image encoder's neck output), their MLPs 4 x ``dim`` as in ``tiny``. Only for a model
+    without SAM weights: an official checkpoint fixes the width."""
+    if config.sam_variant is not None:
+        raise ValueError(f"{config.name} loads SAM's {config.sam_variant} weights, whose decoder is "
+                         f"{config.prompt_dim} wide; a decoder width is for tiny")
+    if dim % 8 or dim % config.decoder_heads or dim % config.lpe_heads:
+        raise ValueError(f"decoder width {dim} must be a multiple of 8 and of the heads "
+                         f"({config.decoder_heads}, {config.lpe_heads})")
+    if dim == config.prompt_dim:
+        return config
+    return replace(config, prompt_dim=dim, decoder_mlp_dim=4 * dim, lpe_mlp_dim=4 * dim)
 
 
 def get_config(name: str) -> LPSAMConfig:

@@ -53,3 +53,53 @@ def test_print_params_cli():
     assert result.exit_code == 0, result.output
     assert "phase1_adapter" in result.output and "12." in result.output
     assert "phase2_decoder     15.147 M" in result.output
+
+
+def _trainable(*options: str) -> dict[str, int]:
+    """The trainable counts that ``maskgen adapt --print-params OPTIONS`` prints."""
+    from click.testing import CliRunner
+
+    from maskgen.cli.adapt import adapt
+
+    result = CliRunner().invoke(adapt, ["--print-params", *options])
+    assert result.exit_code == 0, result.output
+    rows = result.output.split("trainable:")[1].splitlines()
+    return {row.split()[0]: int(row.split("(")[1].rstrip(")").replace(",", "")) for row in rows if "(" in row}
+
+
+def test_a_wider_tiny_decoder_round_trips_and_only_tiny_takes_it(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from maskgen.cli.adapt import adapt
+    from maskgen.lpsam.artifacts import load_adapt_dir, save_adapt_dir
+    from maskgen.lpsam.config import with_decoder_dim
+    from maskgen.lpsam.testing import MICRO, synthetic_pairs
+
+    tiny = get_config("tiny")
+    wide = with_decoder_dim(tiny, 128)
+    assert (wide.prompt_dim, wide.decoder_mlp_dim, wide.lpe_mlp_dim) == (128, 512, 512)
+    assert (wide.embed_dim, wide.depth, wide.detail_channels) == (tiny.embed_dim, tiny.depth, tiny.detail_channels)
+    assert with_decoder_dim(tiny, tiny.prompt_dim) == tiny
+    for name, dim in (("vit_b", 128), ("tiny", 100)):
+        with pytest.raises(ValueError, match="decoder"):
+            with_decoder_dim(get_config(name), dim)
+
+    pairs = synthetic_pairs(n_per_dataset=2, size=64, seed=0)
+    torch.manual_seed(0)
+    model = build_lpsam(with_decoder_dim(MICRO, 64), len(pairs.classes)).eval()
+    save_adapt_dir(tmp_path / "adapt", model, pairs.classes, None, {})
+    loaded, _ = load_adapt_dir(tmp_path / "adapt")
+    assert loaded.config.prompt_dim == 64 and loaded.mask_decoder.transformer_dim == 64
+    x = model.preprocess(torch.randint(0, 256, (1, 64, 64), dtype=torch.uint8))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.predict_latent(x)[0], model.predict_latent(x)[0])
+
+    monkeypatch.chdir(tmp_path)
+    default, wider = _trainable(), _trainable("--decoder-dim", "128")
+    with torch.device("meta"):
+        built = build_lpsam(wide, 5)
+    assert wider["phase2_decoder"] == sum(p.numel() for p in (*built.lpe.parameters(), *built.mask_decoder.parameters()))
+    assert wider["phase2_decoder"] > 3 * default["phase2_decoder"] // 2
+    result = CliRunner().invoke(adapt, ["--out", "unused", "--model", "vit_b", "--decoder-dim", "128"])
+    assert result.exit_code == 2 and "--decoder-dim" in result.output, result.output
+    assert not (tmp_path / "unused").exists()
