@@ -1,7 +1,7 @@
 """Markdown tables of adaptations over seeds: held-out Dice per anatomy class (latent prompts, and
 in brackets one ground-truth click at the structure's innermost pixel / the ground-truth box; the
-box alone for reports written before the click), held-out groups, the same Dice on a test phantom the adaptations
-never saw, and best-of-K Dice on unseen datasets and on real frames with the margin over the best
+box alone for reports written before the click), held-out groups, the same Dice on the adaptation's
+own training frames, the same Dice on a test phantom the adaptations never saw, and best-of-K Dice on unseen datasets and on real frames with the margin over the best
 anatomy-free baseline.
 
 usage: python scripts/seed_table.py ADAPT_DIR [ADAPT_DIR ...]
@@ -74,6 +74,26 @@ def _interval_note(reports: list[dict], classes: list[str]) -> list[str]:
             "independent: narrower than the truth where frames share a patient): " + ", ".join(parts) + "."]
 
 
+def fit_rows(dirs: list[Path]) -> list[str]:
+    """One row per adaptation of its latent-prompt Dice per class on a sample of its own training
+    frames (report.json's ``training_fit``, ``maskgen.lpsam.evaluate.training_fit``) and, in brackets,
+    held out minus training: far below zero is memorised, near zero with a low Dice is not learnt.
+    Reports written before the training frames were scored are skipped."""
+    reports = [(d, r) for d in dirs if "training_fit" in (r := json.loads((d / "report.json").read_text()))]
+    if not reports:
+        return []
+    classes = list(reports[0][1]["training_fit"])
+    lines = ["| adaptation | " + " | ".join(classes) + " | training frames |", "|---|" + "---|" * (len(classes) + 1)]
+    for d, r in reports:
+        fit = r["training_fit"]
+        cells = [f"{fit[c]['dice_mean']:.3f} ({r['heldout']['latent'][c]['dice_mean'] - fit[c]['dice_mean']:+.3f})"
+                 for c in classes]
+        lines.append(f"| {_label(d, [x for x, _ in reports])} | " + " | ".join(cells)
+                     + f" | {', '.join(str(fit[c]['frames']) for c in classes)} |")
+    return ["", "Latent-prompt Dice on the adaptation's own training frames, unaugmented (in brackets: held out "
+            "minus training; far below zero: memorised)", "", *lines]
+
+
 BRACKETS = "in brackets: one ground-truth click / the ground-truth box, or the box alone in earlier reports"
 UNSEEN_TITLE = "Best-of-K Dice on datasets the adaptation never saw (in brackets: minus the best anatomy-free baseline)"
 REAL_TITLE = ("Best-of-K Dice on real ultrasound, frames none of us generated (in brackets: minus the best "
@@ -113,7 +133,7 @@ def main(dirs: tuple[Path, ...]) -> None:
         test = ["", "Dice on a test phantom the adaptations never trained on (`maskgen evaluate-adapt`), latent "
                 f"prompts ({BRACKETS})", "", *test]
     click.echo("\n".join([f"Held-out Dice, latent prompts ({BRACKETS})", "",
-                          *heldout_rows(dirs), *test, *unseen_rows(dirs),
+                          *heldout_rows(dirs), *fit_rows(dirs), *test, *unseen_rows(dirs),
                           *unseen_rows(dirs, "real", REAL_TITLE)]))
 
 

@@ -282,8 +282,9 @@ def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model
         dice = "n/a" if r["dice_mean"] is None else f"{r['dice_mean']:.3f}"
         iou = "n/a" if r["iou_mean"] is None else f"{r['iou_mean']:.3f}"
         groups = held_groups.get(name)
-        click.echo(f"  held-out {name:<28} Dice {dice}  IoU {iou}  ({prompted_dice(report['heldout'], name)})  "
-                   f"({r['frames']} frames"
+        train = report["training_fit"][name]["dice_mean"]
+        click.echo(f"  held-out {name:<28} Dice {dice}  IoU {iou}  ({prompted_dice(report['heldout'], name)}; "
+                   f"training frames {'n/a' if train is None else f'{train:.3f}'})  ({r['frames']} frames"
                    + ("" if groups is None else f" from {groups} groups") + ")")
     for warning in collapse_warnings(report["heldout"]):
         click.echo(f"WARNING: {warning}", err=True)

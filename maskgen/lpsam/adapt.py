@@ -14,7 +14,7 @@ from maskgen.lpsam.artifacts import save_adapt_dir
 from maskgen.lpsam.checkpoint import load_sam_checkpoint
 from maskgen.lpsam.config import LPSAMConfig
 from maskgen.lpsam.data import PairSet
-from maskgen.lpsam.evaluate import evaluate
+from maskgen.lpsam.evaluate import evaluate, training_fit
 from maskgen.lpsam.figures import write_figures
 from maskgen.lpsam.model import build_lpsam, parameter_counts
 from maskgen.lpsam.report import collapse_warnings, write_report
@@ -56,6 +56,7 @@ def adapt(out: Path, pairs: PairSet, config: LPSAMConfig, phase1: PhaseSettings,
     summary2 = run_phase(model, pairs, 2, phase2, device, ckpt / "phase2.safetensors", False, extra)
     t0 = time.perf_counter()
     metrics = evaluate(model, pairs, device)
+    fit = training_fit(model, pairs, device)
     score_quality = evaluate_scores(model, pairs, device, out)
     phases = {"phase1": summary1, "phase2": summary2, "eval_seconds": round(time.perf_counter() - t0, 1)}
     t0 = time.perf_counter()
@@ -67,7 +68,8 @@ def adapt(out: Path, pairs: PairSet, config: LPSAMConfig, phase1: PhaseSettings,
     report = {
         "model": config.name, "device": str(device), "classes": [c.name for c in pairs.classes],
         "params": counts, "trained_base": train_base, "base_checkpoint": base, "data": pairs.summary(),
-        "problems": pairs.problems[:50], "phases": phases, "heldout": metrics, "score_quality": score_quality,
+        "problems": pairs.problems[:50], "phases": phases, "heldout": metrics, "training_fit": fit,
+        "score_quality": score_quality,
         "settings": {"phase1": asdict(phase1), "phase2": asdict(phase2)},
         "weights_sha256": meta["weights_sha256"], "figures": figures,
         "warnings": collapse_warnings(metrics),

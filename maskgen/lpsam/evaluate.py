@@ -42,14 +42,15 @@ def overlap_scores(pred: torch.Tensor, gt: torch.Tensor) -> tuple[torch.Tensor, 
 
 @torch.inference_mode()
 def heldout_predictions(model: LPSAM, pairs: PairSet, modes: tuple[str, ...], device: torch.device,
-                        batch_size: int = 16):
+                        batch_size: int = 16, frames: torch.Tensor | None = None):
     """Yield ({mode: binary predictions (B, T, S, S)}, targets (B, T, S, S) bool, validity (B, T)) per
     batch of held-out frames (on the CPU): each frame is encoded once and decoded with the prompts of
-    every mode in ``modes``."""
+    every mode in ``modes``. ``frames``: (F,) indices of other frames to score instead (as they
+    are, no augmentation), e.g. ``training_sample``."""
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         raise ValueError(f"evaluation mode(s) {unknown} not among {MODES}")
-    idx = pairs.indices(held_out=True)
+    idx = pairs.indices(held_out=True) if frames is None else frames
     dtype = autocast_dtype(device)
     for start in range(0, len(idx), batch_size):
         sel = idx[start:start + batch_size]
@@ -165,3 +166,30 @@ def evaluate(model: LPSAM, pairs: PairSet, device: torch.device, batch_size: int
         for mode in MODES:
             scores[mode].add(preds[mode], target, valid)
     return {mode: s.report() for mode, s in scores.items()}
+
+
+# training frames per dataset that ``training_fit`` scores (a seeded sample where there are more)
+FIT_FRAMES_PER_DATASET = 200
+
+
+def training_sample(pairs: PairSet, per_dataset: int = FIT_FRAMES_PER_DATASET, seed: int = 0) -> torch.Tensor:
+    """(F,) sorted indices of at most ``per_dataset`` training (not held-out) frames of every
+    dataset, drawn with ``seed``: the same frames for every adaptation on the same split."""
+    gen = torch.Generator().manual_seed(seed)
+    picked = []
+    for i in range(len(pairs.datasets)):
+        idx = torch.nonzero((pairs.dataset_index == i) & ~pairs.held_out).flatten()
+        picked.append(idx[torch.randperm(len(idx), generator=gen)[:per_dataset]])
+    return torch.cat(picked).sort().values
+
+
+def training_fit(model: LPSAM, pairs: PairSet, device: torch.device, batch_size: int = 16,
+                 per_dataset: int = FIT_FRAMES_PER_DATASET) -> dict:
+    """Per-class latent-prompt report (``class_report``'s fields) on a sample of the frames the
+    adaptation trained on (``training_sample``), as they are, without augmentation: set beside the
+    held-out report it tells a class that is memorised (far better on its training frames) from
+    one that is not learnt (low on both)."""
+    names = [c.name for c in pairs.classes]
+    frames = training_sample(pairs, per_dataset)
+    batches = heldout_predictions(model, pairs, ("latent",), device, batch_size, frames=frames)
+    return class_report(((preds["latent"], target, valid) for preds, target, valid in batches), names)

@@ -71,6 +71,25 @@ def prompt_comparison(heldout: dict) -> list[str]:
     return [*lines, ""]
 
 
+def fit_section(heldout: dict, fit: dict | None) -> list[str]:
+    """Latent-prompt Dice per class on a sample of training frames beside the held-out Dice
+    (``evaluate.training_fit``); nothing for a report written before it was measured."""
+    if not fit:
+        return []
+    lines = ["## Memorised or not learnt? Training frames against held-out frames", "",
+             "Latent-prompt Dice on a sample of the frames the adaptation trained on (as they are, without "
+             "augmentation) beside the held-out Dice. A class far better on its training frames than on "
+             "held-out ones is memorised (more augmentation or data); one low on both is not learnt (its "
+             "training frames are as hard: more steps, capacity, or structures the images barely show).", "",
+             "| anatomy class | training frames | Dice, training frames | Dice, held out | held out minus training |",
+             "|---|---:|---:|---:|---:|"]
+    for name, row in fit.items():
+        train, held = row.get("dice_mean"), heldout["latent"].get(name, {}).get("dice_mean")
+        gap = f"{held - train:+.3f}" if train is not None and held is not None else "n/a"
+        lines.append(f"| {name} | {row['frames']} | {_f3(train)} | {_f3(held)} | {gap} |")
+    return [*lines, ""]
+
+
 def score_section(quality: dict | None) -> list[str]:
     """Predicted score vs true IoU on the held-out pairs (``maskgen.lpsam.score_quality``)."""
     if not quality:
@@ -120,6 +139,7 @@ def render_markdown(report: dict) -> str:
         "well under recall: the masks are larger than their structure.", "",
         *quality_table(report["heldout"]["latent"]), "",
         *prompt_comparison(report["heldout"]),
+        *fit_section(report["heldout"], report.get("training_fit")),
         f"## For reference: ground-truth box prompts ({_box_decoder(report.get('settings', {}).get('phase2', {}))})", "",
         *quality_table(report["heldout"]["box"]), "",
         *figures_markdown(report.get("figures", {})),

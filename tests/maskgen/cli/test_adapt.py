@@ -33,7 +33,12 @@ def test_adapt_cli_writes_weights_report_and_resumes(tmp_path, ddti_root):
     assert "held-out" in result.output and "Dice" in (out / "report.md").read_text()
     # beside the latent prompts: one click at the nodule's innermost pixel and its box, per class
     click, box = (report["heldout"][mode][name]["dice_mean"] for mode in ("point", "box"))
-    assert f"(GT click {click:.3f}, GT box {box:.3f})" in result.output
+    train = report["training_fit"][name]  # the same class on frames it trained on, unaugmented
+    assert train["frames"] == held["frames"] - held["held_out"] and 0 <= train["dice_mean"] <= 1
+    assert f"(GT click {click:.3f}, GT box {box:.3f}; training frames {train['dice_mean']:.3f})" in result.output
+    gap = f"{quality['dice_mean'] - train['dice_mean']:+.3f}"
+    assert f"| {name} | {train['frames']} | {train['dice_mean']:.3f} | {quality['dice_mean']:.3f} | {gap} |" in (
+        out / "report.md").read_text()
     assert f"| {name} | {quality['dice_mean']:.3f} | {click:.3f} | {box:.3f} |" in (out / "report.md").read_text()
     scores = report["score_quality"]  # predicted score vs true IoU on the held-out frames
     assert scores["pairs"] == quality["frames"] + quality["empty_gt"] and scores["figure"] == "score_vs_iou.png"

@@ -4,6 +4,7 @@ person's click and the ground-truth box."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -17,10 +18,12 @@ from maskgen.lpsam.evaluate import (
     heldout_batches,
     overlap_scores,
     precision_recall,
+    training_fit,
+    training_sample,
 )
 from maskgen.lpsam.model import build_lpsam
 from maskgen.lpsam.prompts import interior_points
-from maskgen.lpsam.report import prompt_comparison, prompted_dice, quality_table
+from maskgen.lpsam.report import fit_section, prompt_comparison, prompted_dice, quality_table
 from maskgen.lpsam.testing import MICRO, synthetic_pairs
 
 CPU = torch.device("cpu")
@@ -136,3 +139,28 @@ def test_the_report_puts_latent_click_and_box_side_by_side_and_reads_reports_wit
     old = {k: v for k, v in heldout.items() if k != "point"}    # report.json of an earlier version
     assert prompt_comparison(old) == []
     assert prompted_dice(old, "ddti/nodule") == "GT box 0.886"
+
+
+def test_training_fit_scores_the_training_frames_as_they_are_with_latent_prompts():
+    pairs = synthetic_pairs(n_per_dataset=12, size=64, held_out_fraction=0.25)   # 9 training frames a dataset
+    sample = training_sample(pairs, per_dataset=5)
+    assert len(sample) == 10 and not bool(pairs.held_out[sample].any())
+    assert [int((pairs.dataset_index[sample] == d).sum()) for d in range(2)] == [5, 5]
+    assert torch.equal(sample, training_sample(pairs, per_dataset=5))           # the same frames every time
+    assert torch.equal(training_sample(pairs, per_dataset=100), pairs.indices(held_out=False))
+    torch.manual_seed(0)
+    model = build_lpsam(MICRO, len(pairs.classes)).eval()
+    # every training frame scored is what the held-out evaluation gives when those frames are held out
+    swapped = dataclasses.replace(pairs, held_out=~pairs.held_out)
+    assert training_fit(model, pairs, CPU, per_dataset=100) == evaluate(model, swapped, CPU)["latent"]
+    fit = training_fit(model, pairs, CPU, per_dataset=5)
+    assert [fit[c.name]["frames"] for c in pairs.classes] == [5, 5, 5]
+
+
+def test_the_fit_section_sets_training_dice_beside_held_out_dice():
+    heldout = {"latent": {"ddti/nodule": {"dice_mean": 0.783}, "camus/LV": {"dice_mean": 0.6}}}
+    fit = {"ddti/nodule": {"frames": 200, "dice_mean": 0.798}, "camus/LV": {"frames": 200, "dice_mean": 0.95}}
+    lines = fit_section(heldout, fit)
+    assert "| ddti/nodule | 200 | 0.798 | 0.783 | -0.015 |" in lines
+    assert "| camus/LV | 200 | 0.950 | 0.600 | -0.350 |" in lines
+    assert fit_section(heldout, None) == []                      # report.json of an earlier version

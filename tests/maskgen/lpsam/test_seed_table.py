@@ -109,3 +109,16 @@ def test_rows_put_the_click_before_the_box_where_the_report_has_it(script, tmp_p
     assert rows[3] == "| seed1 | 0.930 (0.940) | **0.795** (0.850) | camus 48 |"
     out = CliRunner().invoke(script.main, [str(a), str(b)]).output
     assert out.startswith("Held-out Dice, latent prompts (in brackets: one ground-truth click / the ground-truth box")
+
+
+def test_fit_rows_set_training_frame_dice_beside_held_out_and_skip_older_reports(script, tmp_path):
+    a = _adaptation(tmp_path / "seed0", 0.812, 20)
+    b = _adaptation(tmp_path / "seed1", 0.795, 20)                  # written before training_fit
+    report = json.loads((a / "report.json").read_text())
+    report["training_fit"] = {"camus/LV": {"dice_mean": 0.95, "frames": 200},
+                              "camus/myocardium": {"dice_mean": 0.9, "frames": 200}}
+    (a / "report.json").write_text(json.dumps(report))
+    rows = script.fit_rows([a, b])
+    assert rows[-1] == "| seed0 | 0.950 (-0.020) | 0.900 (-0.088) | 200, 200 |" and len(rows) == 6
+    assert script.fit_rows([b]) == []
+    assert "own training frames" in CliRunner().invoke(script.main, [str(a), str(b)]).output
