@@ -1,8 +1,8 @@
 """Markdown tables of adaptations over seeds: held-out Dice per anatomy class (latent prompts, and
 in brackets one ground-truth click at the structure's innermost pixel / the ground-truth box; the
 box alone for reports written before the click), held-out groups, the same Dice on the adaptation's
-own training frames, the same Dice on a test phantom the adaptations never saw, and best-of-K Dice on unseen datasets and on real frames with the margin over the best
-anatomy-free baseline.
+own training frames, the same Dice on a test phantom the adaptations never saw, and best-of-K Dice
+on unseen datasets and on real frames with the margin over the best anatomy-free baseline.
 
 usage: python scripts/seed_table.py ADAPT_DIR [ADAPT_DIR ...]
 

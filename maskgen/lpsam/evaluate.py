@@ -65,10 +65,11 @@ def heldout_predictions(model: LPSAM, pairs: PairSet, modes: tuple[str, ...], de
         yield {mode: (model.upscale(out.float()) > 0).cpu() for mode, out in logits.items()}, target > 0.5, valid
 
 
-def heldout_batches(model: LPSAM, pairs: PairSet, mode: str, device: torch.device, batch_size: int = 16):
+def heldout_batches(model: LPSAM, pairs: PairSet, mode: str, device: torch.device, batch_size: int = 16,
+                    frames: torch.Tensor | None = None):
     """Yield (binary predictions (B, T, S, S), targets (B, T, S, S) bool, validity (B, T)) per batch
-    of held-out frames (on the CPU), with the prompts of ``mode``."""
-    for preds, target, valid in heldout_predictions(model, pairs, (mode,), device, batch_size):
+    of held-out frames (or of ``frames``, as ``heldout_predictions``) on the CPU, with the prompts of ``mode``."""
+    for preds, target, valid in heldout_predictions(model, pairs, (mode,), device, batch_size, frames):
         yield preds[mode], target, valid
 
 
@@ -189,7 +190,5 @@ def training_fit(model: LPSAM, pairs: PairSet, device: torch.device, batch_size:
     adaptation trained on (``training_sample``), as they are, without augmentation: set beside the
     held-out report it tells a class that is memorised (far better on its training frames) from
     one that is not learnt (low on both)."""
-    names = [c.name for c in pairs.classes]
-    frames = training_sample(pairs, per_dataset)
-    batches = heldout_predictions(model, pairs, ("latent",), device, batch_size, frames=frames)
-    return class_report(((preds["latent"], target, valid) for preds, target, valid in batches), names)
+    batches = heldout_batches(model, pairs, "latent", device, batch_size, training_sample(pairs, per_dataset))
+    return class_report(batches, [c.name for c in pairs.classes])
