@@ -48,13 +48,19 @@ def _sources(datasets: tuple[str, ...], roots: tuple[str, ...], phantom: str) ->
 
 
 def _model_config(model_name: str, detail_channels: int | None, detail_scale: str | None,
-                  detail_levels: int | None = None, decoder_dim: int | None = None):
+                  detail_levels: int | None = None, decoder_dim: int | None = None,
+                  encoder_dim: int | None = None):
     """The registered config of ``model_name`` with the detail and width options that were given."""
     from dataclasses import replace
 
-    from maskgen.lpsam.config import get_config, with_decoder_dim
+    from maskgen.lpsam.config import get_config, with_decoder_dim, with_encoder_dim
 
     config = get_config(model_name)
+    if encoder_dim is not None:
+        try:
+            config = with_encoder_dim(config, encoder_dim)
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="--encoder-dim") from err
     if decoder_dim is not None:
         try:
             config = with_decoder_dim(config, decoder_dim)
@@ -125,6 +131,9 @@ def _print_params(model_name: str, config, datasets: tuple[str, ...]) -> None:
                    "their MLPs 4x this, the encoder's neck projects to it) [64]. Measured at 128 with "
                    "--lr1 1e-3 --lr2 1e-3 (three seeds): better myocardium and unseen sets, no better "
                    "nodule, worse on the real DDTI frame (docs/lpsam.md).")
+@click.option("--encoder-dim", type=click.IntRange(min=8),
+              help="tiny only: width of the ViT image encoder (its embed_dim; heads and depth unchanged, "
+                   "the adapters a quarter of it) [64].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--steps1", type=int, help="Phase-1 steps [tiny 3200, ViT 4000].")
 @click.option("--steps2", type=int, help="Phase-2 steps [tiny 2400, ViT 4000].")
@@ -182,7 +191,7 @@ def _print_params(model_name: str, config, datasets: tuple[str, ...]) -> None:
 @click.option("--threads", type=int, help="torch CPU threads (default: torch's choice).")
 @click.option("--print-params", is_flag=True, help="Print the trainable parameter counts and exit.")
 def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model_name, detail_channels, detail_scale, detail_levels,
-          decoder_dim, device,
+          decoder_dim, encoder_dim, device,
           steps1, steps2,
           batch_size, lr1, lr2, dice_weight, iou_weight, train_decoder, prompt_replay, balanced_bce, frame_weighted, train_detail, held_out, max_frames, checkpoint_every, augment, paste, paste_phase2,
           seed, threads, print_params):
@@ -193,7 +202,8 @@ def adapt(out, datasets, roots, allow_downstream, phantom, sam_checkpoint, model
     Writes OUT/config.toml (replay it with --config OUT/config.toml).
     """
     model_name = model_name or ("vit_b" if sam_checkpoint else "tiny")
-    config = _model_config(model_name, detail_channels, detail_scale, detail_levels, decoder_dim)  # bad options fail first
+    config = _model_config(model_name, detail_channels, detail_scale, detail_levels, decoder_dim,
+                           encoder_dim)  # bad options fail first
     if print_params:
         _print_params(model_name, config, datasets or PHANTOM_DATASETS)
         return

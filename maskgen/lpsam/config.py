@@ -173,6 +173,18 @@ def with_decoder_dim(config: LPSAMConfig, dim: int) -> LPSAMConfig:
     return replace(config, prompt_dim=dim, decoder_mlp_dim=4 * dim, lpe_mlp_dim=4 * dim)
 
 
+def with_encoder_dim(config: LPSAMConfig, dim: int) -> LPSAMConfig:
+    """``config`` with an image encoder ``dim`` wide (the ViT's ``embed_dim``; its heads, depth and
+    MLP ratio unchanged, so each head ``dim / num_heads`` wide, and the adapters ``adapter_ratio`` of
+    it). Only for a model without SAM weights: an official checkpoint fixes the width."""
+    if config.sam_variant is not None:
+        raise ValueError(f"{config.name} loads SAM's {config.sam_variant} weights, whose encoder is "
+                         f"{config.embed_dim} wide; an encoder width is for tiny")
+    if dim % config.num_heads or dim % 8:
+        raise ValueError(f"encoder width {dim} must be a multiple of 8 and of the heads ({config.num_heads})")
+    return replace(config, embed_dim=dim)
+
+
 def get_config(name: str) -> LPSAMConfig:
     """The registered config ``name`` (``tiny``, ``vit_b``, ``vit_l``, ``vit_h``)."""
     if name not in CONFIGS:

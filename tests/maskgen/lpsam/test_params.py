@@ -103,3 +103,41 @@ def test_a_wider_tiny_decoder_round_trips_and_only_tiny_takes_it(tmp_path, monke
     result = CliRunner().invoke(adapt, ["--out", "unused", "--model", "vit_b", "--decoder-dim", "128"])
     assert result.exit_code == 2 and "--decoder-dim" in result.output, result.output
     assert not (tmp_path / "unused").exists()
+
+
+def test_a_wider_tiny_encoder_round_trips_and_only_tiny_takes_it(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from maskgen.cli.adapt import adapt
+    from maskgen.lpsam.artifacts import load_adapt_dir, save_adapt_dir
+    from maskgen.lpsam.config import with_encoder_dim
+    from maskgen.lpsam.testing import MICRO, synthetic_pairs
+
+    tiny = get_config("tiny")
+    wide = with_encoder_dim(tiny, 128)
+    assert wide.embed_dim == 128 and wide == type(tiny)(**{**tiny.__dict__, "embed_dim": 128})
+    for name, dim in (("vit_b", 128), ("tiny", 100), ("tiny", 60)):
+        with pytest.raises(ValueError, match="encoder"):
+            with_encoder_dim(get_config(name), dim)
+
+    pairs = synthetic_pairs(n_per_dataset=2, size=64, seed=0)
+    torch.manual_seed(0)
+    model = build_lpsam(with_encoder_dim(MICRO, 48), len(pairs.classes)).eval()
+    assert model.image_encoder.patch_embed.proj.out_channels == 48
+    save_adapt_dir(tmp_path / "adapt", model, pairs.classes, None, {})
+    loaded, _ = load_adapt_dir(tmp_path / "adapt")
+    assert loaded.config.embed_dim == 48
+    x = model.preprocess(torch.randint(0, 256, (1, 64, 64), dtype=torch.uint8))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.predict_latent(x)[0], model.predict_latent(x)[0])
+
+    monkeypatch.chdir(tmp_path)
+    default, wider = _trainable(), _trainable("--encoder-dim", "128")
+    with torch.device("meta"):
+        built = build_lpsam(wide, 5)
+    assert wider["phase1"] == sum(p.numel() for p in built.parameters()) - sum(p.numel() for p in built.lpe.parameters())
+    assert wider["phase1"] > 2 * default["phase1"]
+    assert wider["phase2_decoder"] == default["phase2_decoder"]  # the decoder and LPE keep their width
+    result = CliRunner().invoke(adapt, ["--out", "unused", "--model", "vit_b", "--encoder-dim", "128"])
+    assert result.exit_code == 2 and "--encoder-dim" in result.output, result.output
+    assert not (tmp_path / "unused").exists()
