@@ -67,13 +67,29 @@ def _trainable(*options: str) -> dict[str, int]:
     return {row.split()[0]: int(row.split("(")[1].rstrip(")").replace(",", "")) for row in rows if "(" in row}
 
 
+def _saved_and_loaded(config, folder):
+    """A model of ``config`` saved as an adaptation folder and loaded back; asserts the loaded one
+    predicts what the saved one did."""
+    from maskgen.lpsam.artifacts import load_adapt_dir, save_adapt_dir
+    from maskgen.lpsam.testing import synthetic_pairs
+
+    pairs = synthetic_pairs(n_per_dataset=2, size=64, seed=0)
+    torch.manual_seed(0)
+    model = build_lpsam(config, len(pairs.classes)).eval()
+    save_adapt_dir(folder, model, pairs.classes, None, {})
+    loaded, _ = load_adapt_dir(folder)
+    x = model.preprocess(torch.randint(0, 256, (1, 64, 64), dtype=torch.uint8))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.predict_latent(x)[0], model.predict_latent(x)[0])
+    return loaded
+
+
 def test_a_wider_tiny_decoder_round_trips_and_only_tiny_takes_it(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from maskgen.cli.adapt import adapt
-    from maskgen.lpsam.artifacts import load_adapt_dir, save_adapt_dir
     from maskgen.lpsam.config import with_decoder_dim
-    from maskgen.lpsam.testing import MICRO, synthetic_pairs
+    from maskgen.lpsam.testing import MICRO
 
     tiny = get_config("tiny")
     wide = with_decoder_dim(tiny, 128)
@@ -84,15 +100,8 @@ def test_a_wider_tiny_decoder_round_trips_and_only_tiny_takes_it(tmp_path, monke
         with pytest.raises(ValueError, match="decoder"):
             with_decoder_dim(get_config(name), dim)
 
-    pairs = synthetic_pairs(n_per_dataset=2, size=64, seed=0)
-    torch.manual_seed(0)
-    model = build_lpsam(with_decoder_dim(MICRO, 64), len(pairs.classes)).eval()
-    save_adapt_dir(tmp_path / "adapt", model, pairs.classes, None, {})
-    loaded, _ = load_adapt_dir(tmp_path / "adapt")
+    loaded = _saved_and_loaded(with_decoder_dim(MICRO, 64), tmp_path / "adapt")
     assert loaded.config.prompt_dim == 64 and loaded.mask_decoder.transformer_dim == 64
-    x = model.preprocess(torch.randint(0, 256, (1, 64, 64), dtype=torch.uint8))
-    with torch.no_grad():
-        torch.testing.assert_close(loaded.predict_latent(x)[0], model.predict_latent(x)[0])
 
     monkeypatch.chdir(tmp_path)
     default, wider = _trainable(), _trainable("--decoder-dim", "128")
@@ -109,9 +118,8 @@ def test_a_wider_tiny_encoder_round_trips_and_only_tiny_takes_it(tmp_path, monke
     from click.testing import CliRunner
 
     from maskgen.cli.adapt import adapt
-    from maskgen.lpsam.artifacts import load_adapt_dir, save_adapt_dir
     from maskgen.lpsam.config import with_encoder_dim
-    from maskgen.lpsam.testing import MICRO, synthetic_pairs
+    from maskgen.lpsam.testing import MICRO
 
     tiny = get_config("tiny")
     wide = with_encoder_dim(tiny, 128)
@@ -120,16 +128,8 @@ def test_a_wider_tiny_encoder_round_trips_and_only_tiny_takes_it(tmp_path, monke
         with pytest.raises(ValueError, match="encoder"):
             with_encoder_dim(get_config(name), dim)
 
-    pairs = synthetic_pairs(n_per_dataset=2, size=64, seed=0)
-    torch.manual_seed(0)
-    model = build_lpsam(with_encoder_dim(MICRO, 48), len(pairs.classes)).eval()
-    assert model.image_encoder.patch_embed.proj.out_channels == 48
-    save_adapt_dir(tmp_path / "adapt", model, pairs.classes, None, {})
-    loaded, _ = load_adapt_dir(tmp_path / "adapt")
-    assert loaded.config.embed_dim == 48
-    x = model.preprocess(torch.randint(0, 256, (1, 64, 64), dtype=torch.uint8))
-    with torch.no_grad():
-        torch.testing.assert_close(loaded.predict_latent(x)[0], model.predict_latent(x)[0])
+    loaded = _saved_and_loaded(with_encoder_dim(MICRO, 48), tmp_path / "adapt")
+    assert loaded.config.embed_dim == 48 and loaded.image_encoder.patch_embed.proj.out_channels == 48
 
     monkeypatch.chdir(tmp_path)
     default, wider = _trainable(), _trainable("--encoder-dim", "128")
