@@ -56,16 +56,13 @@ def _model_config(model_name: str, detail_channels: int | None, detail_scale: st
     from maskgen.lpsam.config import get_config, with_decoder_dim, with_encoder_dim
 
     config = get_config(model_name)
-    if encoder_dim is not None:
-        try:
-            config = with_encoder_dim(config, encoder_dim)
-        except ValueError as err:
-            raise click.BadParameter(str(err), param_hint="--encoder-dim") from err
-    if decoder_dim is not None:
-        try:
-            config = with_decoder_dim(config, decoder_dim)
-        except ValueError as err:
-            raise click.BadParameter(str(err), param_hint="--decoder-dim") from err
+    for hint, width, widen in (("--encoder-dim", encoder_dim, with_encoder_dim),
+                               ("--decoder-dim", decoder_dim, with_decoder_dim)):
+        if width is not None:
+            try:
+                config = widen(config, width)
+            except ValueError as err:
+                raise click.BadParameter(str(err), param_hint=hint) from err
     if detail_channels is not None:
         config = replace(config, detail_channels=detail_channels,
                          detail_scale=config.detail_scale if detail_channels else 1,

@@ -158,13 +158,20 @@ OFFICIAL_INPUT_SIZE = 1024
 OFFICIAL_PATCH_SIZE = 16
 
 
+def _refuse_official_width(config: LPSAMConfig, part: str, width: int) -> None:
+    """A width option is for a model without SAM weights: an official checkpoint fixes the width
+    of ``part`` ("a decoder", "an encoder") at ``width``."""
+    if config.sam_variant is not None:
+        noun = part.split()[-1]
+        raise ValueError(f"{config.name} loads SAM's {config.sam_variant} weights, whose {noun} is "
+                         f"{width} wide; {part} width is for tiny")
+
+
 def with_decoder_dim(config: LPSAMConfig, dim: int) -> LPSAMConfig:
     """``config`` with a mask decoder and latent prompt engine ``dim`` wide (SAM's transformer_dim,
     the image encoder's neck output), their MLPs 4 x ``dim`` as in ``tiny``. Only for a model
     without SAM weights: an official checkpoint fixes the width."""
-    if config.sam_variant is not None:
-        raise ValueError(f"{config.name} loads SAM's {config.sam_variant} weights, whose decoder is "
-                         f"{config.prompt_dim} wide; a decoder width is for tiny")
+    _refuse_official_width(config, "a decoder", config.prompt_dim)
     if dim % 8 or dim % config.decoder_heads or dim % config.lpe_heads:
         raise ValueError(f"decoder width {dim} must be a multiple of 8 and of the heads "
                          f"({config.decoder_heads}, {config.lpe_heads})")
@@ -177,9 +184,7 @@ def with_encoder_dim(config: LPSAMConfig, dim: int) -> LPSAMConfig:
     """``config`` with an image encoder ``dim`` wide (the ViT's ``embed_dim``; its heads, depth and
     MLP ratio unchanged, so each head ``dim / num_heads`` wide, and the adapters ``adapter_ratio`` of
     it). Only for a model without SAM weights: an official checkpoint fixes the width."""
-    if config.sam_variant is not None:
-        raise ValueError(f"{config.name} loads SAM's {config.sam_variant} weights, whose encoder is "
-                         f"{config.embed_dim} wide; an encoder width is for tiny")
+    _refuse_official_width(config, "an encoder", config.embed_dim)
     if dim % config.num_heads or dim % 8:
         raise ValueError(f"encoder width {dim} must be a multiple of 8 and of the heads ({config.num_heads})")
     return replace(config, embed_dim=dim)
