@@ -19,6 +19,8 @@ from pathlib import Path
 
 import click
 
+from maskgen.lpsam.report import mean_interval
+
 AIM = 0.80  # the per-class held-out Dice the tiny default aims at in every seed
 
 
@@ -60,7 +62,7 @@ def _interval_note(reports: list[dict], classes: list[str]) -> list[str]:
     """How far a row's latent-prompt mean can move by the draw of its frames alone: the half-width of
     its normal 95% interval, 1.96 x std / sqrt(frames), as its range over the rows per class (none when
     the reports lack the std or frame counts)."""
-    widths = {c: [1.96 * q["dice_std"] / q["frames"] ** 0.5 for r in reports
+    widths = {c: [mean_interval(q["dice_std"], q["frames"]) for r in reports
                   if (q := r["heldout"]["latent"][c]).get("dice_std") is not None and q.get("frames")]
               for c in classes}
     parts = []

@@ -36,14 +36,25 @@ def _f3(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def mean_interval(std: float, frames: int) -> float:
+    """Half-width of the normal 95% interval of a mean over ``frames`` values of spread ``std``,
+    1.96 x std / sqrt(frames): how far a class's mean Dice can move by the draw of its frames alone
+    (frames counted as independent, so narrower than the truth where frames share a patient)."""
+    return 1.96 * std / frames ** 0.5
+
+
 def quality_table(per_class: dict) -> list[str]:
-    lines = ["| anatomy class | frames | Dice | IoU | median Dice | precision | recall | frames without it "
-             "| false positives there |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    """Markdown rows of ``maskgen.lpsam.evaluate.class_report`` results, one per class; the column
+    "± mean" is the Dice mean's 95% interval (``mean_interval``)."""
+    lines = ["| anatomy class | frames | Dice | ± mean | IoU | median Dice | precision | recall "
+             "| frames without it | false positives there |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in per_class.items():
         fp = "n/a" if r["false_positive_rate"] is None else f"{r['false_positive_rate']:.2f}"
         med, prec, rec = (_f3(r.get(k)) for k in ("dice_median", "precision_mean", "recall_mean"))
-        lines.append(f"| {name} | {r['frames']} | {_pm(r['dice_mean'], r['dice_std'])} | "
+        ci = ("n/a" if r["dice_mean"] is None or not r["frames"]
+              else f"±{mean_interval(r['dice_std'], r['frames']):.3f}")
+        lines.append(f"| {name} | {r['frames']} | {_pm(r['dice_mean'], r['dice_std'])} | {ci} | "
                      f"{_pm(r['iou_mean'], r['iou_std'])} | {med} | {prec} | {rec} | {r['empty_gt']} | {fp} |")
     return lines
 
@@ -135,7 +146,9 @@ def render_markdown(report: dict) -> str:
         *[line for w in collapse_warnings(report["heldout"]) for line in (f"**WARNING**: {w}", "")],
         "## Held-out mask quality, latent prompts (no prompt from a person)", "",
         "Grouped held-out split; masks thresholded at 0.5 at the model's input size; mean ± std over "
-        "frames whose ground truth contains the class. Precision (of the frames with a non-empty mask) "
+        "frames whose ground truth contains the class; ± mean: the 95% interval of the mean Dice over "
+        "those frames (1.96 x std / sqrt(frames)), narrower than the truth where frames share a "
+        "patient. Precision (of the frames with a non-empty mask) "
         "well under recall: the masks are larger than their structure.", "",
         *quality_table(report["heldout"]["latent"]), "",
         *prompt_comparison(report["heldout"]),

@@ -106,6 +106,8 @@ def render_markdown(result: dict) -> str:
         + ", ".join(f"{k} {_frames(v)}" for k, v in data["datasets"].items()) + ".", "",
         *[line for w in result["warnings"] for line in (f"**WARNING**: {w}", "")],
         "## Latent prompts (no prompt from a person)", "",
+        "Mean ± std over the frames whose ground truth contains the class; ± mean: the 95% interval of "
+        "the mean Dice (1.96 x std / sqrt(frames)), narrower than the truth where frames share a patient.", "",
         *quality_table(result["heldout"]["latent"]), "",
         *prompt_comparison(result["heldout"]),
         "## For reference: ground-truth box prompts", "",

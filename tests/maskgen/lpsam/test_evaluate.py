@@ -23,7 +23,13 @@ from maskgen.lpsam.evaluate import (
 )
 from maskgen.lpsam.model import build_lpsam
 from maskgen.lpsam.prompts import interior_points
-from maskgen.lpsam.report import fit_section, prompt_comparison, prompted_dice, quality_table
+from maskgen.lpsam.report import (
+    fit_section,
+    mean_interval,
+    prompt_comparison,
+    prompted_dice,
+    quality_table,
+)
 from maskgen.lpsam.testing import MICRO, synthetic_pairs
 
 CPU = torch.device("cpu")
@@ -65,6 +71,17 @@ def test_quality_table_reads_reports_written_before_precision_and_recall():
     old = {"frames": 3, "dice_mean": 0.8, "dice_std": 0.1, "dice_median": 0.8, "iou_mean": 0.7,
            "iou_std": 0.1, "empty_gt": 0, "false_positive_rate": None}
     assert "| n/a | n/a |" in quality_table({"cls": old})[2]
+
+
+def test_quality_table_gives_each_mean_its_95_percent_interval():
+    row = {"frames": 80, "dice_mean": 0.783, "dice_std": 0.163, "dice_median": 0.839, "iou_mean": 0.669,
+           "iou_std": 0.196, "empty_gt": 0, "false_positive_rate": None}
+    assert mean_interval(0.163, 80) == pytest.approx(0.0357, abs=1e-4)   # 1.96 x 0.163 / sqrt(80)
+    assert mean_interval(0.163, 320) == pytest.approx(mean_interval(0.163, 80) / 2)
+    table = quality_table({"ddti/nodule": row, "none": {**row, "frames": 0, "dice_mean": None, "dice_std": None}})
+    assert "| Dice | ± mean |" in table[0]
+    assert "| 0.783 ± 0.163 | ±0.036 |" in table[2]
+    assert "| n/a | n/a |" in table[3]
 
 
 def test_summary_counts_the_held_out_groups_per_dataset():
