@@ -3,7 +3,7 @@
 #   make test   the test suite (what .ci/run calls)
 #   make study  the longer "does anatomy help?" study, after make demo (outputs under runs/study/)
 #   make adapt-seeds  the tiny default adaptation over three seeds on the full-scale phantom, side by
-#               side (ADAPT_JOBS=3, one thread each), about 70 min on 2 cores (outputs and tables under
+#               side (ADAPT_JOBS=3, one thread each), about 95 min on 2 cores (outputs and tables under
 #               runs/seeds/, see docs/lpsam.md; ADAPT_JOBS=1 for one seed at a time at two threads)
 PYTHON ?= python3
 VENV   ?= .venv

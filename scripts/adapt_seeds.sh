@@ -7,9 +7,8 @@
 #                     20% held out are 20 patients; quick holds out 2, too few to measure a class)
 #   SEEDS="0 1 2"     adaptation seeds (the held-out split, new weights and batch order)
 #   JOBS=1            seeds adapted side by side (each seed's output then goes to OUT_DIR/seed<s>.log);
-#                     JOBS=3 THREADS=1 on 2 cores: three seeds of the default adapted and scored in 68
-#                     min; one at a time at two threads a seed took 22-23 min with 1600 phase-1 steps,
-#                     so about 30 min with the default's 3200 (estimated)
+#                     JOBS=3 THREADS=1 on 2 cores: three seeds of the default (3200 + 2400 steps)
+#                     adapted and scored in 93 min (phase 1 about 38 min, phase 2 about 40 min a seed)
 #   THREADS=2         torch CPU threads of each job (default 2, or 1 when JOBS > 1)
 #   ADAPT_ARGS="..."  extra `maskgen adapt` options, e.g. "--frozen-decoder" for a variant
 #   PHASE1_FROM=DIR   start each seed from DIR/seed<s>'s phase-1 weights, so a variant of phase 2 is
