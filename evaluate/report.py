@@ -200,6 +200,40 @@ def tasks_table(infos: list[dict]) -> list[str]:
     return lines
 
 
+def glance_table(plan: dict, infos: list[dict], rows: list[dict], tests: list[dict]) -> list[str]:
+    """The main metric (macro F1 / Dice) of every (protocol, task) in one table: each method's mean
+    ± the 95% t half-interval over folds, in percent, then the full method's paired difference
+    with the reference and with each ablation (points, paired t-test p; every method's with the
+    reference when the plan has no full method). ``tests`` are ``task_section``'s."""
+    methods = display_order(plan)
+    full = plan.get("full_method")
+    pairs = [(m, b) for m, b in comparisons(plan) if full in (None, m)]
+    by_key = {(t["protocol"], t["task"], t["metric"], t["method"], t["baseline"]): t for t in tests}
+    lines = ["| protocol, task | " + " | ".join(methods) + " | " + " | ".join(f"{m} − {b}" for m, b in pairs) + " |",
+             "|---" * (1 + len(methods) + len(pairs)) + "|"]
+    for protocol in plan_protocols(plan):
+        for info in infos:
+            if info.get("status") != "ok" or not applies(protocol, info["kind"]):
+                continue
+            metric = SELECTION_METRIC[info["kind"]]
+            stats = [summary(list(fold_values(rows, info["task"], m, metric, protocol).values())) for m in methods]
+            if not any(s["n"] for s in stats):
+                continue
+            cells = ["—" if not s["n"] else f"{100 * s['mean']:.1f} (n=1)" if s["n"] < 2
+                     else f"{100 * s['mean']:.1f} ± {100 * (s['ci_high'] - s['mean']):.1f}" for s in stats]
+            for m, b in pairs:
+                t = by_key.get((protocol, info["task"], metric, m, b))
+                cells.append("—" if t is None or math.isnan(t["mean_diff"]) else
+                             f"{100 * t['mean_diff']:+.1f}" + ("" if math.isnan(t["t_p"]) else
+                                                                  f" (p {t['t_p']:.2f})" if t["t_p"] >= 0.005 else " (p < 0.01)"))
+            lines.append(f"| {protocol}, {info['task']} | " + " | ".join(cells) + " |")
+    if len(lines) == 2:
+        return []
+    return ["Main metric of every task and protocol (macro F1 for classification, Dice for segmentation), "
+            "in percent: mean ± the 95% t half-interval over folds; the differences are paired on the "
+            "same folds, with the t-test p.", "", *lines, ""]
+
+
 def tests_table(tests: list[dict]) -> list[str]:
     """The selection metric's tests (macro F1 / Dice); every metric's are in tests.csv."""
     tests = [t for t in tests if t["metric"] in SELECTION_METRIC.values()]
@@ -430,7 +464,7 @@ def build_report(out_dir: str | Path, tasks: list[str] | None = None,
         "## Reference and FPNs", "", *reference_section(out_dir, plan),
         *pretraining_section(out_dir, plan),
         "## Tasks", *tasks_table(infos),
-        "## Summary", "", *summary_lines,
+        "## Summary", "", *glance_table(plan, infos, rows, tests), *summary_lines,
         *body,
         "## Paired tests", "",
         "Each method against the reference, and the full method against each ablation, under every "

@@ -70,3 +70,29 @@ def test_wilcoxon_floor_with_five_folds_and_degenerate_cases():
     assert math.isnan(same["t_p"]) and math.isnan(same["wilcoxon_p"])
     with pytest.raises(ValueError):
         paired_tests([1, 2], [1, 2, 3])
+
+
+def test_glance_table_gives_each_method_its_interval_and_the_full_method_its_paired_differences():
+    from evaluate.report import glance_table
+    from evaluate.stats import paired_tests, summary
+
+    plan = {"methods": ["random", "anaus", "anaus-grid"], "reference": "random", "full_method": "anaus",
+            "ablations": ["anaus-grid"], "profile": {"protocols": ["frozen", "linear"]}}
+    infos = [{"task": "busi-seg", "kind": "segmentation", "status": "ok"},
+             {"task": "busi-cls", "kind": "classification", "status": "ok"}]
+    dice = {"random": [0.30, 0.40, 0.35], "anaus": [0.50, 0.52, 0.47], "anaus-grid": [0.45, 0.50, 0.40]}
+    rows = [{"task": "busi-seg", "protocol": "frozen", "fold": f, "method": m, "seed": 0, "metric": "dice", "value": v}
+            for m, values in dice.items() for f, v in enumerate(values)]
+    tests = [{"protocol": "frozen", "task": "busi-seg", "metric": "dice", "method": m, "baseline": b,
+              **paired_tests(dice[m], dice[b])} for m, b in (("anaus", "random"), ("anaus-grid", "random"),
+                                                               ("anaus", "anaus-grid"))]
+    lines = glance_table(plan, infos, rows, tests)
+    header, row = lines[2], lines[4]
+    assert header == "| protocol, task | random | anaus-grid | anaus | anaus − random | anaus − anaus-grid |"
+    s = summary(dice["anaus"])
+    t = paired_tests(dice["anaus"], dice["random"])
+    assert row.startswith("| frozen, busi-seg | 35.0 ± ")
+    assert f"| {100 * s['mean']:.1f} ± {100 * (s['ci_high'] - s['mean']):.1f} |" in row
+    assert f"| +{100 * t['mean_diff']:.1f} (p {t['t_p']:.2f}) |" in row
+    assert len(lines) == 6  # the classification task has no cell under either protocol: no row
+    assert glance_table(plan, infos, [], []) == []

@@ -49,7 +49,8 @@ def test_sweep_end_to_end_and_resume(tmp_path, fake_opener, tiny_profile, checkp
                    "## Fine-tuning", "## Linear probe", "## Frozen-backbone segmentation", "## Label efficiency",
                    "figures/summary.png", "figures/pocus-cls-linear.png", "figures/udiat-seg-frozen.png",
                    "zero_init_last", "| random | step-0 init | step-0 FPN", "| anaus | `anaus.safetensors` | new",
-                   "| low-label | udiat-seg | dice | anaus | random | 3 |", "best, median and worst"):
+                   "| low-label | udiat-seg | dice | anaus | random | 3 |", "best, median and worst",
+                   "| protocol, task | random | anaus | anaus − random |", "| frozen, udiat-seg | "):
         assert needle in text, needle
     # per task: 3 protocols (cls: finetune, linear, low-label; seg: finetune, frozen, low-label)
     assert "Cells finished: 36 of 36; failed: 0" in text
