@@ -200,6 +200,14 @@ def tasks_table(infos: list[dict]) -> list[str]:
     return lines
 
 
+def _paired_cell(test: dict | None) -> str:
+    """'+4.0 (p 0.26)': a paired test's mean difference in points and its t-test p."""
+    if test is None or math.isnan(test["mean_diff"]):
+        return "—"
+    p = test["t_p"]
+    return f"{100 * test['mean_diff']:+.1f}" + ("" if math.isnan(p) else f" (p {p:.2f})" if p >= 0.005 else " (p < 0.01)")
+
+
 def glance_table(plan: dict, infos: list[dict], rows: list[dict], tests: list[dict]) -> list[str]:
     """The main metric (macro F1 / Dice) of every (protocol, task) in one table: each method's mean
     ± the 95% t half-interval over folds, in percent, then the full method's paired difference
@@ -221,11 +229,7 @@ def glance_table(plan: dict, infos: list[dict], rows: list[dict], tests: list[di
                 continue
             cells = ["—" if not s["n"] else f"{100 * s['mean']:.1f} (n=1)" if s["n"] < 2
                      else f"{100 * s['mean']:.1f} ± {100 * (s['ci_high'] - s['mean']):.1f}" for s in stats]
-            for m, b in pairs:
-                t = by_key.get((protocol, info["task"], metric, m, b))
-                cells.append("—" if t is None or math.isnan(t["mean_diff"]) else
-                             f"{100 * t['mean_diff']:+.1f}" + ("" if math.isnan(t["t_p"]) else
-                                                                  f" (p {t['t_p']:.2f})" if t["t_p"] >= 0.005 else " (p < 0.01)"))
+            cells += [_paired_cell(by_key.get((protocol, info["task"], metric, m, b))) for m, b in pairs]
             lines.append(f"| {protocol}, {info['task']} | " + " | ".join(cells) + " |")
     if len(lines) == 2:
         return []

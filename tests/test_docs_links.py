@@ -5,6 +5,7 @@ rule: lower case, punctuation but ``-`` and ``_`` dropped, spaces to ``-``, repe
 from __future__ import annotations
 
 import re
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ def slug(heading: str) -> str:
     return text.replace(" ", "-")
 
 
+@cache
 def anchors(page: Path) -> set[str]:
     """The anchors of a Markdown page's headings (fenced code skipped)."""
     found: set[str] = set()
@@ -56,7 +58,7 @@ def test_relative_links_resolve(page):
         if re.match(r"[a-z]+:", target):  # http(s), mailto: not checked here (no network)
             continue
         path, _, fragment = target.partition("#")
-        dest = (page.parent / path) if path else page
+        dest = (page.parent / path).resolve() if path else page
         if not dest.exists():
             broken.append(f"{target}: no such file")
         elif fragment and dest.suffix == ".md" and fragment not in anchors(dest):

@@ -43,6 +43,10 @@ def mean_interval(std: float, frames: int) -> float:
     return 1.96 * std / frames ** 0.5
 
 
+MEAN_INTERVAL_NOTE = ("± mean: the 95% interval of the mean Dice over those frames (1.96 x std / sqrt(frames)), "
+                      "narrower than the truth where frames share a patient.")
+
+
 def quality_table(per_class: dict) -> list[str]:
     """Markdown rows of ``maskgen.lpsam.evaluate.class_report`` results, one per class; the column
     "± mean" is the Dice mean's 95% interval (``mean_interval``)."""
@@ -146,10 +150,8 @@ def render_markdown(report: dict) -> str:
         *[line for w in collapse_warnings(report["heldout"]) for line in (f"**WARNING**: {w}", "")],
         "## Held-out mask quality, latent prompts (no prompt from a person)", "",
         "Grouped held-out split; masks thresholded at 0.5 at the model's input size; mean ± std over "
-        "frames whose ground truth contains the class; ± mean: the 95% interval of the mean Dice over "
-        "those frames (1.96 x std / sqrt(frames)), narrower than the truth where frames share a "
-        "patient. Precision (of the frames with a non-empty mask) "
-        "well under recall: the masks are larger than their structure.", "",
+        f"frames whose ground truth contains the class; {MEAN_INTERVAL_NOTE[:-1]}. Precision (of the frames "
+        "with a non-empty mask) well under recall: the masks are larger than their structure.", "",
         *quality_table(report["heldout"]["latent"]), "",
         *prompt_comparison(report["heldout"]),
         *fit_section(report["heldout"], report.get("training_fit")),

@@ -27,7 +27,12 @@ from maskgen.lpsam.data import AnatomyClass, PairSet, load_pairs
 from maskgen.lpsam.evaluate import evaluate
 from maskgen.lpsam.figures import ExamplePicker, heldout_overlays
 from maskgen.lpsam.model import LPSAM
-from maskgen.lpsam.report import collapse_warnings, prompt_comparison, quality_table
+from maskgen.lpsam.report import (
+    MEAN_INTERVAL_NOTE,
+    collapse_warnings,
+    prompt_comparison,
+    quality_table,
+)
 
 
 def frame_digests(images: torch.Tensor) -> list[str]:
@@ -106,8 +111,7 @@ def render_markdown(result: dict) -> str:
         + ", ".join(f"{k} {_frames(v)}" for k, v in data["datasets"].items()) + ".", "",
         *[line for w in result["warnings"] for line in (f"**WARNING**: {w}", "")],
         "## Latent prompts (no prompt from a person)", "",
-        "Mean ± std over the frames whose ground truth contains the class; ± mean: the 95% interval of "
-        "the mean Dice (1.96 x std / sqrt(frames)), narrower than the truth where frames share a patient.", "",
+        f"Mean ± std over the frames whose ground truth contains the class; {MEAN_INTERVAL_NOTE}", "",
         *quality_table(result["heldout"]["latent"]), "",
         *prompt_comparison(result["heldout"]),
         "## For reference: ground-truth box prompts", "",
